@@ -1,0 +1,82 @@
+"""``python -m hikaze_manager``: run the server on its own (trying it out, the panel alone, CI)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+import threading
+
+from .config import DEFAULT_PORT, DefaultConfig
+from .security import LOOPBACK_NAMES, host_name
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hikaze_manager", description="Run the Hikaze Manager server."
+    )
+    parser.add_argument("--data-dir", default=None,
+                        help=f"library folder (default: {DefaultConfig.DATA_DIR}, or $HIKAZE_DATA_DIR)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; anything else requires a token)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; the next free one if taken; 0 for any)")
+    parser.add_argument("--comfyui-dir", default=None,
+                        help="a ComfyUI folder: its models/ folders and extra_model_paths.yaml")
+    parser.add_argument("--models-dir", default=None,
+                        help="a folder with one sub-folder per model type")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a foreign origin allowed to call the API (e.g. http://127.0.0.1:8188)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> dict:
+    """App config from the command line (only options given override the environment)."""
+    config: dict = {"HOST": args.host, "PORT": args.port, "ALLOWED_ORIGINS": args.allow_origin}
+    if args.data_dir:
+        config["DATA_DIR"] = args.data_dir
+    if args.comfyui_dir:
+        config["COMFYUI_DIR"] = args.comfyui_dir
+    if args.models_dir:
+        config["MODELS_DIR"] = args.models_dir
+    if host_name(args.host) not in LOOPBACK_NAMES:
+        config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the server, print its URL, serve until Ctrl-C or SIGTERM."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import create_app
+    from .server import start_server
+
+    app = create_app(build_config(args))
+    token = app.config.get("AUTH_TOKEN")
+    try:
+        handle = start_server(app, args.host, args.port, threads=args.threads)
+    except OSError as exc:
+        print(f"[Hikaze] could not start the server: {exc}", file=sys.stderr)
+        return 1
+    print(f"[Hikaze] Hikaze Manager is running at {handle.url}", flush=True)
+    print(f"[Hikaze] data folder: {app.config['DATA_DIR']}", flush=True)
+    if token:
+        print(f"[Hikaze] clients not on this machine must send {token!r} as X-Hikaze-Token", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("[Hikaze] stopping", flush=True)
+    handle.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Default configuration; every key can be overridden by HIKAZE_<KEY> or by create_app(config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_PORT = 8189
+
+
+class DefaultConfig:
+    """Defaults for a standalone run on this machine."""
+
+    HOST = "127.0.0.1"
+    PORT = DEFAULT_PORT
+    DATA_DIR = str(ROOT / "data")
+    # Extra Host names to accept besides loopback (e.g. a LAN name when exposed on purpose).
+    ALLOWED_HOSTS: list[str] = []
+    # Foreign origins allowed to call the API (the ComfyUI page); never "*".
+    ALLOWED_ORIGINS: list[str] = []
+    # Required as X-Hikaze-Token from non-loopback clients; set when bound beyond loopback.
+    AUTH_TOKEN: str | None = None
+    # {type: {"roots": [dir, ...], "extensions": [".safetensors", ...]}} injected by comfy_node.
+    MODEL_TYPES: dict | None = None
+    COMFYUI_DIR: str | None = None
+    MODELS_DIR: str | None = None
+    # Upload bodies above this get 413 before they are read in full.
+    MAX_CONTENT_LENGTH = 64 * 1024 * 1024
+    JSON_SORT_KEYS = False

@@ -1,0 +1,89 @@
+"""SQLite connections: one per request (on ``g``) or per background task, WAL, explicit transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, current_app, g
+
+BUSY_TIMEOUT_S = 15.0
+DB_FILE_NAME = "hikaze_model_manager.db"
+
+
+def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
+    """A ``file:`` URI for ``path`` that survives ``?``, ``#`` and ``%`` in the path."""
+    absolute = Path(path).expanduser().absolute()
+    return f"file:{urllib.request.pathname2url(str(absolute))}?mode={mode}"
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open a connection configured the one way this project uses SQLite.
+
+    Autocommit mode (``isolation_level=None``): reads need no transaction, and every write goes
+    through :func:`transaction`, which takes the write lock up front with ``BEGIN IMMEDIATE``.
+    """
+    conn = sqlite3.connect(
+        sqlite_uri(path, "ro" if read_only else "rwc"),
+        uri=True,
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a read-modify-write atomically; nested use becomes a savepoint."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT nested")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO nested")
+            conn.execute("RELEASE nested")
+            raise
+        conn.execute("RELEASE nested")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def connection(path: str | Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+    """Short-lived connection for code outside a request (jobs, node execution)."""
+    conn = connect(path, read_only=read_only)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def get_db() -> sqlite3.Connection:
+    """Connection for the current request; opened on first use, closed at teardown."""
+    if "db" not in g:
+        state = current_app.extensions["hikaze"]
+        g.db = connect(state.paths.database, read_only=state.read_only_reason is not None)
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    """Close the request's connection, if one was opened."""
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def init_app(app: Flask) -> None:
+    """Register the per-request connection teardown."""
+    app.teardown_appcontext(close_db)

@@ -1,0 +1,154 @@
+"""Ordered schema upgrades keyed on ``PRAGMA user_version``; a backup is written before any upgrade.
+
+Version 1 is the Hikaze Model Manager 2 schema as it is (``schema.sql``), so a reference data folder
+(``user_version`` 0) is upgraded in place. Each step runs in its own transaction together with the
+``user_version`` bump, so a failed step leaves the database at the previous version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import transaction
+from ..services.tags import normalize_tag_name, tag_key
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_SQL = Path(__file__).with_name("schema.sql")
+
+
+def _baseline(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA_SQL.read_text(encoding="utf-8").split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _tag_keys_and_indexes(conn: sqlite3.Connection) -> None:
+    """Make tag names unique case-insensitively (first spelling wins) and add listing indexes."""
+    conn.execute("ALTER TABLE tags ADD COLUMN name_key TEXT")
+    keepers: dict[str, int] = {}
+    for tag_id, name in conn.execute("SELECT id, name FROM tags ORDER BY id").fetchall():
+        clean = normalize_tag_name(name or "") or f"tag {tag_id}"
+        key = tag_key(clean)
+        keeper = keepers.get(key)
+        if keeper is None:
+            keepers[key] = tag_id
+            conn.execute(
+                "UPDATE tags SET name = ?, name_key = ? WHERE id = ?", (clean, key, tag_id)
+            )
+            continue
+        # A later spelling of an existing tag: move its links to the first one, then drop it.
+        conn.execute(
+            "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
+            "SELECT model_hash, ? FROM model_tags WHERE tag_id = ?",
+            (keeper, tag_id),
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO pending_model_tags(model_id, tag_id) "
+            "SELECT model_id, ? FROM pending_model_tags WHERE tag_id = ?",
+            (keeper, tag_id),
+        )
+        conn.execute("DELETE FROM tags WHERE id = ?", (tag_id,))
+        logger.info("merged tag %r into tag %d (same name ignoring case)", name, keeper)
+    conn.execute("CREATE UNIQUE INDEX idx_tags_name_key ON tags(name_key)")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_models_type ON models(type)")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_model_tags_tag ON model_tags(tag_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_pending_tags_tag ON pending_model_tags(tag_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_pending_created ON pending_import(created_at)")
+
+
+def _hash_cache(conn: sqlite3.Connection) -> None:
+    """Remember full-file SHA-256 by (path, size, mtime) so an unchanged file is never re-hashed."""
+    conn.execute(
+        "CREATE TABLE file_hashes ("
+        " path TEXT PRIMARY KEY,"
+        " size_bytes INTEGER NOT NULL,"
+        " mtime_ns INTEGER NOT NULL,"
+        " sha256 TEXT NOT NULL,"
+        " hashed_at INTEGER NOT NULL)"
+    )
+
+
+# Append only: a step's position is its version number.
+UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
+    _baseline,
+    _tag_keys_and_indexes,
+    _hash_cache,
+]
+CURRENT_VERSION = len(UPGRADES)
+
+
+@dataclass
+class UpgradeResult:
+    """What :func:`apply` found and did."""
+
+    version_before: int
+    version_after: int
+    backup_path: str | None = None
+    read_only_reason: str | None = None
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version stored in the database header."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _has_user_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1"
+    ).fetchone()
+    return row is not None
+
+
+def backup_database(conn: sqlite3.Connection, backup_dir: str | Path, label: str) -> str:
+    """Copy the live database with SQLite's backup API; written under a temp name, then renamed."""
+    backup_dir = Path(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    final = backup_dir / f"hikaze_model_manager.{label}.{stamp}.db"
+    counter = 1
+    while final.exists():
+        final = backup_dir / f"hikaze_model_manager.{label}.{stamp}-{counter}.db"
+        counter += 1
+    tmp = final.with_suffix(".db.tmp")
+    target = sqlite3.connect(tmp)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return str(final)
+
+
+def apply(conn: sqlite3.Connection, backup_dir: str | Path) -> UpgradeResult:
+    """Bring the schema to :data:`CURRENT_VERSION`; refuse (read-only) a newer database."""
+    before = user_version(conn)
+    if before > CURRENT_VERSION:
+        reason = (
+            f"The library database has schema version {before}, newer than this Hikaze Manager "
+            f"understands ({CURRENT_VERSION}); it is opened read-only. Update Hikaze Manager."
+        )
+        logger.error("[Hikaze] %s", reason)
+        return UpgradeResult(before, before, read_only_reason=reason)
+    result = UpgradeResult(before, before)
+    if before < CURRENT_VERSION and _has_user_tables(conn):
+        result.backup_path = backup_database(conn, backup_dir, f"v{before}")
+        logger.info("[Hikaze] backed up the database to %s before upgrading", result.backup_path)
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    for version in range(before, CURRENT_VERSION):
+        step = UPGRADES[version]
+        with transaction(conn):
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        logger.info("[Hikaze] database upgraded to schema version %d (%s)", version + 1, step.__name__)
+    result.version_after = CURRENT_VERSION
+    return result

@@ -1,0 +1,13 @@
+"""HTTP handlers: one blueprint per module."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach every blueprint of the API and the panel."""
+    from . import images, jobs, legacy, library, migration, panel
+
+    for module in (library, images, migration, legacy, jobs, panel):
+        app.register_blueprint(module.bp)

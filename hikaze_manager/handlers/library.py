@@ -1,0 +1,75 @@
+"""Library API: model types, models, tags."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ..db import get_db, transaction
+from ..schemas.common import TagSchema, load_body, load_query, parse_sha256
+from ..schemas.library import (
+    ModelListQuerySchema,
+    ModelPatchSchema,
+    ModelRecordSchema,
+    ModelSimpleRecordSchema,
+    TagsAddSchema,
+    TypesSchema,
+)
+from ..services import library, tags
+from ..services.model_types import resolve_model_file
+from ..state import get_state
+
+bp = Blueprint("library", __name__, url_prefix="/api")
+
+
+def _known_types() -> list[str]:
+    names = get_state().model_types.current().names()
+    return names or library.model_types_in_db(get_db())
+
+
+@bp.get("/models/get_types")
+def get_types():
+    return TypesSchema().dump({"types": _known_types()})
+
+
+@bp.get("/models")
+def list_models():
+    args = load_query(ModelListQuerySchema())
+    models = library.list_models(
+        get_db(), args["type"], _known_types(), get_state().images.counts()
+    )
+    return {"models": ModelSimpleRecordSchema(many=True).dump(models)}
+
+
+def _model_record(sha256: str) -> dict:
+    record = library.get_model(get_db(), sha256, get_state().images.count(sha256))
+    return ModelRecordSchema().dump(record)
+
+
+@bp.get("/models/<sha256>")
+def get_model(sha256: str):
+    return _model_record(parse_sha256(sha256))
+
+
+@bp.patch("/models/<sha256>")
+def update_model(sha256: str):
+    sha256 = parse_sha256(sha256)
+    changes = load_body(ModelPatchSchema())
+    index = get_state().model_types.current()
+    library.update_model(
+        get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index)
+    )
+    return _model_record(sha256)
+
+
+@bp.get("/tags")
+def list_tags():
+    return {"tags": TagSchema(many=True).dump(tags.list_tags(get_db()))}
+
+
+@bp.post("/tags_add")
+def add_tags():
+    names = load_body(TagsAddSchema())["newtags"]
+    conn = get_db()
+    with transaction(conn):
+        created = tags.ensure_tags(conn, names)
+    return {"tags": TagSchema(many=True).dump(created)}

@@ -1,0 +1,1 @@
+"""marshmallow schemas: requests are loaded through them, responses dumped through them."""

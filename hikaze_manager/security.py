@@ -1,0 +1,135 @@
+"""Request guards: Host allow-list (DNS rebinding), Origin checks (CSRF), token, content types, headers."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request
+
+from .errors import error_response
+from .state import get_state
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_HEADER = "X-Hikaze-Token"
+
+
+def writes(view: Callable) -> Callable:
+    """Mark a GET view that changes state (``GET /api/scan``) so it gets the write-side checks."""
+    view.hikaze_writes = True
+    return view
+
+
+def accepts_multipart(view: Callable) -> Callable:
+    """Mark a view whose body is ``multipart/form-data`` (uploads) instead of JSON."""
+    view.hikaze_multipart = True
+    return view
+
+
+def host_name(host: str) -> str:
+    """The host part of a Host header or netloc, without port or IPv6 brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host[1:]
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def is_loopback_address(address: str | None) -> bool:
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def allowed_host_names(app: Flask) -> frozenset[str]:
+    """Loopback names plus configured ones (and the bind address when it is a concrete host)."""
+    names = set(LOOPBACK_NAMES)
+    names.update(host_name(h) for h in app.config.get("ALLOWED_HOSTS") or ())
+    bind = host_name(str(app.config.get("HOST") or ""))
+    if bind and bind not in ("0.0.0.0", "::"):
+        names.add(bind)
+    return frozenset(names)
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _foreign_origin_allowed(origin: str) -> bool:
+    return origin.lower() in {
+        _origin_of(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()
+    }
+
+
+def _same_origin(origin: str) -> bool:
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+
+
+def _view_flag(name: str) -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, name, False))
+
+
+def _check_request():
+    if host_name(request.host) not in current_app.extensions["hikaze_hosts"]:
+        return error_response(400, "Host not allowed")
+    token = current_app.config.get("AUTH_TOKEN")
+    if token and not is_loopback_address(request.remote_addr):
+        sent = request.headers.get(TOKEN_HEADER) or request.args.get("token") or ""
+        if not hmac.compare_digest(sent.encode(), str(token).encode()):
+            return error_response(401, f"A valid {TOKEN_HEADER} header is required")
+    changing = request.method in STATE_CHANGING_METHODS or _view_flag("hikaze_writes")
+    if not changing or request.endpoint is None:  # unknown URL or method: let routing answer
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and not (_same_origin(origin) or _foreign_origin_allowed(origin)):
+        return error_response(403, "Cross-origin request refused")
+    if request.method in ("POST", "PUT", "PATCH"):
+        has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
+        mimetype = request.mimetype
+        if _view_flag("hikaze_multipart"):
+            if mimetype != "multipart/form-data":
+                return error_response(415, "Content-Type must be multipart/form-data")
+        elif (has_body or mimetype) and not request.is_json:
+            return error_response(415, "Content-Type must be application/json")
+    reason = get_state().read_only_reason
+    if reason:
+        return error_response(503, reason)
+    return None
+
+
+def _add_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    origin = request.headers.get("Origin")
+    if origin and not _same_origin(origin) and _foreign_origin_allowed(origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {TOKEN_HEADER}"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.vary.add("Origin")
+    if response.mimetype == "text/html":
+        ancestors = " ".join(
+            ["'self'", *(_origin_of(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ())]
+        )
+        response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install the guards on every request of ``app``."""
+    app.extensions["hikaze_hosts"] = allowed_host_names(app)
+    app.before_request(_check_request)
+    app.after_request(_add_headers)

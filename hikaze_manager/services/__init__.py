@@ -1,0 +1,1 @@
+"""Plain functions over explicit inputs (connection, paths, data); no Flask globals."""

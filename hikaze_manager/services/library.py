@@ -1,0 +1,197 @@
+"""The library of models keyed by SHA-256: listing, details and all-or-nothing updates."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping
+
+from .. import db
+from ..errors import NotFound
+from . import tags as tags_service
+
+OTHERS = "others"
+_LIST_COLUMNS = "m.sha256, m.path, m.name, m.type, m.size_bytes, m.created_at"
+
+
+def parse_meta(text: str | None) -> dict:
+    """The stored meta object; anything unparsable or not an object reads as empty."""
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def shape_meta(meta: Mapping, images_count: int) -> dict:
+    """The API's ``meta_json``: defaults filled in, ``images_count`` from disk."""
+    prompts = meta.get("prompts")
+    prompts = prompts if isinstance(prompts, Mapping) else {}
+    return {
+        "description": _text(meta.get("description")),
+        "community_links": _text(meta.get("community_links")),
+        "images_count": images_count,
+        "prompts": {
+            "positive": _text(prompts.get("positive")),
+            "negative": _text(prompts.get("negative")),
+        },
+    }
+
+
+def display_name(name: str | None, path: str | None) -> str:
+    """The name, or the file name of the path when the name is empty."""
+    if name:
+        return name
+    path = path or ""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def model_types_in_db(conn: sqlite3.Connection) -> list[str]:
+    """Distinct non-empty types of library models (fallback when no types are configured)."""
+    rows = conn.execute(
+        "SELECT DISTINCT type FROM models WHERE type IS NOT NULL AND type != '' ORDER BY type"
+    )
+    return [row[0] for row in rows]
+
+
+def _type_filter(model_type: str, known_types: list[str]) -> tuple[str, list]:
+    if model_type.lower() == OTHERS:
+        placeholders = ",".join("?" * len(known_types))
+        return (
+            f"(m.type IS NULL OR m.type = '' OR m.type NOT IN ({placeholders}))",
+            list(known_types),
+        )
+    return "m.type = ?", [model_type]
+
+
+def _tags_by_model(conn: sqlite3.Connection, where: str, params: list) -> dict[str, list[dict]]:
+    result: dict[str, list[dict]] = {}
+    rows = conn.execute(
+        "SELECT mt.model_hash, t.id, t.name FROM model_tags mt "
+        "JOIN tags t ON t.id = mt.tag_id JOIN models m ON m.sha256 = mt.model_hash "
+        f"WHERE {where} ORDER BY t.name_key, t.id",
+        params,
+    )
+    for model_hash, tag_id, name in rows:
+        result.setdefault(model_hash, []).append({"id": tag_id, "name": name})
+    return result
+
+
+def list_models(
+    conn: sqlite3.Connection, model_type: str, known_types: list[str], image_counts: Mapping[str, int]
+) -> list[dict]:
+    """Models of one type (or ``others``) with their tags, in two queries whatever the size."""
+    where, params = _type_filter(model_type, known_types)
+    rows = conn.execute(
+        f"SELECT {_LIST_COLUMNS} FROM models m WHERE {where} "
+        "ORDER BY COALESCE(NULLIF(m.name, ''), m.path) COLLATE NOCASE, m.sha256",
+        params,
+    ).fetchall()
+    tags = _tags_by_model(conn, where, params)
+    return [
+        {
+            "sha256": row["sha256"],
+            "name": display_name(row["name"], row["path"]),
+            "images_count": image_counts.get(row["sha256"], 0),
+            "type": row["type"] or "",
+            "path": row["path"] or "",
+            "size_bytes": row["size_bytes"] or 0,
+            "created_at": row["created_at"] or 0,
+            "tags": tags.get(row["sha256"], []),
+        }
+        for row in rows
+    ]
+
+
+def model_tags(conn: sqlite3.Connection, sha256: str) -> list[dict]:
+    """Tags of one model, ordered by name."""
+    rows = conn.execute(
+        "SELECT t.id, t.name FROM model_tags mt JOIN tags t ON t.id = mt.tag_id "
+        "WHERE mt.model_hash = ? ORDER BY t.name_key, t.id",
+        (sha256,),
+    )
+    return [{"id": row[0], "name": row[1]} for row in rows]
+
+
+def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
+    """The full record of one model, or 404."""
+    row = conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None:
+        raise NotFound("Model not found")
+    return {
+        "sha256": row["sha256"],
+        "path": row["path"] or "",
+        "name": row["name"] or "",
+        "type": row["type"] or "",
+        "size_bytes": row["size_bytes"] or 0,
+        "created_at": row["created_at"] or 0,
+        "meta_json": shape_meta(parse_meta(row["meta_json"]), images_count),
+        "tags": model_tags(conn, sha256),
+    }
+
+
+def merge_meta(stored: dict, changes: Mapping) -> dict:
+    """Apply a partial meta: keys sent replace, keys not sent are kept, ``prompts`` merges too."""
+    merged = dict(stored)
+    for key, value in changes.items():
+        if key == "images_count":
+            continue
+        if key == "prompts":
+            prompts = merged.get("prompts")
+            prompts = dict(prompts) if isinstance(prompts, Mapping) else {}
+            for prompt_key, prompt in (value or {}).items():
+                prompts[prompt_key] = prompt or ""
+            merged["prompts"] = prompts
+        else:
+            merged[key] = value or ""
+    merged.pop("images_count", None)
+    return merged
+
+
+def update_model(
+    conn: sqlite3.Connection,
+    sha256: str,
+    changes: Mapping,
+    check_path: Callable[[str], str] | None = None,
+) -> None:
+    """Apply a validated PATCH in one transaction: every change or none.
+
+    ``check_path`` validates a new path (and returns the stored form); it raises to refuse it.
+    """
+    with db.transaction(conn):
+        row = conn.execute(
+            "SELECT path, meta_json FROM models WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        if row is None:
+            raise NotFound("Model not found")
+        assignments: dict[str, object] = {}
+        for key in ("name", "type"):
+            if key in changes:
+                assignments[key] = changes[key]
+        if "path" in changes and changes["path"] != row["path"]:
+            if check_path is None:
+                from ..errors import BadRequest
+
+                raise BadRequest("path cannot be changed here")
+            assignments["path"] = check_path(changes["path"])
+        if "meta_json" in changes:
+            meta = merge_meta(parse_meta(row["meta_json"]), changes["meta_json"])
+            assignments["meta_json"] = json.dumps(meta, ensure_ascii=False)
+        if "tags" in changes:
+            tag_ids = tags_service.require_tag_ids(conn, changes["tags"])
+            conn.execute("DELETE FROM model_tags WHERE model_hash = ?", (sha256,))
+            conn.executemany(
+                "INSERT INTO model_tags(model_hash, tag_id) VALUES (?, ?)",
+                [(sha256, tag_id) for tag_id in tag_ids],
+            )
+        if assignments:
+            columns = ", ".join(f"{column} = ?" for column in assignments)
+            conn.execute(
+                f"UPDATE models SET {columns} WHERE sha256 = ?", [*assignments.values(), sha256]
+            )
