@@ -75,11 +75,33 @@ def _hash_cache(conn: sqlite3.Connection) -> None:
     )
 
 
+def _legacy_imports(conn: sqlite3.Connection) -> None:
+    """Remember every v1 row a legacy migration brought over, so a re-run changes nothing.
+
+    ``source`` identifies the v1 library by its content (see ``services/legacy_reader.py``), so
+    moving or copying the v1 file does not make it look new.
+    """
+    conn.execute(
+        "CREATE TABLE legacy_imports ("
+        " source TEXT NOT NULL,"
+        " legacy_id INTEGER NOT NULL,"
+        " legacy_path TEXT NOT NULL,"
+        " kind TEXT NOT NULL CHECK (kind IN ('model', 'pending')),"
+        " sha256 TEXT,"
+        " pending_id INTEGER,"
+        " image_sha256 TEXT,"
+        " imported_at INTEGER NOT NULL,"
+        " PRIMARY KEY (source, legacy_id))"
+    )
+    conn.execute("CREATE INDEX idx_legacy_imports_sha ON legacy_imports(sha256)")
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
     _tag_keys_and_indexes,
     _hash_cache,
+    _legacy_imports,
 ]
 CURRENT_VERSION = len(UPGRADES)
 
