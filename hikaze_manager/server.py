@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 logger = logging.getLogger(__name__)
@@ -22,6 +25,7 @@ class ServerHandle:
     thread: threading.Thread
     host: str
     port: int
+    _stop: threading.Event
 
     @property
     def url(self) -> str:
@@ -30,22 +34,48 @@ class ServerHandle:
         return f"http://{host}:{self.port}/"
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the listening socket, stop the worker threads and wait for the serve loop."""
-        self.server.close()
-        self.server.task_dispatcher.shutdown(timeout=timeout)
+        """Stop serving: wake the loop, which closes every socket and worker on its own thread."""
+        self._stop.set()
+        self.server.trigger.pull_trigger()
         self.thread.join(timeout)
 
 
-def _bind(app, host: str, port: int, threads: int):
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="hikaze-manager",
-        clear_untrusted_proxy_headers=True,
-        expose_tracebacks=False,
-    )
+def _bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening socket ourselves, so a taken port costs nothing and leaks nothing."""
+    family, socktype, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _serve_until_stopped(server, stop: threading.Event) -> None:
+    # waitress has no programmatic stop (Pylons/waitress#343), so run its loop one poll at a
+    # time and clean up on this thread when asked to stop.
+    try:
+        while not stop.is_set():
+            wasyncore.loop(
+                timeout=server.adj.asyncore_loop_timeout,
+                map=server._map,
+                use_poll=server.adj.asyncore_use_poll,
+                count=1,
+            )
+    finally:
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+        # The pipe trigger closes its pipe but not the duplicate fd of its file wrapper.
+        wrapper = getattr(server.trigger, "socket", None)
+        if wrapper is not None:
+            wrapper.close()
 
 
 def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 4,
@@ -61,7 +91,7 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
     candidates = [0] if port == 0 else range(port, port + max(1, port_attempts))
     for candidate in candidates:
         try:
-            server = _bind(app, host, candidate, threads)
+            sock = _bind_socket(host, candidate)
             break
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
@@ -71,6 +101,17 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         raise OSError(
             errno.EADDRINUSE, f"no free port in {port}..{port + port_attempts - 1}: {last_error}"
         )
-    thread = threading.Thread(target=server.run, name="hikaze-waitress", daemon=True)
+    server = create_server(
+        app,
+        sockets=[sock],
+        threads=threads,
+        ident="hikaze-manager",
+        clear_untrusted_proxy_headers=True,
+        expose_tracebacks=False,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_serve_until_stopped, args=(server, stop), name="hikaze-waitress", daemon=True
+    )
     thread.start()
-    return ServerHandle(server, thread, host, server.effective_port)
+    return ServerHandle(server, thread, host, int(server.effective_port), stop)

@@ -1,0 +1,88 @@
+"""Safe defaults: Host allow-list, Origin checks, CORS only for ComfyUI, token beyond loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from hikaze_manager import create_app
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8189", "127.0.0.1:8189", "[::1]:8189",
+                                  "LOCALHOST:1"])
+def test_loopback_hosts_are_accepted(client, host):
+    assert client.get("/api/tags", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8189", "127.0.0.1.evil.example",
+                                  "192.168.1.5:8189", "localhost.evil.example"])
+def test_rebinding_host_is_rejected(client, host):
+    response = client.get("/api/tags", headers={"Host": host})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "Host not allowed"}
+
+
+def test_configured_host_names_are_accepted(app_config):
+    app_config["ALLOWED_HOSTS"] = ["studio.lan"]
+    client = create_app(app_config).test_client()
+    assert client.get("/api/tags", headers={"Host": "studio.lan:8189"}).status_code == 200
+
+
+def test_no_cors_wildcard_and_no_cors_for_foreign_origins(client):
+    response = client.get("/api/tags", headers={"Origin": "http://evil.example"})
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://localhost:8188",
+                                    "http://localhost:9999"])
+def test_state_changing_request_from_a_foreign_origin_is_403(client, db_conn, origin):
+    response = client.post("/api/tags_add", json={"newtags": ["x"]},
+                           headers={"Origin": origin, "Host": "localhost:8189"})
+    assert response.status_code == 403
+    assert "error" in response.get_json()
+    assert db_conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0] == 0
+
+
+def test_same_origin_and_originless_requests_pass(client):
+    same = client.post("/api/tags_add", json={"newtags": ["a"]},
+                       headers={"Origin": "http://localhost:8189", "Host": "localhost:8189"})
+    assert same.status_code == 200
+    assert client.post("/api/tags_add", json={"newtags": ["b"]}).status_code == 200
+
+
+def test_comfyui_origin_gets_cors_and_may_write(app_config):
+    app_config["ALLOWED_ORIGINS"] = ["http://127.0.0.1:8188"]
+    client = create_app(app_config).test_client()
+    headers = {"Origin": "http://127.0.0.1:8188", "Host": "127.0.0.1:8189"}
+    preflight = client.options("/api/tags_add", headers={
+        **headers, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8188"
+    response = client.post("/api/tags_add", json={"newtags": ["a"]}, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8188"
+    assert "Origin" in response.headers["Vary"]
+
+
+def test_panel_page_may_only_be_framed_by_itself_and_comfyui(app_config):
+    app_config["ALLOWED_ORIGINS"] = ["http://127.0.0.1:8188"]
+    client = create_app(app_config).test_client()
+    with client.get("/") as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Security-Policy"] == \
+            "frame-ancestors 'self' http://127.0.0.1:8188"
+
+
+def test_token_required_from_other_machines_only(app_config):
+    app_config["AUTH_TOKEN"] = "s3cret"
+    app_config["ALLOWED_HOSTS"] = ["studio.lan"]
+    client = create_app(app_config).test_client()
+    remote = {"REMOTE_ADDR": "192.168.1.20"}
+    headers = {"Host": "studio.lan"}
+    assert client.get("/api/tags", headers=headers, environ_base=remote).status_code == 401
+    assert client.get("/api/tags", headers={**headers, "X-Hikaze-Token": "wrong"},
+                      environ_base=remote).status_code == 401
+    assert client.get("/api/tags", headers={**headers, "X-Hikaze-Token": "s3cret"},
+                      environ_base=remote).status_code == 200
+    assert client.get("/api/tags").status_code == 200  # loopback client

@@ -1,0 +1,92 @@
+"""The real server: waitress on loopback, port fallback, and ``python -m hikaze_manager``."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hikaze_manager.server import start_server
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Host": host} if host else {}
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def server(app):
+    handle = start_server(app, "127.0.0.1", 0)
+    yield handle
+    handle.stop()
+
+
+def test_waitress_round_trip_on_port_zero(server, client):
+    assert server.port > 0
+    assert server.server.effective_host == "127.0.0.1"
+    client.post("/api/tags_add", json={"newtags": ["over the wire"]})
+    status, body = _get(server.port, "/api/tags")
+    assert status == 200
+    assert body == {"tags": [{"id": 1, "name": "over the wire"}]}
+
+
+def test_rebinding_host_rejected_over_the_wire(server):
+    status, body = _get(server.port, "/api/tags", host="attacker.example")
+    assert status == 400
+    assert body == {"error": "Host not allowed"}
+
+
+def test_taken_port_moves_to_the_next_free_one(app):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    try:
+        handle = start_server(app, "127.0.0.1", taken)
+        try:
+            assert handle.port != taken
+            assert taken < handle.port <= taken + 20
+            assert _get(handle.port, "/api/models/get_types")[0] == 200
+        finally:
+            handle.stop()
+    finally:
+        blocker.close()
+
+
+def test_python_m_hikaze_manager_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HIKAZE_DATA_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hikaze_manager", "--data-dir", str(tmp_path / "data"), "--port", "0",
+         "--models-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "running at http://127.0.0.1:" in line, line + process.stderr.read()
+        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
+        assert _get(port, "/api/models/get_types")[0] == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert (tmp_path / "data" / "hikaze_model_manager.db").is_file()
