@@ -1,10 +1,11 @@
-"""Background jobs: poll progress and the final report, or cancel."""
+"""Background jobs: list, poll progress and the final report, cancel."""
 
 from __future__ import annotations
 
 from flask import Blueprint
 
 from ..errors import NotFound
+from ..services.jobs import FINISHED_STATES
 from ..state import get_state
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
@@ -27,13 +28,22 @@ def get_job(job_id: str):
     return _job_or_404(job_id).snapshot()
 
 
-@bp.delete("/<job_id>")
+@bp.post("/<job_id>/cancel")
 def cancel_job(job_id: str):
-    _job_or_404(job_id)
-    job = get_state().jobs.cancel(job_id)
+    """Ask a running job to stop (``202``); a finished job is returned as it is (``200``)."""
+    job = _job_or_404(job_id)
+    if job.state in FINISHED_STATES:
+        return job.snapshot(), 200
+    get_state().jobs.cancel(job_id)
     return job.snapshot(), 202
 
 
-@bp.post("/<job_id>/cancel")
-def cancel_job_post(job_id: str):
-    return cancel_job(job_id)
+@bp.delete("/<job_id>")
+def delete_job(job_id: str):
+    """Cancel a running job (``202``), or forget a finished one (``200``)."""
+    job = _job_or_404(job_id)
+    if job.state in FINISHED_STATES:
+        get_state().jobs.forget(job_id)
+        return job.snapshot(), 200
+    get_state().jobs.cancel(job_id)
+    return job.snapshot(), 202

@@ -1,7 +1,81 @@
-"""Migration API."""
+"""Migration API: scan the model folders, the pending queue, promotion of pending models."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
+
+from ..db import connection, get_db
+from ..errors import ServiceUnavailable
+from ..schemas.common import json_body
+from ..schemas.migration import (
+    BatchPromotionReportSchema,
+    ImportModelsSchema,
+    PendingModelQuerySchema,
+    PendingModelRecordSchema,
+    PendingModelSimpleRecordSchema,
+    ScanBodySchema,
+    ScanReportSchema,
+    load_or_400,
+)
+from ..security import writes
+from ..services import pending
+from ..services.promotion import normalize_strategy, promote_pending
+from ..services.scan import scan_models
+from ..state import get_state
+from .common import run_or_submit, wants_async
 
 bp = Blueprint("migration", __name__, url_prefix="/api")
+
+NO_TYPES_MESSAGE = (
+    "Model type cache is empty; start ComfyUI once to initialize types cache "
+    "(or run standalone with --comfyui-dir or --models-dir)."
+)
+
+
+@bp.route("/scan", methods=["GET", "POST"])
+@writes
+def scan():
+    """Queue new model files as pending (``GET`` kept for compatibility; it writes)."""
+    options = {"asynchronous": False}
+    if request.method == "POST" and (request.content_length or request.is_json):
+        options = load_or_400(ScanBodySchema(), json_body())
+    state = get_state()
+    index = state.model_types.refresh()  # read ComfyUI's folders now, not once at start-up
+    if not index.has_roots():
+        raise ServiceUnavailable(NO_TYPES_MESSAGE)
+    db_path = state.paths.database
+
+    def work(job):
+        with connection(db_path) as conn:
+            report = scan_models(conn, index, job)
+        return 200, ScanReportSchema().dump(report)
+
+    return run_or_submit("scan", work, wants_async() or options["asynchronous"])
+
+
+@bp.get("/migration/pending_models")
+def pending_models():
+    records = pending.list_pending(get_db())
+    return {"models": PendingModelSimpleRecordSchema(many=True).dump(records)}
+
+
+@bp.get("/migration/pending_model")
+def pending_model():
+    pending_id = load_or_400(PendingModelQuerySchema(), request.args)["id"]
+    return PendingModelRecordSchema().dump(pending.get_pending(get_db(), pending_id))
+
+
+@bp.post("/migration/import_models")
+def import_models():
+    """Promote pending models; ``207`` with a ``BatchPromotionReport`` (or ``202`` and a job)."""
+    data = load_or_400(ImportModelsSchema(), json_body())
+    strategy = normalize_strategy(data["conflict_strategy"])
+    state = get_state()
+    db_path, images, ids = state.paths.database, state.images, data["id"]
+
+    def work(job):
+        with connection(db_path) as conn:
+            report = promote_pending(conn, ids, strategy, images, job)
+        return 207, BatchPromotionReportSchema().dump(report)
+
+    return run_or_submit("import_models", work, wants_async() or data["asynchronous"])

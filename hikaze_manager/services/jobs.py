@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import ApiError
+
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -41,6 +43,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- called from the work function -------------------------------------------------------
@@ -127,15 +130,18 @@ class JobManager:
             status_code, result = work(job)
         except JobCancelled:
             state, status_code, result, error = CANCELLED, None, None, "cancelled"
+        except ApiError as exc:  # an expected refusal (e.g. 503 no model types): the client's error
+            state, status_code, result, error = FAILED, exc.code, None, exc.message
         except Exception as exc:  # the job's owner reads the error; the server keeps running
             logger.exception("[Hikaze] job %s (%s) failed", job.id, job.kind)
-            message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-            state, status_code, result, error = FAILED, getattr(exc, "code", 500), None, message
+            message = str(exc) or exc.__class__.__name__
+            state, status_code, result, error = FAILED, 500, None, message
         else:
             state, error = SUCCEEDED, None
         with job._lock:
             job.state, job.status_code, job.result, job.error = state, status_code, result, error
             job.finished_at = time.time()
+        job._done.set()
 
     def get(self, job_id: str) -> Job | None:
         """The job with this id, if it is still remembered."""
@@ -155,14 +161,19 @@ class JobManager:
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
-        """Block until the job finishes (tests and shutdown)."""
+        """Block until the job finishes or ``timeout`` passes (tests and shutdown)."""
         job = self.get(job_id)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while job is not None and job.state not in FINISHED_STATES:
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        if job is not None:
+            job._done.wait(timeout)
         return job
+
+    def forget(self, job_id: str) -> Job | None:
+        """Drop a finished job from the list; a running one is kept (cancel it first)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.state in FINISHED_STATES:
+                del self._jobs[job_id]
+            return job
 
     def _forget_old(self) -> None:
         finished = [j.id for j in self._jobs.values() if j.state in FINISHED_STATES]
