@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -56,7 +57,8 @@ class _Action:
     pending_id: int | None = None
     want_image: bool = False
     image_sha256: str | None = None
-    added: tuple | None = None  # image written by this run: (MODEL, sha, seq) or (PENDING, name)
+    # Image written by this run: (MODEL, sha, seq) or (PENDING, name, existed before the run).
+    added: tuple | None = None
 
     def target(self) -> tuple:
         return self.op, self.kind, self.sha256, self.pending_id
@@ -200,6 +202,10 @@ def _read_image(path: Path) -> bytes:
 
 def _import_images(conn, actions, images_dir: Path, store, report: _Report, job: Job | None) -> None:
     """Write the pictures of ``actions`` (atomic sets); record each in ``action.added``."""
+    try:  # an identical original already there is reused by the store: not ours to undo
+        pending_before = set(os.listdir(store.pending_dir))
+    except FileNotFoundError:
+        pending_before = set()
     known = {
         (record[0], record[1])
         for record in conn.execute(
@@ -232,7 +238,8 @@ def _import_images(conn, actions, images_dir: Path, store, report: _Report, job:
                 action.added = (MODEL, action.sha256, store.add_image(action.sha256, data))
                 known.add((action.sha256, digest))
             else:
-                action.added = (PENDING, store.save_pending_image(row.image, data))
+                stored = store.save_pending_image(row.image, data)
+                action.added = (PENDING, stored, stored in pending_before)
         except (ApiError, OSError) as exc:
             report.image_errors += 1
             report.problem(row, f"image {row.image} could not be imported: {_message(exc)}")
@@ -251,10 +258,8 @@ def _remove_images(store, added: list[tuple]) -> None:
         try:
             if item[0] == MODEL:
                 store.delete_image(item[1], item[2])
-            else:
-                path = store.pending_image_path(item[1])
-                if path is not None:
-                    path.unlink(missing_ok=True)
+            elif not item[2]:
+                store.delete_pending_image(item[1])
         except Exception:  # keep undoing the rest; the leftover is only an extra picture
             logger.exception("[Hikaze] could not remove image %r added by a legacy migration", item)
 
