@@ -422,8 +422,9 @@ def test_row_without_path_is_an_error_and_the_rest_still_comes_over(app, db_conn
 
 
 def test_a_row_the_database_refuses_is_isolated_and_its_image_removed(app, db_conn, make_v1):
+    # Refused at the row's last statement: its model and tag links must go too (savepoint).
     db_conn.execute(
-        "CREATE TRIGGER refuse_b BEFORE INSERT ON models WHEN NEW.sha256 = '" + SHA_B + "' "
+        "CREATE TRIGGER refuse_b BEFORE INSERT ON legacy_imports WHEN NEW.sha256 = '" + SHA_B + "' "
         "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
     lib = make_v1()
     lib.add_model("/m/checkpoints/a.safetensors", hash_hex=SHA_A, image=image_bytes((20, 20)))
@@ -437,6 +438,7 @@ def test_a_row_the_database_refuses_is_isolated_and_its_image_removed(app, db_co
     assert "refused by a test trigger" in report["problems"][0]["problem"]
     assert store.count(SHA_A) == 1 and store.count(SHA_B) == 0
     assert db_conn.execute("SELECT COUNT(*) FROM legacy_imports").fetchone()[0] == 1
+    assert model_row(db_conn, SHA_B) is None and model_tag_names(db_conn, SHA_B) == []
 
 
 @pytest.mark.parametrize("size, mode", [

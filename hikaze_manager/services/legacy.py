@@ -116,7 +116,9 @@ def _pending_images(meta_text: str | None) -> list:
     return images if isinstance(images, list) else []
 
 
-def _plan_row(conn, row: LegacyRow, store, created: set, pending_paths: set, pictured: set) -> _Action:
+def _plan_row(
+    conn, row: LegacyRow, store, created: set, pending_paths: set, pictured: set
+) -> _Action:
     if not row.path:
         return _Action(row, "error")
     has_image = row.image is not None
@@ -158,8 +160,8 @@ def _plan_remembered(conn, row: LegacyRow, record: sqlite3.Row) -> _Action:
     if record["image_sha256"] is not None or row.image is None:
         return _Action(row, "skip")
     if record["kind"] == MODEL:
-        found = conn.execute("SELECT 1 FROM models WHERE sha256 = ?", (record["sha256"],)).fetchone()
-        if found is not None:
+        found = conn.execute("SELECT 1 FROM models WHERE sha256 = ?", (record["sha256"],))
+        if found.fetchone() is not None:
             return _Action(row, "resume", MODEL, record["sha256"], want_image=True)
         return _Action(row, "skip")
     pending = conn.execute(
@@ -200,7 +202,9 @@ def _read_image(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _import_images(conn, actions, images_dir: Path, store, report: _Report, job: Job | None) -> None:
+def _import_images(
+    conn, actions, images_dir: Path, store, report: _Report, job: Job | None
+) -> None:
     """Write the pictures of ``actions`` (atomic sets); record each in ``action.added``."""
     try:  # an identical original already there is reused by the store: not ours to undo
         pending_before = set(os.listdir(store.pending_dir))

@@ -246,7 +246,9 @@ def _parse_extra(row: LegacyRow, raw) -> None:
     if extra is None:
         return
     if not isinstance(extra, dict):
-        row.problems.append("extra_json is not a JSON object; description, prompts and image ignored")
+        row.problems.append(
+            "extra_json is not a JSON object; description, prompts and image ignored"
+        )
         return
     row.description = _text(extra.get("description"))
     row.community_links = _text(extra.get("community_links"))
@@ -262,9 +264,9 @@ def _parse_extra(row: LegacyRow, raw) -> None:
     images = extra.get("images")
     if isinstance(images, str):
         images = [images]
-    first = next((i for i in images if isinstance(i, str) and i.strip()), None) if isinstance(
-        images, list
-    ) else None
+    if not isinstance(images, list):
+        images = []
+    first = next((i for i in images if isinstance(i, str) and i.strip()), None)
     if first is not None:
         name = file_basename(first.strip())
         if name in ("", ".", ".."):
@@ -317,7 +319,8 @@ def read_legacy_library(path: Path) -> LegacyLibrary:
     """Validate and read a whole v1 database (a few MB at most) into memory."""
     with open_legacy_db(path) as conn:
         try:
-            return LegacyLibrary(path=path, source=library_source(conn, path), rows=_read_rows(conn))
+            source, rows = library_source(conn, path), _read_rows(conn)
+            return LegacyLibrary(path=path, source=source, rows=rows)
         except sqlite3.DatabaseError as exc:
             raise BadRequest(f"{path} cannot be read as an SQLite database: {exc}") from None
 
@@ -349,7 +352,9 @@ def probe_candidate(path: Path) -> dict:
     return info
 
 
-def find_candidates(search_dirs: Iterable[str | Path], extra_paths: Iterable[str | Path]) -> list[Path]:
+def find_candidates(
+    search_dirs: Iterable[str | Path], extra_paths: Iterable[str | Path]
+) -> list[Path]:
     """v1 databases at ``<child of a search dir>/data/hikaze_mm.sqlite3`` plus configured paths."""
     found: dict[str, Path] = {}
 
