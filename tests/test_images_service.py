@@ -391,35 +391,98 @@ def test_delete_missing_is_not_found(store):
 
 
 def test_readers_never_see_a_mixed_set_during_deletes(store):
-    """While sets are deleted and shifted, every set a reader can count is complete and whole."""
-    for width in range(20, 32):
-        store.add_image(SHA, encode(gradient((width, 10))))
+    """While sets are deleted and shifted, each set a reader can see is whole.
+
+    A reader reads high, low, then high again; when both reads of high agree, the set did not
+    move in between, so its low must come from the same upload (same colour).
+    """
+    # Neighbours (the only sets a shift could mix) differ in red; green numbers the uploads.
+    for i in range(40):
+        store.add_image(SHA, encode(Image.new("RGB", (40, 30), (255 * (i % 2), 6 * i, 0))))
     stop = threading.Event()
     problems: list[str] = []
+    checked = [0]
+
+    def red(data: bytes) -> int:
+        return opened(data).convert("RGB").getpixel((0, 0))[0]
+
+    def green(data: bytes) -> int:
+        return opened(data).convert("RGB").getpixel((0, 0))[1]
 
     def reader():
         while not stop.is_set():
             for seq in range(store.count(SHA)):
                 try:
                     high = store.set_path(SHA, seq, "high").read_bytes()
-                    low = store.set_path(SHA, seq, "low").read_bytes()
                 except FileNotFoundError:
                     continue  # the set moved between count and read: a reader retries
-                hw = opened(high).size[0]
-                lw = opened(low).size[0]
-                if lw != max(1, int(hw * 0.33)):
-                    problems.append(f"seq {seq}: high {hw} with low {lw}")
+                try:
+                    low = store.set_path(SHA, seq, "low").read_bytes()
+                except FileNotFoundError:
+                    low = None
+                try:
+                    again = store.set_path(SHA, seq, "high").read_bytes()
+                except FileNotFoundError:
+                    continue
+                if high != again:
+                    continue
+                checked[0] += 1
+                if low is None:
+                    problems.append(f"seq {seq}: high without low")
+                    continue
+                if abs(red(high) - red(low)) > 60:
+                    problems.append(f"seq {seq}: high {red(high)} with low {red(low)}")
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        for _ in range(8):
+        for _ in range(36):
             store.delete_image(SHA, 0)
     finally:
         stop.set()
         thread.join()
     assert problems == []
-    assert _widths(store, SHA) == list(range(28, 32))
+    assert checked[0] > 0
+    assert [round(green(store.set_path(SHA, s).read_bytes()) / 6) for s in range(4)] == [36, 37, 38, 39]
+
+
+def test_every_intermediate_state_of_a_delete_holds_only_whole_sets(store, monkeypatch):
+    """Snapshot the folder after every file operation of a delete: each set whose ``high`` exists
+    has all three tiers, all from the same upload."""
+    uploads = [encode(Image.new("RGB", (30 + i, 20), (40 * i, 0, 0))) for i in range(5)]
+    for data in uploads:
+        store.add_image(SHA, data)
+    owner = {}  # tier bytes -> upload index
+    for seq in range(5):
+        for tier in ("high", "medium", "low"):
+            owner[store.set_path(SHA, seq, tier).read_bytes()] = seq
+    snapshots = []
+
+    def check():
+        state = []
+        for seq in range(6):
+            paths = {t: store.set_path(SHA, seq, t) for t in ("high", "medium", "low")}
+            if not paths["high"].exists():
+                continue
+            found = {t: owner.get(p.read_bytes()) if p.exists() else None for t, p in paths.items()}
+            state.append((seq, found))
+            assert found["medium"] == found["high"] and found["low"] == found["high"], state
+        snapshots.append(state)
+
+    for name in ("replace", "link", "unlink"):
+        real = getattr(os, name)
+
+        def wrapped(*args, _real=real, **kwargs):
+            result = _real(*args, **kwargs)
+            check()
+            return result
+
+        monkeypatch.setattr(images_service.os, name, wrapped)
+    store.delete_image(SHA, 1)
+    monkeypatch.undo()
+    assert len(snapshots) >= 10
+    final = [(seq, found["high"]) for seq, found in snapshots[-1]]
+    assert final == [(0, 0), (1, 2), (2, 3), (3, 4)]
 
 
 # --- pending originals ------------------------------------------------------------------------

@@ -1,7 +1,221 @@
-"""Images API."""
+"""Images API: preview sets of library models (WebP tiers) and pending originals.
+
+Routing: Werkzeug prefers static rules to converter rules, so ``get_img_count``, ``upload`` and
+``delete`` are never taken for an image identifier, and ``<name>.webp`` wins over ``<name>``.
+The default converter excludes ``/`` (a decoded ``%2F`` included); every value is validated again.
+
+Caching: files are sent with ``Cache-Control: no-cache`` plus an ETag (inode, mtime, size) and
+Last-Modified, so a browser revalidates each time (a cheap 304 on loopback) and a set renumbered
+by a delete, whose URL now names other bytes, is never shown stale, with or without ``?rev=``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+import os
+import re
+
+from flask import Blueprint, Response, request
+from werkzeug.utils import send_file
+
+from ..db import get_db
+from ..errors import BadRequest, NotFound
+from ..schemas.common import load_query, parse_sha256
+from ..schemas.images import (
+    ImageCountQuerySchema,
+    ImageCountSchema,
+    ImageDeleteQuerySchema,
+    ImageQualityQuerySchema,
+    StatusSchema,
+    UploadFormSchema,
+    UploadResultSchema,
+)
+from ..security import accepts_multipart
+from ..services.images import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
+from ..state import get_state
 
 bp = Blueprint("images", __name__, url_prefix="/api")
+
+_IDENT = re.compile(r"^([0-9a-fA-F]{64})(?:_(\d{1,9}))?$")
+_FALLBACK = {"high": ("high",), "medium": ("medium", "high"), "low": ("low", "medium", "high")}
+_MAX_SQLITE_INT = 2**63 - 1
+WEBP = "image/webp"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _etag(st: os.stat_result, extra: str = "") -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}{extra}"
+
+
+def _revalidate(response: Response, etag: str, st: os.stat_result) -> Response:
+    response.set_etag(etag)
+    # ctime moves on rename and link, so a set renumbered into this name is newer than any copy.
+    response.last_modified = int(max(st.st_mtime, st.st_ctime))
+    response.cache_control.no_cache = True
+    return response
+
+
+def _send_open_file(fh, mimetype: str) -> Response:
+    """Send an open file; headers come from its fstat, so they match the bytes sent."""
+    st = os.fstat(fh.fileno())
+    response = send_file(fh, request.environ, mimetype=mimetype, conditional=False, max_age=None)
+    response.content_length = st.st_size
+    _revalidate(response, _etag(st), st)
+    return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
+
+
+def _open(path) -> object | None:
+    try:
+        return open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _quality() -> str:
+    return load_query(ImageQualityQuerySchema())["quality"]
+
+
+# --- library image sets -----------------------------------------------------------------------
+
+
+@bp.get("/images/get_img_count")
+def get_img_count():
+    sha256 = load_query(ImageCountQuerySchema())["sha256"]
+    return ImageCountSchema().dump({"count": get_state().images.count(sha256)})
+
+
+@bp.get("/images/<ident>")
+@bp.get("/images/<ident>.webp")
+def get_image(ident: str):
+    if ident.lower().endswith(".webp"):
+        ident = ident[: -len(".webp")]
+    match = _IDENT.match(ident)
+    if not match:
+        raise BadRequest("The image must be named <sha256> or <sha256>_<seq>")
+    sha256 = parse_sha256(match.group(1))
+    seq = int(match.group(2) or 0)
+    quality = _quality()
+    store = get_state().images
+    for tier in _FALLBACK[quality]:  # a legacy half-written set may lack its small tiers
+        fh = _open(store.set_path(sha256, seq, tier))
+        if fh is not None:
+            return _send_open_file(fh, WEBP)
+    raise NotFound("Image not found")
+
+
+@bp.post("/images/upload")
+@accepts_multipart
+def upload_image():
+    files = request.files.getlist("image")  # 413 here if the body exceeds MAX_CONTENT_LENGTH
+    shas = request.form.getlist("sha256")
+    if not files or not shas:
+        raise BadRequest("Missing image or sha256")
+    sha256 = UploadFormSchema().load({"sha256": shas[-1]})["sha256"]  # the last part wins
+    if get_db().execute("SELECT 1 FROM models WHERE sha256 = ?", (sha256,)).fetchone() is None:
+        raise NotFound(f"Model not found: {sha256}")
+    data = files[-1].stream.read(MAX_IMAGE_BYTES + 1)
+    store = get_state().images
+    seq = store.add_image(sha256, data)
+    return UploadResultSchema().dump(
+        {"status": "success", "base_name": f"{sha256}_{seq}", "seq": seq,
+         "count": store.count(sha256)}
+    )
+
+
+@bp.delete("/images/delete")
+def delete_image():
+    args = load_query(ImageDeleteQuerySchema())
+    get_state().images.delete_image(args["sha256"], args["seq"])
+    return StatusSchema().dump({"status": "success"})
+
+
+# --- pending originals ------------------------------------------------------------------------
+
+
+def _pending_image_of(pending_id: int):
+    """Path of ``basename(meta_json.images[0])`` of a pending row, or None."""
+    if pending_id > _MAX_SQLITE_INT:
+        return None
+    row = get_db().execute(
+        "SELECT meta_json FROM pending_import WHERE id = ?", (pending_id,)
+    ).fetchone()
+    if row is None or not row["meta_json"]:
+        return None
+    try:
+        meta = json.loads(row["meta_json"])
+    except (TypeError, ValueError):
+        return None
+    images = meta.get("images") if isinstance(meta, dict) else None
+    if not isinstance(images, list) or not images or not isinstance(images[0], str):
+        return None
+    return get_state().images.pending_image_path(images[0])
+
+
+def _checked_name(name: str) -> str:
+    if not is_plain_name(name):
+        raise BadRequest("Invalid pending image name")
+    return name
+
+
+def _send_original(path) -> Response:
+    fh = _open(path) if path is not None else None
+    if fh is None:
+        raise NotFound("Pending image not found")
+    mimetype = sniff_mime(fh.read(16))
+    if mimetype is None:  # only images leave this folder, whatever their file name says
+        fh.close()
+        raise NotFound("Pending image not found")
+    fh.seek(0)
+    return _send_open_file(fh, mimetype)
+
+
+def _send_converted(path, quality: str) -> Response:
+    fh = _open(path) if path is not None else None
+    if fh is None:
+        raise NotFound("Pending image not found")
+    with fh:
+        st = os.fstat(fh.fileno())
+        etag = _etag(st, f"-{quality}")
+        if request.if_none_match.contains(etag):  # skip decoding entirely
+            return _revalidate(Response(status=304), etag, st)
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise NotFound("Pending image is too large to convert")
+        data = fh.read()
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    try:
+        webp = get_state().images.pending_webp(data, quality, key)
+    except ImageError as exc:
+        raise NotFound(f"Pending image cannot be converted: {exc.message}") from None
+    response = Response(webp, mimetype=WEBP)
+    _revalidate(response, etag, st)
+    return response.make_conditional(request)
+
+
+@bp.get("/images/pending/<int:pending_id>")
+def get_pending_image_by_id(pending_id: int):
+    return _send_original(_pending_image_of(pending_id))
+
+
+@bp.get("/images/pending/<name>")
+def get_pending_image(name: str):
+    return _send_original(get_state().images.find_pending_image(_checked_name(name)))
+
+
+@bp.get("/images/pending/<name>.webp")
+def get_pending_image_webp(name: str):
+    quality = _quality()
+    _checked_name(name)
+    store = get_state().images
+    literal = store.pending_image_path(name + ".webp")
+    if literal is not None and quality == "high":
+        with open(literal, "rb") as fh:
+            is_webp = sniff_mime(fh.read(16)) == WEBP
+        if is_webp:
+            return _send_original(literal)
+    if name.isdigit():
+        path = _pending_image_of(int(name))
+    else:
+        path = literal or store.find_pending_image(name)
+    return _send_converted(path, quality)

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -56,6 +56,7 @@ _SET_FILE = re.compile(r"^([0-9a-f]{64})_(\d+)_high\.webp$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 MAX_NAME_LENGTH = 200
+WEBP_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class ImageError(ApiError):
@@ -252,6 +253,9 @@ class ImageStore:
         # Pillow releases the GIL while decoding/resizing/encoding: bound the CPU taken from
         # the server (perf-anchors section 7: one thumbnail worker while the UI is serving).
         self._workers = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) - 1))
+        self._webp_cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._webp_cache_bytes = 0
+        self._webp_cache_lock = threading.Lock()
 
     # -- paths and counts
 
@@ -456,6 +460,25 @@ class ImageStore:
         except FileNotFoundError:
             return False
         return True
+
+    def pending_webp(self, data: bytes, tier: str, key: tuple) -> bytes:
+        """WebP tier of a pending original, converted once per ``key`` (file identity) and cached."""
+        cache_key = (*key, tier)
+        with self._webp_cache_lock:
+            cached = self._webp_cache.get(cache_key)
+            if cached is not None:
+                self._webp_cache.move_to_end(cache_key)
+                return cached
+        with self._workers:
+            webp = render_tier(data, tier)
+        with self._webp_cache_lock:
+            if cache_key not in self._webp_cache and len(webp) <= WEBP_CACHE_BYTES // 4:
+                self._webp_cache[cache_key] = webp
+                self._webp_cache_bytes += len(webp)
+                while self._webp_cache_bytes > WEBP_CACHE_BYTES:
+                    _, old = self._webp_cache.popitem(last=False)
+                    self._webp_cache_bytes -= len(old)
+        return webp
 
     def _inside_pending(self, path: Path) -> Path | None:
         root = os.path.realpath(self.pending_dir)
