@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import sqlite3
-import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -514,6 +514,27 @@ def test_cancel_rolls_everything_back(app, make_v1, client, phase):
     assert job.files_total == 16
     assert job.files_done == job.cancel_after
 
+
+def test_cancelling_the_job_through_the_api_leaves_nothing(app, client, make_v1):
+    before = snapshot(app)
+    lib = make_v1()
+    for i in range(30):
+        lib.add_model(f"/m/checkpoints/{i}.safetensors", hash_hex=sha256_of(bytes([i])),
+                      image=image_bytes((900 + i, 900)))
+    lib.close()
+    response = client.post("/api/migration/migrate_legacy_db",
+                           json={"legacy_db_path": str(lib.db_path), "async": True})
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    job = get_state(app).jobs.get(job_id)
+    while job.files_done < 1 and job.state in ("queued", "running"):
+        time.sleep(0.001)
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 202
+
+    job = get_state(app).jobs.wait(job_id, timeout=60)
+
+    assert job.state == "cancelled"
+    assert snapshot(app) == before
 
 def test_concurrent_migrations_are_refused(app, client, make_v1):
     lib = make_v1()
