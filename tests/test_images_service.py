@@ -187,6 +187,55 @@ def test_metadata_is_stripped():
         assert "exif" not in info and "icc_profile" not in info and "xmp" not in info
 
 
+def _s15(v: float) -> bytes:
+    return struct.pack(">i", round(v * 65536))
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ " + b"\0" * 4 + _s15(x) + _s15(y) + _s15(z)
+
+
+def rgb_icc_profile(red, green, blue, name: str) -> bytes:
+    """A minimal ICC v2 matrix/TRC RGB profile with the given D50 primaries (gamma 2.2)."""
+    text = name.encode() + b"\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 78
+    curv = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(2.2 * 256)) + b"\0\0"
+    tags = [(b"desc", desc), (b"wtpt", _xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", _xyz(*red)),
+            (b"gXYZ", _xyz(*green)), (b"bXYZ", _xyz(*blue)), (b"rTRC", curv), (b"gTRC", curv),
+            (b"bTRC", curv), (b"cprt", b"text" + b"\0" * 4 + b"none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", offset + len(data)) + b"lcms" + struct.pack(">I", 0x02100000)
+              + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 28
+              + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+SRGB_D50 = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_non_srgb_profile_is_converted_before_it_is_stripped(mode):
+    red, green, blue = SRGB_D50
+    swapped = rgb_icc_profile(blue, green, red, "Swapped primaries")  # its "red" is sRGB blue
+    im = Image.new(mode, (40, 30), (255, 0, 0, 200)[: len(mode)])
+    tiers = process_image(encode(im, "PNG", icc_profile=swapped))
+    for data in tiers.values():
+        out = opened(data)
+        assert "icc_profile" not in out.info
+        r, g, b = out.convert("RGB").getpixel((out.width // 2, out.height // 2))
+        assert b > 200 and r < 60, (r, g, b)
+        assert out.mode == mode
+    srgb_tagged = encode(Image.new("RGB", (40, 30), (255, 0, 0)), "PNG",
+                         icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    r, g, b = opened(process_image(srgb_tagged)["high"]).getpixel((20, 15))
+    assert r > 240 and b < 20
+
+
 def test_webp_source_with_metadata_is_stripped():
     exif = Image.Exif()
     exif[0x010F] = "SecretCamera"
