@@ -95,14 +95,20 @@ def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> tu
     read = 0
     with open(path, "rb", buffering=0) as fh:
         before = FileIdentity.of(os.fstat(fh.fileno()))
-        while True:
-            n = fh.readinto(buffer)
+        # Read exactly the size seen at open (a file that keeps growing must not keep us here),
+        # then probe one byte more: data past the end means it changed.
+        remaining = before.size
+        while remaining > 0:
+            n = fh.readinto(view if remaining >= CHUNK_SIZE else view[:remaining])
             if not n:
                 break
             digest.update(view[:n] if n < CHUNK_SIZE else view)
             read += n
+            remaining -= n
             if progress is not None:
                 progress(n)
+        if fh.read(1):
+            read += 1
         after = FileIdentity.of(os.fstat(fh.fileno()))
     try:
         current = FileIdentity.of(os.stat(path))

@@ -75,9 +75,14 @@ def _utf8_ok(path: str) -> bool:
 def walk_models(
     index: ModelTypeIndex, stats: WalkStats, check: Callable[[], None] | None = None
 ) -> Iterator[FoundFile]:
-    """Yield every model file under the roots of every type, each real directory once."""
+    """Yield every model file under the roots of every type, each real directory once.
+
+    A file reached twice (a symlink or hard link to another model file) is yielded once; regular
+    files are visited before symlinked files, so the real path wins over a link to it.
+    """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
+    linked: list[tuple[str, str]] = []
     for type_name, model_type in index.types.items():
         extensions = model_type.extensions
         for root in model_type.roots:
@@ -100,16 +105,48 @@ def walk_models(
                 try:
                     with os.scandir(folder) as entries:
                         for entry in entries:
-                            found = _visit(entry, type_name, extensions, stats, seen_dirs,
-                                           seen_files, stack)
-                            if found is not None:
-                                yield found
+                            found = _visit(entry, type_name, extensions, stats, seen_dirs, stack,
+                                           linked)
+                            if found is not None and _first_time(found, seen_files, stats):
+                                yield _found(entry.path, type_name, found)
                 except OSError as exc:
                     stats.problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
+    for path, type_name in linked:
+        try:
+            st = os.stat(path)
+        except OSError as exc:  # broken link, loop, or the target vanished
+            stats.problem(f"cannot stat {path!r}: {exc.strerror or exc}")
+            continue
+        found = _usable(path, st, stats)
+        if found is not None and _first_time(found, seen_files, stats):
+            yield _found(path, type_name, found)
 
 
-def _visit(entry: os.DirEntry, type_name: str, extensions, stats: WalkStats,
-           seen_dirs: set, seen_files: set, stack: list) -> FoundFile | None:
+def _found(path: str, type_name: str, st: os.stat_result) -> FoundFile:
+    return FoundFile(path, type_name, st.st_size, st.st_mtime_ns)
+
+
+def _first_time(st: os.stat_result, seen_files: set, stats: WalkStats) -> bool:
+    key = (st.st_dev, st.st_ino)
+    if key in seen_files:  # the same file reached twice (hard or symbolic link)
+        stats.duplicates += 1
+        return False
+    seen_files.add(key)
+    return True
+
+
+def _usable(path: str, st: os.stat_result, stats: WalkStats) -> os.stat_result | None:
+    if not stat_module.S_ISREG(st.st_mode):
+        stats.problem(f"not a regular file: {path!r}")
+        return None
+    if not _utf8_ok(path):
+        stats.problem(f"name is not valid UTF-8, skipped: {path!r}")
+        return None
+    return st
+
+
+def _visit(entry: os.DirEntry, type_name: str, extensions, stats: WalkStats, seen_dirs: set,
+           stack: list, linked: list) -> os.stat_result | None:
     name = entry.name
     try:
         is_dir = entry.is_dir()
@@ -131,23 +168,15 @@ def _visit(entry: os.DirEntry, type_name: str, extensions, stats: WalkStats,
     if os.path.splitext(name)[1].lower() not in extensions:
         return None
     stats.scanned += 1
+    if entry.is_symlink():
+        linked.append((entry.path, type_name))
+        return None
     try:
         st = entry.stat()
-    except OSError as exc:  # broken link, vanished since listing, loop, permission
+    except OSError as exc:  # vanished since listing, permission
         stats.problem(f"cannot stat {entry.path!r}: {exc.strerror or exc}")
         return None
-    if not stat_module.S_ISREG(st.st_mode):
-        stats.problem(f"not a regular file: {entry.path!r}")
-        return None
-    if not _utf8_ok(entry.path):
-        stats.problem(f"name is not valid UTF-8, skipped: {entry.path!r}")
-        return None
-    key = (st.st_dev, st.st_ino)
-    if key in seen_files:  # the same file reached twice (hard or symbolic link)
-        stats.duplicates += 1
-        return None
-    seen_files.add(key)
-    return FoundFile(entry.path, type_name, st.st_size, st.st_mtime_ns)
+    return _usable(entry.path, st, stats)
 
 
 def _known_paths(conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[str, int]]]:

@@ -1,0 +1,231 @@
+"""GET/POST /api/scan on real model trees: what becomes pending, what is counted, what is never
+re-hashed, relinking of moved files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from hikaze_manager import create_app
+from hikaze_manager.services import hashing, scan as scan_service
+from hikaze_manager.services.model_types import ModelType, ModelTypeIndex
+from hikaze_manager.state import get_state
+
+
+def _pending(db_conn) -> dict[str, dict]:
+    return {row["path"]: dict(row) for row in db_conn.execute("SELECT * FROM pending_import")}
+
+
+@pytest.fixture
+def messy_tree(models_root, make_model_file, tmp_path):
+    """A tree with nesting, links, odd names and files that must not become models."""
+    ck = models_root / "checkpoints"
+    make_model_file("checkpoints/a.safetensors")
+    make_model_file("checkpoints/sdxl/base/b.ckpt")
+    make_model_file("checkpoints/UPPER.SAFETENSORS")
+    make_model_file("checkpoints/empty.safetensors", b"")
+    make_model_file("checkpoints/naïve 模型 🎨.safetensors")
+    make_model_file("checkpoints/readme.txt", b"not a model")
+    make_model_file("checkpoints/a.preview.png", b"\x89PNG")
+    make_model_file("checkpoints/.git/objects/x.safetensors")  # never walked
+    make_model_file("loras/style/l1.safetensors")
+    make_model_file("loras/l2.pt")
+    (ck / "sdxl" / "loop").symlink_to(ck)  # a loop back to the root
+    (ck / "self.safetensors").symlink_to(ck / "self.safetensors")  # ELOOP on stat
+    (ck / "broken.safetensors").symlink_to(tmp_path / "nowhere.safetensors")  # vanished target
+    bad_name = os.fsencode(str(ck)) + b"/bad-\xff-name.safetensors"
+    with open(bad_name, "wb") as fh:
+        fh.write(b"non utf-8 name")
+    outside = tmp_path / "external"
+    outside.mkdir()
+    (outside / "ext.safetensors").write_bytes(os.urandom(64))
+    (models_root / "loras" / "linked").symlink_to(outside)  # followed
+    (models_root / "loras" / "same-file.pt").symlink_to(models_root / "loras" / "l2.pt")
+    return models_root
+
+
+def test_scan_real_tree(client, db_conn, messy_tree):
+    response = client.get("/api/scan")
+    assert response.status_code == 200
+    report = response.get_json()
+    assert list(report) == ["status", "scanned", "added", "pending_ids", "skipped", "relinked",
+                            "errors"]
+    rows = _pending(db_conn)
+    ck, lo = messy_tree / "checkpoints", messy_tree / "loras"
+    expected = {
+        str(ck / "a.safetensors"): "checkpoints",
+        str(ck / "sdxl" / "base" / "b.ckpt"): "checkpoints",
+        str(ck / "UPPER.SAFETENSORS"): "checkpoints",
+        str(ck / "empty.safetensors"): "checkpoints",
+        str(ck / "naïve 模型 🎨.safetensors"): "checkpoints",
+        str(lo / "style" / "l1.safetensors"): "loras",
+        str(lo / "l2.pt"): "loras",
+        str(lo / "linked" / "ext.safetensors"): "loras",
+    }
+    assert {path: row["type"] for path, row in rows.items()} == expected
+    assert report["status"] == "success"
+    assert report["added"] == 8
+    assert sorted(report["pending_ids"]) == sorted(row["id"] for row in rows.values())
+    # broken link, self loop, non-UTF-8 name: counted, skipped, not fatal; same-file.pt is a
+    # second link to l2.pt (skipped, not an error).
+    assert report["errors"] == 3
+    assert report["scanned"] == 12
+    assert report["skipped"] == 4
+    assert report["relinked"] == 0
+    row = rows[str(ck / "a.safetensors")]
+    st = (ck / "a.safetensors").stat()
+    assert row["name"] == "a.safetensors"
+    assert row["sha256"] == ""
+    assert row["size_bytes"] == 4096
+    assert row["created_at"] == st.st_mtime_ns // 1_000_000
+    assert json.loads(row["meta_json"]) == scan_service.EMPTY_OLD_META
+    assert rows[str(ck / "empty.safetensors")]["size_bytes"] == 0
+
+
+def test_rescan_of_unchanged_tree_adds_and_hashes_nothing(client, db_conn, messy_tree):
+    first = client.get("/api/scan").get_json()
+    before_rows = _pending(db_conn)
+    before_hashes = hashing.STATS.files
+    second = client.get("/api/scan").get_json()
+    assert second["added"] == 0 and second["pending_ids"] == []
+    assert second["scanned"] == first["scanned"]
+    assert second["skipped"] == first["scanned"]
+    assert hashing.STATS.files == before_hashes
+    assert _pending(db_conn) == before_rows
+
+
+def test_post_scan_and_get_needs_same_origin(client):
+    assert client.post("/api/scan").status_code == 200
+    assert client.post("/api/scan", json={}).status_code == 200
+    refused = client.get("/api/scan", headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403
+    bad = client.post("/api/scan", json={"async": "maybe"})
+    assert bad.status_code == 400 and bad.get_json()["error"].startswith("async")
+    unknown = client.post("/api/scan", json={"deep": True})
+    assert unknown.status_code == 400 and "deep" in unknown.get_json()["error"]
+    assert client.post("/api/scan", json=[1]).status_code == 400
+
+
+def test_scan_without_types_is_503(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data")})
+    response = app.test_client().get("/api/scan")
+    assert response.status_code == 503
+    assert "error" in response.get_json()
+    roots_missing = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "d2"),
+                                "MODEL_TYPES": {"checkpoints": {"roots": []}}})
+    assert roots_missing.test_client().post("/api/scan").status_code == 503
+
+
+def test_missing_root_is_not_an_error(app_config, tmp_path, make_model_file):
+    make_model_file("checkpoints/a.safetensors")
+    app_config["MODEL_TYPES"]["vae"] = {"roots": [str(tmp_path / "no-such-folder")]}
+    report = create_app(app_config).test_client().get("/api/scan").get_json()
+    assert report["added"] == 1 and report["errors"] == 0
+
+
+def test_known_paths_are_compared_normalised(client, db_conn, add_model, make_model_file, models_root):
+    path, sha = make_model_file("checkpoints/a.safetensors")
+    other, _ = make_model_file("loras/b.safetensors")
+    add_model(sha, str(models_root / "checkpoints" / "." / "sub" / ".." / "a.safetensors"))
+    db_conn.execute("INSERT INTO pending_import(path, name) VALUES (?, 'b')",
+                    (str(models_root) + "//loras/b.safetensors",))
+    report = client.get("/api/scan").get_json()
+    assert report["added"] == 0 and report["skipped"] == 2
+
+
+def test_many_files_in_batches(client, db_conn, models_root):
+    folder = models_root / "loras" / "many"
+    folder.mkdir()
+    count = scan_service.INSERT_BATCH * 2 + 7
+    for i in range(count):
+        (folder / f"l{i:04d}.safetensors").write_bytes(b"%d" % i)
+    report = client.post("/api/scan").get_json()
+    assert report["added"] == count
+    assert db_conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == count
+
+
+def test_moved_library_file_is_relinked(client, db_conn, add_model, make_model_file, models_root):
+    data = os.urandom(10_000)
+    old, sha = make_model_file("checkpoints/old/place.safetensors", data)
+    add_model(sha, str(old), name="My model", size_bytes=len(data),
+              meta_json=json.dumps({"description": "keep me"}))
+    tag_id = db_conn.execute("INSERT INTO tags(name, name_key) VALUES ('fav', 'fav')").lastrowid
+    db_conn.execute("INSERT INTO model_tags(model_hash, tag_id) VALUES (?, ?)", (sha, tag_id))
+    new = models_root / "checkpoints" / "new" / "moved.safetensors"
+    new.parent.mkdir()
+    os.rename(old, new)
+    # Same size, different content: a new model, not the moved one.
+    decoy, _ = make_model_file("checkpoints/decoy.safetensors", os.urandom(len(data)))
+    report = client.get("/api/scan").get_json()
+    assert report["relinked"] == 1
+    assert report["added"] == 1
+    assert list(_pending(db_conn)) == [str(decoy)]
+    row = db_conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    assert row["path"] == str(new)
+    assert row["name"] == "My model"
+    assert json.loads(row["meta_json"]) == {"description": "keep me"}
+    assert db_conn.execute("SELECT tag_id FROM model_tags WHERE model_hash = ?", (sha,)).fetchall()[0][0] == tag_id
+    # The relink hashed the candidates once; a rescan hashes nothing.
+    before = hashing.STATS.files
+    again = client.get("/api/scan").get_json()
+    assert again["relinked"] == 0 and again["added"] == 0
+    assert hashing.STATS.files == before
+
+
+def test_present_library_files_are_never_hashed(client, add_model, make_model_file):
+    path, sha = make_model_file("checkpoints/a.safetensors")
+    add_model(sha, str(path), size_bytes=4096)
+    make_model_file("checkpoints/b.safetensors")  # same size, but nothing is missing
+    before = hashing.STATS.files
+    report = client.get("/api/scan").get_json()
+    assert report["added"] == 1 and report["relinked"] == 0
+    assert hashing.STATS.files == before
+
+
+def test_merged_duplicate_is_not_queued_again(client, db_conn, make_model_file):
+    data = os.urandom(3000)
+    make_model_file("checkpoints/a.safetensors", data)
+    make_model_file("checkpoints/copy.safetensors", data)
+    ids = client.get("/api/scan").get_json()["pending_ids"]
+    report = client.post("/api/migration/import_models", json={"id": ids}).get_json()
+    assert len(report["success"]) == 1 and len(report["conflict"]) == 1
+    client.post("/api/migration/import_models",
+                json={"id": [report["conflict"][0]["pending"]["id"]], "conflict_strategy": "merge"})
+    again = client.get("/api/scan").get_json()
+    assert again["added"] == 0
+    assert db_conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
+
+
+def test_async_scan_reports_progress_and_the_same_report(client, app, make_model_file):
+    for i in range(5):
+        make_model_file(f"loras/l{i}.safetensors")
+    response = client.get("/api/scan?async=1")
+    assert response.status_code == 202
+    body = response.get_json()
+    job = get_state(app).jobs.wait(body["job_id"], timeout=30)
+    assert job is not None
+    polled = client.get(response.headers["Location"]).get_json()
+    assert polled["state"] == "succeeded"
+    assert polled["status_code"] == 200
+    assert polled["result"]["added"] == 5
+    assert polled["progress"]["files_done"] == polled["progress"]["files_total"] == 5
+    sync = client.get("/api/scan").get_json()
+    assert set(sync) == set(polled["result"])
+
+
+def test_walk_dedupes_directories_reached_twice(tmp_path):
+    root = tmp_path / "r"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "m.safetensors").write_bytes(b"m")
+    (root / "alias").symlink_to(root / "sub")
+    index = ModelTypeIndex({
+        "a": ModelType("a", (str(root),)),
+        "b": ModelType("b", (str(root / "sub"),)),
+    })
+    stats = scan_service.WalkStats()
+    found = list(scan_service.walk_models(index, stats))
+    assert [(f.path, f.type) for f in found] == [(str(root / "sub" / "m.safetensors"), "a")] or \
+        [(f.path, f.type) for f in found] == [(str(root / "alias" / "m.safetensors"), "a")]
+    assert stats.duplicates == 0 and stats.unusable == 0
