@@ -30,7 +30,7 @@ class _Strict(BodySchema):
 class ScanBodySchema(_Strict):
     """``POST /api/scan`` body (optional): ``{"async": true}`` runs it as a job."""
 
-    asynchronous = fields.Boolean(data_key="async", load_default=False,
+    asynchronous = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
                                   error_messages={"invalid": "must be true or false"})
 
 
@@ -51,7 +51,7 @@ class ImportModelsSchema(_Strict):
                                 "delete or null"),
         error_messages={"invalid": "must be one of override, merge, ignore, delete or null"},
     )
-    asynchronous = fields.Boolean(data_key="async", load_default=False,
+    asynchronous = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
                                   error_messages={"invalid": "must be true or false"})
 
 

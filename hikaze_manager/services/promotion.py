@@ -139,11 +139,15 @@ def _fail(pending_id, message: str) -> _Outcome:
 def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warnings):
     if pending_id is None:
         raise _fail(raw, "Invalid id")
-    row = rows.get(pending_id)
+    # Re-read the row: an earlier item of the batch (the same id twice) or another request may
+    # have promoted or changed it since the batch was hashed.
+    row = conn.execute("SELECT * FROM pending_import WHERE id = ?", (pending_id,)).fetchone()
     if row is None:
         raise _fail(pending_id, "Pending model not found")
     if not row["path"]:
         raise _fail(pending_id, "Pending model missing path")
+    if row["path"] not in digests:
+        digests.update(hashing.hash_files(conn, [row["path"]]))
     digest = digests.get(row["path"])
     if digest is None or digest.sha256 is None:
         raise _fail(pending_id, (digest.error if digest else None) or "SHA256 calculation failed")
