@@ -6,7 +6,8 @@ Tiers are the reference's: base <= 2 MP, high/medium/low = 1.0/0.66/0.33, WebP q
   * naive = the reference's approach: LANCZOS from the full image for each tier, method 6
   * fast  = perf-anchors' "fast, method 4": thumbnail() defaults (BICUBIC, reducing_gap 2),
             cascading, method 4 -- the pipeline the <= 1.2x target is stated against
-Single thread, CPU time of the thread; rounds interleaved, medians reported. Run: python bench/bench_images.py [rounds]
+Single thread, CPU time of the thread; rounds interleaved, medians reported.
+Run: python bench/bench_images.py [rounds]
 """
 
 from __future__ import annotations

@@ -5,12 +5,10 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import struct
 import threading
 import uuid
 import zlib
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -177,6 +175,8 @@ def test_range_request(client, model):
     full = fetch(client, f"/api/images/{model}_0.webp").body
     part = fetch(client, f"/api/images/{model}_0.webp", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.body == full[:10]
+    beyond = fetch(client, f"/api/images/{model}_0.webp", headers={"Range": "bytes=999999-"})
+    assert_json_error(beyond, 416)
 
 
 def test_head_request(client, model):
@@ -331,7 +331,8 @@ def test_eight_parallel_uploads_through_waitress(app, model, client):
         boundary = uuid.uuid4().hex
         body = (
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"sha256\"\r\n\r\n{model}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            'filename="a.png"\r\n'
             "Content-Type: image/png\r\n\r\n"
         ).encode() + picture((width, 64)) + f"\r\n--{boundary}--\r\n".encode()
         conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=60)

@@ -230,8 +230,8 @@ def test_a_non_srgb_profile_is_converted_before_it_is_stripped(mode):
         r, g, b = out.convert("RGB").getpixel((out.width // 2, out.height // 2))
         assert b > 200 and r < 60, (r, g, b)
         assert out.mode == mode
-    srgb_tagged = encode(Image.new("RGB", (40, 30), (255, 0, 0)), "PNG",
-                         icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    srgb_tagged = encode(Image.new("RGB", (40, 30), (255, 0, 0)), "PNG", icc_profile=srgb)
     r, g, b = opened(process_image(srgb_tagged)["high"]).getpixel((20, 15))
     assert r > 240 and b < 20
 
@@ -492,7 +492,8 @@ def test_readers_never_see_a_mixed_set_during_deletes(store):
         thread.join()
     assert problems == []
     assert checked[0] > 0
-    assert [round(green(store.set_path(SHA, s).read_bytes()) / 6) for s in range(4)] == [36, 37, 38, 39]
+    survivors = [round(green(store.set_path(SHA, s).read_bytes()) / 6) for s in range(4)]
+    assert survivors == [36, 37, 38, 39]
 
 
 def test_every_intermediate_state_of_a_delete_holds_only_whole_sets(store, monkeypatch):
@@ -542,7 +543,8 @@ def test_save_pending_image_names(store):
     other = encode(gradient((12, 10)))
     assert store.save_pending_image("model_1_17000_cat pic.png", png) == "model_1_17000_cat_pic.png"
     assert store.save_pending_image("model_1_17000_cat pic.png", png) == "model_1_17000_cat_pic.png"
-    assert store.save_pending_image("model_1_17000_cat pic.png", other) == "model_1_17000_cat_pic-1.png"
+    renamed = store.save_pending_image("model_1_17000_cat pic.png", other)
+    assert renamed == "model_1_17000_cat_pic-1.png"
     assert store.save_pending_image("C:\\legacy\\images\\a.png", png) == "a.png"
     assert store.save_pending_image("../../etc/passwd", png) == "passwd"
     assert store.save_pending_image("..", png) == "image"

@@ -59,11 +59,16 @@ def _revalidate(response: Response, etag: str, st: os.stat_result) -> Response:
 
 def _send_open_file(fh, mimetype: str) -> Response:
     """Send an open file; headers come from its fstat, so they match the bytes sent."""
-    st = os.fstat(fh.fileno())
-    response = send_file(fh, request.environ, mimetype=mimetype, conditional=False, max_age=None)
-    response.content_length = st.st_size
-    _revalidate(response, _etag(st), st)
-    return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
+    try:
+        st = os.fstat(fh.fileno())
+        response = send_file(fh, request.environ, mimetype=mimetype, conditional=False,
+                             max_age=None)
+        response.content_length = st.st_size
+        _revalidate(response, _etag(st), st)
+        return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
+    except BaseException:  # the response owns the file only once it is returned
+        fh.close()
+        raise
 
 
 def _open(path) -> object | None:
@@ -210,10 +215,12 @@ def get_pending_image_webp(name: str):
     store = get_state().images
     literal = store.pending_image_path(name + ".webp")
     if literal is not None and quality == "high":
-        with open(literal, "rb") as fh:
-            is_webp = sniff_mime(fh.read(16)) == WEBP
-        if is_webp:
-            return _send_original(literal)
+        fh = _open(literal)
+        if fh is not None:
+            with fh:
+                is_webp = sniff_mime(fh.read(16)) == WEBP
+            if is_webp:
+                return _send_original(literal)
     if name.isdigit():
         path = _pending_image_of(int(name))
     else:

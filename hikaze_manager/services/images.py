@@ -364,7 +364,8 @@ class ImageStore:
             k = seq + 1
             while self.set_path(sha256, k).is_file():
                 for tier in ("low", "medium"):
-                    source, dest = self.set_path(sha256, k, tier), self.set_path(sha256, k - 1, tier)
+                    source = self.set_path(sha256, k, tier)
+                    dest = self.set_path(sha256, k - 1, tier)
                     if source.is_file():
                         self._link_or_copy(source, dest)
                     else:
@@ -462,7 +463,7 @@ class ImageStore:
         return True
 
     def pending_webp(self, data: bytes, tier: str, key: tuple) -> bytes:
-        """WebP tier of a pending original, converted once per ``key`` (file identity) and cached."""
+        """WebP tier of a pending original, converted once per ``key`` (file identity), cached."""
         cache_key = (*key, tier)
         with self._webp_cache_lock:
             cached = self._webp_cache.get(cache_key)
