@@ -269,8 +269,9 @@ def test_upload_must_be_multipart(client, model):
         (picture((400, 300))[:600], 400),
         (png_bomb(20000, 20000), 413),
         (png_bomb(9000, 9000), 413),
+        (png_bomb(10000, 10000), 413),
     ],
-    ids=["empty", "text", "bmp", "tiff", "truncated-png", "bomb-400MP", "81MP"],
+    ids=["empty", "text", "bmp", "tiff", "truncated-png", "bomb-400MP", "81MP", "100MP-warning"],
 )
 def test_upload_bad_images(client, model, app, data, code):
     assert_json_error(upload(client, model, data), code)
