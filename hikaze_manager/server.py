@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import socket
@@ -10,7 +11,9 @@ import threading
 from dataclasses import dataclass
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,25 @@ class ServerHandle:
         self._stop.set()
         self.server.trigger.pull_trigger()
         self.thread.join(timeout)
+
+
+class _JsonErrorTask(ErrorTask):
+    """Errors waitress answers itself (oversized body, malformed request) in the API's JSON shape."""
+
+    def execute(self):
+        error = self.request.error
+        body = json.dumps({"error": f"{error.reason}: {error.body}".strip(": ")}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(
+            [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _JsonErrorChannel(HTTPChannel):
+    error_task_class = _JsonErrorTask
 
 
 def _bind_socket(host: str, port: int) -> socket.socket:
@@ -101,6 +123,8 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         raise OSError(
             errno.EADDRINUSE, f"no free port in {port}..{port + port_attempts - 1}: {last_error}"
         )
+    # waitress buffers a whole body before the app sees it; its own limit answers 413 at once.
+    max_body = app.config.get("MAX_CONTENT_LENGTH") or 1024**3
     server = create_server(
         app,
         sockets=[sock],
@@ -108,7 +132,9 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         ident="hikaze-manager",
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
+        max_request_body_size=max_body,
     )
+    server.channel_class = _JsonErrorChannel
     stop = threading.Event()
     thread = threading.Thread(
         target=_serve_until_stopped, args=(server, stop), name="hikaze-waitress", daemon=True

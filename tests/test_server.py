@@ -90,3 +90,23 @@ def test_python_m_hikaze_manager_starts_prints_url_and_stops_on_ctrl_c(tmp_path)
         process.stdout.close()
         process.stderr.close()
     assert (tmp_path / "data" / "hikaze_model_manager.db").is_file()
+
+
+def test_oversized_body_is_refused_before_it_is_sent(app, server):
+    """waitress answers 413 (as JSON) on the headers alone; the 100 MB body is never sent."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/images/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 100000000\r\n\r\n"
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"application/json" in head
+    assert "error" in json.loads(body)
