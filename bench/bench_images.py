@@ -22,7 +22,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hikaze_manager.services.images import (  # noqa: E402
+from hikaze_manager.services.image_processing import (  # noqa: E402
     TIER_QUALITY,
     TIERS,
     base_size,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from .config import ROOT, DefaultConfig
+from .state import AppState, DataPaths
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.json.ensure_ascii = False
 
     from . import db, errors, handlers, security
-    from .state import AppState, DataPaths
 
     paths = DataPaths.under(app.config["DATA_DIR"], app.config.get("DATABASE"))
     app.config["DATABASE"] = str(paths.database)
@@ -40,14 +40,13 @@ def create_app(config: Mapping | None = None) -> Flask:
     return app
 
 
-def _build_state(app: Flask, paths) -> "AppState":
+def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .db import connection
     from .db import upgrades
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
     from .services.model_types import ModelTypeRegistry
-    from .state import AppState
 
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,14 @@ from PIL import Image, ImageCms
 from hikaze_manager.errors import NotFound
 from hikaze_manager.services import images as images_service
 from hikaze_manager.services.files import TMP_PREFIX
-from hikaze_manager.services.images import (
+from hikaze_manager.services.image_processing import (
     ImageError,
-    ImageStore,
     ImageTooLarge,
     UnsupportedImage,
     process_image,
+    tier_size,
 )
+from hikaze_manager.services.images import ImageStore
 
 SHA = "ab" * 32
 OTHER = "cd" * 32
@@ -401,7 +402,7 @@ def test_parallel_adds_get_distinct_sequences(store):
     for seq in range(8):
         high = opened(store.set_path(SHA, seq, "high").read_bytes())
         low = opened(store.set_path(SHA, seq, "low").read_bytes())
-        assert low.size == images_service.tier_size(high.size, "low")  # same image in every tier
+        assert low.size == tier_size(high.size, "low")  # same image in every tier
         widths.add(high.size[0])
     assert widths == {40 + i for i in range(8)}
     assert not [n for n in files_of(store) if n.startswith(TMP_PREFIX)]

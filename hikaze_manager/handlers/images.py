@@ -31,7 +31,7 @@ from ..schemas.images import (
     UploadResultSchema,
 )
 from ..security import accepts_multipart
-from ..services.images import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
+from ..services.image_processing import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
 from ..state import get_state
 
 bp = Blueprint("images", __name__, url_prefix="/api")

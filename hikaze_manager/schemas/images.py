@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..services.images import TIERS
+from ..services.image_processing import TIERS
 from .common import QuerySchema, Sha256
 
 
