@@ -226,6 +226,6 @@ def test_walk_dedupes_directories_reached_twice(tmp_path):
     })
     stats = scan_service.WalkStats()
     found = list(scan_service.walk_models(index, stats))
-    assert [(f.path, f.type) for f in found] == [(str(root / "sub" / "m.safetensors"), "a")] or \
-        [(f.path, f.type) for f in found] == [(str(root / "alias" / "m.safetensors"), "a")]
+    assert [(f[0], f[1]) for f in found] in (
+        [(str(root / "sub" / "m.safetensors"), "a")], [(str(root / "alias" / "m.safetensors"), "a")])
     assert stats.duplicates == 0 and stats.unusable == 0

@@ -20,6 +20,7 @@ import sqlite3
 import stat as stat_module
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .. import db
 from . import hashing
@@ -28,6 +29,7 @@ from .model_types import ModelTypeIndex
 logger = logging.getLogger(__name__)
 
 INSERT_BATCH = 500
+_FORMAT_MASK, _REGULAR = stat_module.S_IFMT(0o170000), stat_module.S_IFREG
 SKIPPED_DIR_NAMES = frozenset({".git", "__pycache__"})
 EMPTY_OLD_META = {
     "description": "",
@@ -37,8 +39,7 @@ EMPTY_OLD_META = {
 }
 
 
-@dataclass(frozen=True)
-class FoundFile:
+class FoundFile(NamedTuple):
     """A model file seen by the walk."""
 
     path: str
@@ -74,11 +75,12 @@ def _utf8_ok(path: str) -> bool:
 
 def walk_models(
     index: ModelTypeIndex, stats: WalkStats, check: Callable[[], None] | None = None
-) -> Iterator[FoundFile]:
-    """Yield every model file under the roots of every type, each real directory once.
+) -> Iterator[tuple[str, str, int, int]]:
+    """Yield ``(path, type, size, mtime_ns)`` for every model file, each real directory once.
 
     A file reached twice (a symlink or hard link to another model file) is yielded once; regular
-    files are visited before symlinked files, so the real path wins over a link to it.
+    files are visited before symlinked files, so the real path wins over a link to it. This is
+    the hot loop of a scan (one iteration per directory entry), hence the inlined checks.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -103,13 +105,51 @@ def walk_models(
                 if check is not None:
                     check()
                 try:
-                    with os.scandir(folder) as entries:
-                        for entry in entries:
-                            found = _visit(entry, type_name, extensions, stats, seen_dirs, stack,
-                                           linked)
-                            if found is not None and _first_time(found, seen_files, stats):
-                                yield _found(entry.path, type_name, found)
+                    entries = os.scandir(folder)
                 except OSError as exc:
+                    stats.problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
+                    continue
+                try:
+                    with entries:
+                        for entry in entries:
+                            name = entry.name
+                            dot = name.rfind(".")
+                            if dot <= 0 or name[dot:].lower() not in extensions:
+                                try:
+                                    is_dir = entry.is_dir()
+                                except OSError:  # e.g. a symlink loop (ELOOP): not a folder
+                                    is_dir = False
+                                if is_dir:
+                                    _enter(entry, stats, seen_dirs, stack)
+                                continue
+                            path = entry.path
+                            if entry.is_symlink():
+                                if _is_dir(entry):
+                                    _enter(entry, stats, seen_dirs, stack)
+                                else:
+                                    stats.scanned += 1
+                                    linked.append((path, type_name))
+                                continue
+                            try:
+                                st = entry.stat()
+                            except OSError as exc:  # vanished since listing, permission
+                                stats.scanned += 1
+                                stats.problem(f"cannot stat {path!r}: {exc.strerror or exc}")
+                                continue
+                            if stat_module.S_ISDIR(st.st_mode):  # a folder named like a model
+                                _enter(entry, stats, seen_dirs, stack)
+                                continue
+                            stats.scanned += 1
+                            key = (st.st_dev, st.st_ino)
+                            if (st.st_mode & _FORMAT_MASK) == _REGULAR and path.isascii() and \
+                                    key not in seen_files:
+                                seen_files.add(key)  # the fast path of _usable()
+                                yield path, type_name, st.st_size, st.st_mtime_ns  # no object: hot
+                                continue
+                            found = _usable(path, type_name, st, stats, seen_files)
+                            if found is not None:
+                                yield found
+                except OSError as exc:  # the folder vanished or failed mid-listing
                     stats.problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
     for path, type_name in linked:
         try:
@@ -117,71 +157,59 @@ def walk_models(
         except OSError as exc:  # broken link, loop, or the target vanished
             stats.problem(f"cannot stat {path!r}: {exc.strerror or exc}")
             continue
-        found = _usable(path, st, stats)
-        if found is not None and _first_time(found, seen_files, stats):
-            yield _found(path, type_name, found)
+        found = _usable(path, type_name, st, stats, seen_files)
+        if found is not None:
+            yield found
 
 
-def _found(path: str, type_name: str, st: os.stat_result) -> FoundFile:
-    return FoundFile(path, type_name, st.st_size, st.st_mtime_ns)
-
-
-def _first_time(st: os.stat_result, seen_files: set, stats: WalkStats) -> bool:
-    key = (st.st_dev, st.st_ino)
-    if key in seen_files:  # the same file reached twice (hard or symbolic link)
-        stats.duplicates += 1
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # e.g. a symlink loop (ELOOP): not a folder; a model name is reported later
         return False
-    seen_files.add(key)
-    return True
 
 
-def _usable(path: str, st: os.stat_result, stats: WalkStats) -> os.stat_result | None:
+def _enter(entry: os.DirEntry, stats: WalkStats, seen_dirs: set, stack: list) -> None:
+    if entry.name in SKIPPED_DIR_NAMES:
+        return
+    try:
+        st = entry.stat()
+    except OSError as exc:
+        stats.problem(f"cannot read folder {entry.path!r}: {exc.strerror or exc}")
+        return
+    key = (st.st_dev, st.st_ino)
+    if key not in seen_dirs:  # a symlink back to an ancestor (or a second link) ends here
+        seen_dirs.add(key)
+        stack.append(entry.path)
+
+
+def _usable(path: str, type_name: str, st: os.stat_result, stats: WalkStats,
+            seen_files: set) -> tuple[str, str, int, int] | None:
     if not stat_module.S_ISREG(st.st_mode):
         stats.problem(f"not a regular file: {path!r}")
         return None
-    if not _utf8_ok(path):
+    if not path.isascii() and not _utf8_ok(path):
         stats.problem(f"name is not valid UTF-8, skipped: {path!r}")
         return None
-    return st
+    key = (st.st_dev, st.st_ino)
+    if key in seen_files:  # the same file reached twice (hard or symbolic link)
+        stats.duplicates += 1
+        return None
+    seen_files.add(key)
+    return path, type_name, st.st_size, st.st_mtime_ns
 
 
-def _visit(entry: os.DirEntry, type_name: str, extensions, stats: WalkStats, seen_dirs: set,
-           stack: list, linked: list) -> os.stat_result | None:
-    name = entry.name
-    try:
-        is_dir = entry.is_dir()
-    except OSError:  # e.g. a symlink loop (ELOOP): treat it as a file that cannot be stat'ed
-        is_dir = False
-    if is_dir:
-        if name in SKIPPED_DIR_NAMES:
-            return None
-        try:
-            st = entry.stat()
-        except OSError as exc:
-            stats.problem(f"cannot read folder {entry.path!r}: {exc.strerror or exc}")
-            return None
-        key = (st.st_dev, st.st_ino)
-        if key not in seen_dirs:  # a symlink back to an ancestor (or a second link) ends here
-            seen_dirs.add(key)
-            stack.append(entry.path)
-        return None
-    if os.path.splitext(name)[1].lower() not in extensions:
-        return None
-    stats.scanned += 1
-    if entry.is_symlink():
-        linked.append((entry.path, type_name))
-        return None
-    try:
-        st = entry.stat()
-    except OSError as exc:  # vanished since listing, permission
-        stats.problem(f"cannot stat {entry.path!r}: {exc.strerror or exc}")
-        return None
-    return _usable(entry.path, st, stats)
+def _norm(path: str) -> str:
+    """``hashing.normalize_path``, skipped for the common already-normal POSIX path (hot in rescans)."""
+    if (os.sep == "/" and path[:1] == "/" and "//" not in path and "/./" not in path
+            and "/../" not in path and not path.endswith(("/", "/.", "/.."))):
+        return path
+    return hashing.normalize_path(path)
 
 
 def _known_paths(conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[str, int]]]:
     """Normalised paths of library and pending rows, and library rows by normalised path."""
-    norm = hashing.normalize_path
+    norm = _norm
     library = {
         norm(path): (sha, size or 0)
         for sha, path, size in conn.execute("SELECT sha256, path, size_bytes FROM models")
@@ -192,14 +220,13 @@ def _known_paths(conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[st
     return known, library
 
 
-def _cached_library_sha(conn: sqlite3.Connection, found: FoundFile) -> str | None:
-    """The sha of an unchanged, already hashed file whose content is in the library."""
-    row = conn.execute(
-        "SELECT m.sha256 FROM file_hashes f JOIN models m ON m.sha256 = f.sha256 "
-        "WHERE f.path = ? AND f.size_bytes = ? AND f.mtime_ns = ?",
-        (hashing.normalize_path(found.path), found.size, found.mtime_ns),
-    ).fetchone()
-    return row[0] if row else None
+def _library_copies(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """Hashed files whose content is in the library: path -> (size, mtime) when hashed."""
+    rows = conn.execute(
+        "SELECT f.path, f.size_bytes, f.mtime_ns FROM file_hashes f "
+        "JOIN models m ON m.sha256 = f.sha256"
+    )
+    return {path: (size, mtime) for path, size, mtime in rows}
 
 
 def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> dict:
@@ -212,13 +239,13 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
     found_paths: set[str] = set()
     new_files: list[FoundFile] = []
     skipped = 0
-    for found in walk_models(index, stats, check):
-        key = hashing.normalize_path(found.path)
+    for item in walk_models(index, stats, check):
+        key = os.path.normcase(item[0])  # already absolute and normal: root + plain names
         found_paths.add(key)
         if key in known:
             skipped += 1
         else:
-            new_files.append(found)
+            new_files.append(FoundFile._make(item))
     if job is not None:
         job.set_totals(files=stats.scanned)
         job.advance(files=stats.scanned - len(new_files), message="checking new files")
@@ -237,6 +264,7 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
             job.set_totals(bytes_=sum(f.size for f in candidates))
         progress = _progress(job)
         digests = hashing.hash_files(conn, [f.path for f in candidates], progress=progress)
+    copies = _library_copies(conn) if new_files else {}
     for found in new_files:
         result = digests.get(found.path)
         sha = result.sha256 if result is not None else None
@@ -246,7 +274,7 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
             missing[found.size].discard(sha)
             relinked += 1
             logger.info("[Hikaze] scan: model %s moved to %r", sha, found.path)
-        elif _cached_library_sha(conn, found) is not None:
+        elif copies.get(hashing.normalize_path(found.path)) == (found.size, found.mtime_ns):
             skipped += 1  # a copy of a library model, already seen (merged or deleted duplicate)
         else:
             to_queue.append(found)

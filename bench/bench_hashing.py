@@ -1,0 +1,144 @@
+"""SHA-256 benchmark: our file hashing vs baselines measured in the same run (perf-anchors 1-2).
+
+Per round (rounds interleaved, medians of per-round ratios reported):
+  * memory   = hashlib.sha256 over the same bytes already in memory, 1 MiB slices (CPU limit)
+  * ours     = services.hashing.sha256_file (readinto a reused 1 MiB buffer)
+  * ours+job = the same with the per-chunk progress a job uses (cancel check + advance)
+  * openssl  = `openssl dgst -sha256 FILE` (subprocess, the peer)
+  * sha256sum = coreutils `sha256sum FILE` (subprocess, a weak peer)
+  * pool     = services.hashing.hash_files on two files with 2 workers vs 1 worker (sequential),
+               and with 2 workers at normal priority (nice0) to show what the niceness costs
+               when other processes compete for the cores
+Files are hot (read once before timing). Run: python bench/bench_hashing.py [MiB per file] [rounds]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hikaze_manager.services import hashing  # noqa: E402
+from hikaze_manager.services.jobs import Job  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size == size:
+        return
+    with open(path, "wb") as fh:
+        for _ in range(size // (64 * MIB)):
+            fh.write(os.urandom(64 * MIB))
+        fh.write(os.urandom(size % (64 * MIB)))
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def memory_hash(data: memoryview) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, len(data), MIB):
+        digest.update(data[offset : offset + MIB])
+    return digest.hexdigest()
+
+
+def cli(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def cache_conn() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute(
+        "CREATE TABLE file_hashes (path TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL,"
+        " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, hashed_at INTEGER NOT NULL)"
+    )
+    return conn
+
+
+def main() -> None:
+    size = int(sys.argv[1]) * MIB if len(sys.argv) > 1 else 1024 * MIB
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    folder = Path(os.environ.get("HIKAZE_BENCH_DIR", tempfile.gettempdir())) / "hikaze-bench-hash"
+    folder.mkdir(exist_ok=True)
+    files = [folder / "a.bin", folder / "b.bin"]
+    for f in files:
+        make_file(f, size)
+    data = memoryview(files[0].read_bytes())
+    expected = memory_hash(data)
+    for f in files:
+        hashing.sha256_file(f)  # warm the page cache
+    job = Job(id="bench", kind="bench")
+
+    def with_job(n: int) -> None:
+        job.check_cancelled()
+        job.advance(bytes_=n)
+
+    variants = {
+        "memory": lambda: memory_hash(data),
+        "ours": lambda: hashing.sha256_file(files[0]),
+        "ours+job": lambda: hashing.sha256_file(files[0], with_job),
+        "openssl": lambda: cli("openssl", "dgst", "-sha256", str(files[0])),
+        "sha256sum": lambda: cli("sha256sum", str(files[0])),
+    }
+    assert hashing.sha256_file(files[0])[0] == expected
+    assert expected in cli("openssl", "dgst", "-sha256", str(files[0]))
+
+    def pool(workers: int, niceness: int = hashing.WORKER_NICENESS) -> None:
+        saved, hashing.WORKER_NICENESS = hashing.WORKER_NICENESS, niceness
+        conn = cache_conn()
+        try:
+            results = hashing.hash_files(conn, [str(f) for f in files], workers=workers)
+        finally:
+            conn.close()
+            hashing.WORKER_NICENESS = saved
+        assert all(r.sha256 and not r.cached for r in results.values())
+
+    pools = {"pool x1": lambda: pool(1), "pool x2": lambda: pool(2),
+             "pool x2 nice0": lambda: pool(2, 0)}
+    times: dict[str, list[float]] = {k: [] for k in [*variants, *pools]}
+    for r in range(rounds):
+        names = list(variants)
+        names = names[r % len(names):] + names[: r % len(names)]  # rotate the order per round
+        for name in names:
+            times[name].append(timed(variants[name]))
+        keys = list(pools)
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            times[key].append(timed(pools[key]))
+
+    def mbps(seconds: float, nbytes: int = size) -> float:
+        return nbytes / seconds / 1e6
+
+    def ratio(a: str, b: str) -> tuple[float, float, float]:
+        values = [times[b][i] / times[a][i] for i in range(rounds)]
+        return statistics.median(values), min(values), max(values)
+
+    print(f"file size {size // MIB} MiB, {rounds} rounds, cores {os.cpu_count()}, "
+          f"load {os.getloadavg()[0]:.2f}")
+    for name in variants:
+        print(f"  {name:10s} {mbps(statistics.median(times[name])):8.0f} MB/s  "
+              f"(min {mbps(max(times[name])):.0f}, max {mbps(min(times[name])):.0f})")
+    for key in pools:
+        print(f"  {key:10s} {mbps(statistics.median(times[key]), 2 * size):8.0f} MB/s (2 files)")
+    print("ratios (median of per-round ratios, min-max); target in brackets:")
+    for a, b, target in (("ours", "memory", ">= 0.90"), ("ours", "openssl", ">= 1.0"),
+                         ("ours", "sha256sum", "info"), ("ours+job", "ours", ">= 0.98"),
+                         ("pool x2", "pool x1", ">= 1.8 on 2 idle cores"),
+                         ("pool x2 nice0", "pool x1", "info: without the lower priority")):
+        med, lo, hi = ratio(a, b)
+        print(f"  {a} speed / {b} speed = {med:.3f} ({lo:.3f}-{hi:.3f})  [{target}]")
+
+
+if __name__ == "__main__":
+    main()
