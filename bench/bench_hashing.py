@@ -6,6 +6,7 @@ Per round (rounds interleaved, medians of per-round ratios reported):
   * ours+job = the same with the per-chunk progress a job uses (cancel check + advance)
   * openssl  = `openssl dgst -sha256 FILE` (subprocess, the peer)
   * sha256sum = coreutils `sha256sum FILE` (subprocess, a weak peer)
+  * openssl seq/par = two `openssl dgst` one after the other vs at once (the peer's scaling)
   * pool     = services.hashing.hash_files on two files with 2 workers vs 1 worker (sequential),
                and with 2 workers at normal priority (nice0) to show what the niceness costs
                when other processes compete for the cores
@@ -105,8 +106,19 @@ def main() -> None:
             hashing.WORKER_NICENESS = saved
         assert all(r.sha256 and not r.cached for r in results.values())
 
+    def openssl_pair(parallel: bool) -> None:
+        commands = [["openssl", "dgst", "-sha256", str(f)] for f in files]
+        if not parallel:
+            for command in commands:
+                subprocess.run(command, check=True, capture_output=True)
+            return
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in commands]
+        for proc in procs:
+            proc.wait()
+
     pools = {"pool x1": lambda: pool(1), "pool x2": lambda: pool(2),
-             "pool x2 nice0": lambda: pool(2, 0)}
+             "pool x2 nice0": lambda: pool(2, 0),
+             "openssl seq": lambda: openssl_pair(False), "openssl par": lambda: openssl_pair(True)}
     times: dict[str, list[float]] = {k: [] for k in [*variants, *pools]}
     for r in range(rounds):
         names = list(variants)
@@ -135,9 +147,15 @@ def main() -> None:
     for a, b, target in (("ours", "memory", ">= 0.90"), ("ours", "openssl", ">= 1.0"),
                          ("ours", "sha256sum", "info"), ("ours+job", "ours", ">= 0.98"),
                          ("pool x2", "pool x1", ">= 1.8 on 2 idle cores"),
-                         ("pool x2 nice0", "pool x1", "info: without the lower priority")):
+                         ("pool x2 nice0", "pool x1", "info: without the lower priority"),
+                         ("openssl par", "openssl seq", "peer: what the machine allows now")):
         med, lo, hi = ratio(a, b)
         print(f"  {a} speed / {b} speed = {med:.3f} ({lo:.3f}-{hi:.3f})  [{target}]")
+    ours_scaling = [times["pool x1"][i] / times["pool x2"][i] for i in range(rounds)]
+    peer_scaling = [times["openssl seq"][i] / times["openssl par"][i] for i in range(rounds)]
+    relative = [o / p for o, p in zip(ours_scaling, peer_scaling)]
+    print(f"  pool scaling / openssl scaling = {statistics.median(relative):.3f} "
+          f"({min(relative):.3f}-{max(relative):.3f})  [>= 0.9]")
 
 
 if __name__ == "__main__":
