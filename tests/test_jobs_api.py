@@ -12,7 +12,7 @@ import pytest
 
 from hikaze_manager.errors import ServiceUnavailable
 from hikaze_manager.server import start_server
-from hikaze_manager.services.jobs import CANCELLED, FAILED, SUCCEEDED, JobManager
+from hikaze_manager.services.jobs import CANCELLED, FAILED, SUCCEEDED, JobCancelled, JobManager
 from hikaze_manager.state import get_state
 
 
@@ -180,3 +180,15 @@ def test_server_answers_while_a_job_hashes_and_the_job_can_be_cancelled(app, db_
     assert db_conn.execute("SELECT id FROM pending_import").fetchall()[0][0] == pid
     assert db_conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 0
     assert db_conn.execute("SELECT COUNT(*) FROM models").fetchone()[0] == 0
+
+
+def test_cancelled_job_keeps_the_part_it_finished():
+    manager = JobManager()
+
+    def work(job):
+        raise JobCancelled({"success": [1]}, 207)
+
+    job = manager.submit("partial", work)
+    manager.wait(job.id, 10)
+    snap = job.snapshot()
+    assert (snap["state"], snap["status_code"], snap["result"]) == (CANCELLED, 207, {"success": [1]})

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 from hikaze_manager.services import hashing
+from hikaze_manager.services.jobs import Job, JobCancelled
+from hikaze_manager.services.promotion import promote_pending
 from hikaze_manager.state import get_state
 
 IMPORT = "/api/migration/import_models"
@@ -323,3 +325,25 @@ def test_bad_requests(client, db_conn, body, message):
 
 def test_wrong_content_type_is_415(client):
     assert client.post(IMPORT, data="id=1", content_type="text/plain").status_code == 415
+
+
+class CancelAfterFirstItem(Job):
+    """A job whose owner presses cancel right after the first item is done."""
+
+    def advance(self, *, files=0, bytes_=0, message=None):
+        super().advance(files=files, bytes_=bytes_, message=message)
+        if self.files_done >= 1:
+            self._cancel.set()
+
+
+def test_cancel_between_items_keeps_the_done_part(app, db_conn, make_model_file, add_pending):
+    first_path, first_sha = make_model_file("loras/c1.safetensors")
+    second_path, second_sha = make_model_file("loras/c2.safetensors")
+    first, second = add_pending(first_path), add_pending(second_path)
+    job = CancelAfterFirstItem(id="t", kind="import_models")
+    with pytest.raises(JobCancelled) as info:
+        promote_pending(db_conn, [first, second], None, get_state(app).images, job)
+    assert info.value.status_code == 207
+    assert info.value.result["success"] == [first] and info.value.result["total"] == 2
+    assert _model(db_conn, first_sha) is not None and _model(db_conn, second_sha) is None
+    assert _pending_ids(db_conn) == [second]

@@ -21,7 +21,16 @@ KEEP_FINISHED = 100
 
 
 class JobCancelled(Exception):
-    """Raised inside a job's work function when cancellation was requested."""
+    """Raised inside a job's work function when cancellation was requested.
+
+    Work that stops between atomic steps may pass what it finished (``result``, ``status_code``),
+    so the job still reports the items that were done before it stopped.
+    """
+
+    def __init__(self, result: object = None, status_code: int | None = None):
+        super().__init__("cancelled")
+        self.result = result
+        self.status_code = status_code
 
 
 @dataclass
@@ -128,8 +137,8 @@ class JobManager:
             job.started_at = time.time()
         try:
             status_code, result = work(job)
-        except JobCancelled:
-            state, status_code, result, error = CANCELLED, None, None, "cancelled"
+        except JobCancelled as exc:
+            state, status_code, result, error = CANCELLED, exc.status_code, exc.result, "cancelled"
         except ApiError as exc:  # an expected refusal (e.g. 503 no model types): the client's error
             state, status_code, result, error = FAILED, exc.code, None, exc.message
         except Exception as exc:  # the job's owner reads the error; the server keeps running

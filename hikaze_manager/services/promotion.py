@@ -23,6 +23,7 @@ import time
 
 from .. import db
 from . import hashing
+from .jobs import JobCancelled
 from .library import parse_meta
 from .pending import old_meta
 
@@ -95,8 +96,8 @@ def promote_pending(conn: sqlite3.Connection, ids: list, strategy: str | None, i
     if job is not None:
         job.advance(message="promoting")
     for raw, pending_id in parsed:
-        if job is not None:
-            job.check_cancelled()
+        if job is not None and job.cancel_requested:  # stop between items; report what is done
+            raise JobCancelled(_with_warnings(report, warnings), 207)
         try:
             bucket, entry = _promote_one(conn, raw, pending_id, rows, digests, strategy, images,
                                          warnings)
@@ -105,6 +106,10 @@ def promote_pending(conn: sqlite3.Connection, ids: list, strategy: str | None, i
         report[bucket].append(entry)
         if job is not None:
             job.advance(files=1)
+    return _with_warnings(report, warnings)
+
+
+def _with_warnings(report: dict, warnings: list[dict]) -> dict:
     if warnings:
         report["warnings"] = warnings
     return report
