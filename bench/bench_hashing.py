@@ -10,7 +10,9 @@ Per round (rounds interleaved, medians of per-round ratios reported):
   * pool     = services.hashing.hash_files on two files with 2 workers vs 1 worker (sequential),
                and with 2 workers at normal priority (nice0) to show what the niceness costs
                when other processes compete for the cores
-Files are hot (read once before timing). Run: python bench/bench_hashing.py [MiB per file] [rounds]
+Then /api/tags latency on a real waitress server, idle and while two pool workers hash (with the
+pool's lower priority and without it). Files are hot (read once before timing).
+Run: python bench/bench_hashing.py [MiB per file] [rounds]
 """
 
 from __future__ import annotations
@@ -158,5 +160,58 @@ def main() -> None:
           f"({min(relative):.3f}-{max(relative):.3f})  [>= 0.9]")
 
 
+def serving_latency(files: list[Path], requests: int = 200) -> None:
+    """/api/tags latency on a real waitress server: idle, and while the pool hashes both files."""
+    import threading
+    import urllib.request
+
+    from hikaze_manager import create_app
+    from hikaze_manager.server import start_server
+
+    data_dir = tempfile.mkdtemp(prefix="hikaze-bench-")
+    app = create_app({"TESTING": True, "DATA_DIR": data_dir, "MODEL_TYPES": {"checkpoints": [data_dir]}})
+    handle = start_server(app, "127.0.0.1", 0)
+    url = handle.url + "api/tags"
+
+    def latencies() -> tuple[float, float]:
+        out = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            with urllib.request.urlopen(url) as response:
+                response.read()
+            out.append(time.perf_counter() - start)
+        out.sort()
+        return statistics.median(out) * 1000, out[int(len(out) * 0.95)] * 1000
+
+    try:
+        idle = latencies()
+        print(f"/api/tags latency, median / p95 ms: idle {idle[0]:.2f} / {idle[1]:.2f}")
+        for niceness in (hashing.WORKER_NICENESS, 0):
+            stop = threading.Event()
+
+            def hash_forever() -> None:
+                saved, hashing.WORKER_NICENESS = hashing.WORKER_NICENESS, niceness
+                conn = cache_conn()
+                try:
+                    while not stop.is_set():
+                        conn.execute("DELETE FROM file_hashes")
+                        hashing.hash_files(conn, [str(f) for f in files], workers=2)
+                finally:
+                    conn.close()
+                    hashing.WORKER_NICENESS = saved
+
+            worker = threading.Thread(target=hash_forever)
+            worker.start()
+            time.sleep(0.3)
+            busy = latencies()
+            stop.set()
+            worker.join()
+            print(f"  while 2 workers hash (nice {niceness:2d}): {busy[0]:.2f} / {busy[1]:.2f}")
+    finally:
+        handle.stop()
+
+
 if __name__ == "__main__":
     main()
+    serving_latency([Path(os.environ.get("HIKAZE_BENCH_DIR", tempfile.gettempdir()))
+                     / "hikaze-bench-hash" / name for name in ("a.bin", "b.bin")])
