@@ -468,15 +468,19 @@ def test_missing_and_broken_image_files_are_counted(app, db_conn, make_v1):
     lib.add_model("/m/checkpoints/a.safetensors", hash_hex=SHA_A, image_missing=True)
     lib.add_model("/m/checkpoints/b.safetensors", hash_hex=SHA_B, image=b"not an image at all")
     lib.add_model("/m/loras/p.safetensors", image_missing=True)
+    q = lib.add_model("/m/loras/q.safetensors", image=b"#!/bin/sh\necho not an image\n")
     lib.close()
 
     report = migrate(app, lib.db_path)
 
     assert report["db_migration"]["images_missing"] == 2
-    assert report["db_migration"]["image_errors"] == 1
-    assert report["db_migration"]["migrated"] == 2 and report["db_migration"]["pending"] == 1
+    assert report["db_migration"]["image_errors"] == 2
+    assert report["db_migration"]["images_processed"] == 0
+    assert report["db_migration"]["migrated"] == 2 and report["db_migration"]["pending"] == 2
     assert {p["problem"].split(" ")[0] for p in report["problems"]} == {"image"}
     assert get_state(app).images.count(SHA_B) == 0
+    assert list(get_state(app).paths.pending_dir.iterdir()) == []
+    assert json.loads(pending_by_path(db_conn, q.path)["meta_json"])["images"] == []
 
 
 # --- all or nothing: cancel --------------------------------------------------------------------

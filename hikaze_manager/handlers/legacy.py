@@ -40,6 +40,8 @@ def list_legacy_candidates():
     candidates = []
     for path in legacy_reader.find_candidates(search_dirs, extra):
         info = legacy_reader.probe_candidate(path)
+        if info is None:
+            continue
         info["migrated_rows"] = 0
         if info["source"]:
             info["migrated_rows"] = conn.execute(

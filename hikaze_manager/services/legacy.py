@@ -34,6 +34,7 @@ from ..db import transaction
 from ..db.upgrades import backup_database
 from ..errors import ApiError, Conflict
 from . import tags as tags_service
+from .image_processing import sniff_mime
 from .jobs import Job
 from .legacy_reader import LegacyLibrary, LegacyRow
 from .library import parse_meta
@@ -232,6 +233,11 @@ def _import_images(
         except (OSError, ValueError) as exc:
             report.image_errors += 1
             report.problem(row, f"image {row.image} cannot be read: {exc}")
+            continue
+        if action.kind == PENDING and sniff_mime(data[:16]) is None:
+            # Pending originals are kept as they are and served later: images only.
+            report.image_errors += 1
+            report.problem(row, f"image {row.image} is not a PNG, JPEG, WebP or GIF file")
             continue
         digest = hashlib.sha256(data).hexdigest()
         if action.kind == MODEL and (action.sha256, digest) in known:

@@ -325,9 +325,12 @@ def read_legacy_library(path: Path) -> LegacyLibrary:
             raise BadRequest(f"{path} cannot be read as an SQLite database: {exc}") from None
 
 
-def probe_candidate(path: Path) -> dict:
-    """What the panel shows about one possible v1 database; never raises for a bad file."""
-    st = os.stat(path)
+def probe_candidate(path: Path) -> dict | None:
+    """What the panel shows about one possible v1 database; None if it vanished meanwhile."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
     images = path.parent / "images"
     info = {
         "path": str(path),
