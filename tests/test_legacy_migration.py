@@ -210,6 +210,32 @@ def test_edits_between_runs_are_kept(app, client, db_conn, make_v1):
     assert db_conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
 
 
+def test_pending_row_is_served_promoted_and_never_comes_back(app, client, make_v1, make_model_file):
+    model_path, sha = make_model_file("loras/real.safetensors")
+    lib = make_v1()
+    jpeg = image_bytes((40, 30), fmt="JPEG")
+    row = lib.add_model(str(model_path), tags=["anime"], image=jpeg,
+                        extra={"description": "from v1", "prompts": {"positive": "p"}})
+    lib.close()
+    migrate(app, lib.db_path)
+    [pending] = client.get("/api/migration/pending_models").get_json()["models"]
+    assert pending["id"] == row.id
+    with client.get(f"/api/images/pending/{row.id}") as response:
+        assert response.status_code == 200 and response.data == jpeg
+
+    response = client.post("/api/migration/import_models", json={"id": [row.id]})
+    assert response.status_code == 207 and response.get_json()["success"] == [row.id]
+    record = client.get(f"/api/models/{sha}").get_json()
+    assert record["meta_json"]["description"] == "from v1"
+    assert record["meta_json"]["images_count"] == 1
+    assert [t["name"] for t in record["tags"]] == ["anime", "loras"]
+
+    report = migrate(app, lib.db_path)
+
+    assert report["db_migration"]["skipped"] == 1
+    assert client.get("/api/migration/pending_models").get_json()["models"] == []
+    assert client.get(f"/api/models/{sha}").get_json() == record
+
 def test_rows_added_to_v1_later_come_over_on_the_next_run(app, db_conn, make_v1):
     lib = make_v1()
     lib.add_model("/m/checkpoints/a.safetensors", hash_hex=SHA_A)
