@@ -9,22 +9,37 @@ from pathlib import Path
 TMP_PREFIX = ".hikaze-tmp-"
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+def write_temp_file(folder: Path, data: bytes, suffix: str = "") -> Path:
+    """Write ``data`` to a new fsynced temp file in ``folder`` (swept at start-up if left behind)."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        remove_quietly(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file in the same folder, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp_file(path.parent, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_quietly(tmp)
         raise
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def sweep_temp_files(folder: Path) -> int:

@@ -12,13 +12,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
 from ..errors import NotFound
-from .files import TMP_PREFIX
+from .files import TMP_PREFIX, remove_quietly, write_file_atomic, write_temp_file
 from .image_processing import (
     TIER_SCALE,
     TIERS,
@@ -128,22 +127,13 @@ class ImageStore:
             return seq
         except BaseException:
             for path in reversed(placed):
-                _unlink(path)
+                remove_quietly(path)
             for tmp in temps.values():
-                _unlink(Path(tmp))
+                remove_quietly(Path(tmp))
             raise
 
     def _write_temp(self, data: bytes) -> str:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".webp", dir=self.images_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            _unlink(Path(tmp))
-            raise
-        return tmp
+        return str(write_temp_file(self.images_dir, data, suffix=".webp"))
 
     def delete_image(self, sha256: str, seq: int) -> None:
         """Delete set ``seq`` and move every later set down by one.
@@ -157,7 +147,7 @@ class ImageStore:
             if not target.is_file():
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
             for tier in ("high", "medium", "low"):
-                _unlink(self.set_path(sha256, seq, tier))
+                remove_quietly(self.set_path(sha256, seq, tier))
             k = seq + 1
             while self.set_path(sha256, k).is_file():
                 for tier in ("low", "medium"):
@@ -166,17 +156,17 @@ class ImageStore:
                     if source.is_file():
                         self._link_or_copy(source, dest)
                     else:
-                        _unlink(dest)
+                        remove_quietly(dest)
                 os.replace(self.set_path(sha256, k), self.set_path(sha256, k - 1))
                 for tier in ("low", "medium"):
-                    _unlink(self.set_path(sha256, k, tier))
+                    remove_quietly(self.set_path(sha256, k, tier))
                 k += 1
             _fsync_dir(self.images_dir)
 
     def _link_or_copy(self, source: Path, dest: Path) -> None:
         """Make ``dest`` a copy of ``source`` atomically (hard link when the file system allows)."""
         tmp = self.images_dir / f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{dest.name}"
-        _unlink(tmp)
+        remove_quietly(tmp)
         try:
             try:
                 os.link(source, tmp)
@@ -184,7 +174,7 @@ class ImageStore:
                 shutil.copyfile(source, tmp)
             os.replace(tmp, dest)
         except BaseException:
-            _unlink(tmp)
+            remove_quietly(tmp)
             raise
 
     # -- pending originals
@@ -208,16 +198,7 @@ class ImageStore:
                     return candidate
                 candidate = f"{stem}-{n}{ext}"
                 n += 1
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.pending_dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                _unlink(Path(tmp))
-                raise
+            write_file_atomic(path, data)
             return candidate
 
     def pending_image_path(self, name: str) -> Path | None:
@@ -295,13 +276,6 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except OSError:
         return False
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_dir(folder: Path) -> None:

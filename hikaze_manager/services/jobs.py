@@ -188,3 +188,15 @@ class JobManager:
         finished = [j.id for j in self._jobs.values() if j.state in FINISHED_STATES]
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
+
+
+def byte_progress(job: Job | None) -> Callable[[int], None] | None:
+    """A per-chunk callback for hashing: counts bytes and stops at a cancel request."""
+    if job is None:
+        return None
+
+    def progress(n: int) -> None:
+        job.check_cancelled()
+        job.advance(bytes_=n)
+
+    return progress

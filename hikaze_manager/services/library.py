@@ -25,22 +25,25 @@ def parse_meta(text: str | None) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def _text(value) -> str:
+def as_text(value) -> str:
+    """A stored meta value as the API's string (None reads as empty)."""
     return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def shape_prompts(meta: Mapping) -> dict:
+    """``prompts`` with both keys as strings, whatever was stored."""
+    prompts = meta.get("prompts")
+    prompts = prompts if isinstance(prompts, Mapping) else {}
+    return {"positive": as_text(prompts.get("positive")), "negative": as_text(prompts.get("negative"))}
 
 
 def shape_meta(meta: Mapping, images_count: int) -> dict:
     """The API's ``meta_json``: defaults filled in, ``images_count`` from disk."""
-    prompts = meta.get("prompts")
-    prompts = prompts if isinstance(prompts, Mapping) else {}
     return {
-        "description": _text(meta.get("description")),
-        "community_links": _text(meta.get("community_links")),
+        "description": as_text(meta.get("description")),
+        "community_links": as_text(meta.get("community_links")),
         "images_count": images_count,
-        "prompts": {
-            "positive": _text(prompts.get("positive")),
-            "negative": _text(prompts.get("negative")),
-        },
+        "prompts": shape_prompts(meta),
     }
 
 

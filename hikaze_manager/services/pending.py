@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 
 from ..errors import NotFound
-from .library import display_name, parse_meta
-
-
-def _text(value) -> str:
-    return value if isinstance(value, str) else str(value or "")
+from .library import as_text, display_name, parse_meta, shape_prompts
 
 
 def old_meta(text: str | None) -> dict:
     """The stored ``OldMetaJson`` with defaults filled in; ``images`` is always a list of strings."""
     meta = parse_meta(text)
-    prompts = meta.get("prompts")
-    prompts = prompts if isinstance(prompts, Mapping) else {}
     images = meta.get("images")
     images = [str(i) for i in images if i is not None] if isinstance(images, list) else []
     return {
-        "description": _text(meta.get("description")),
-        "community_links": _text(meta.get("community_links")),
+        "description": as_text(meta.get("description")),
+        "community_links": as_text(meta.get("community_links")),
         "images": images,
-        "prompts": {
-            "positive": _text(prompts.get("positive")),
-            "negative": _text(prompts.get("negative")),
-        },
+        "prompts": shape_prompts(meta),
     }
 
 

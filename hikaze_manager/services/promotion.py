@@ -23,7 +23,7 @@ import time
 
 from .. import db
 from . import hashing
-from .jobs import JobCancelled
+from .jobs import JobCancelled, byte_progress
 from .library import parse_meta
 from .pending import old_meta
 
@@ -92,7 +92,7 @@ def promote_pending(conn: sqlite3.Connection, ids: list, strategy: str | None, i
         job.set_totals(files=len(ids), bytes_=sum((row["size_bytes"] or 0) for row in rows.values()
                                                    if row["path"]))
         job.advance(message="hashing")
-    digests = hashing.hash_files(conn, paths, progress=_progress(job), on_file=_on_file(job))
+    digests = hashing.hash_files(conn, paths, progress=byte_progress(job), on_file=_on_file(job))
     if job is not None:
         job.advance(message="promoting")
     for raw, pending_id in parsed:
@@ -113,17 +113,6 @@ def _with_warnings(report: dict, warnings: list[dict]) -> dict:
     if warnings:
         report["warnings"] = warnings
     return report
-
-
-def _progress(job):
-    if job is None:
-        return None
-
-    def progress(n: int) -> None:
-        job.check_cancelled()
-        job.advance(bytes_=n)
-
-    return progress
 
 
 def _on_file(job):

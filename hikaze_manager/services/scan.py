@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from .. import db
 from . import hashing
+from .jobs import byte_progress
 from .model_types import ModelTypeIndex
 
 logger = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
     if candidates:
         if job is not None:
             job.set_totals(bytes_=sum(f.size for f in candidates))
-        progress = _progress(job)
+        progress = byte_progress(job)
         digests = hashing.hash_files(conn, [f.path for f in candidates], progress=progress)
     copies = _library_copies(conn) if new_files else {}
     for found in new_files:
@@ -291,17 +292,6 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
         "relinked": relinked,
         "errors": stats.unusable,
     }
-
-
-def _progress(job):
-    if job is None:
-        return None
-
-    def progress(n: int) -> None:
-        job.check_cancelled()
-        job.advance(bytes_=n)
-
-    return progress
 
 
 def _queue_pending(conn: sqlite3.Connection, files: list[FoundFile], job) -> tuple[list[int], int]:
