@@ -61,14 +61,15 @@ def allowed_host_names(app: Flask) -> frozenset[str]:
     return frozenset(names)
 
 
-def _origin_of(url: str) -> str:
+def normalized_origin(url: str) -> str:
+    """``scheme://host[:port]`` in lower case, as browsers send it in ``Origin``."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _foreign_origin_allowed(origin: str) -> bool:
     return origin.lower() in {
-        _origin_of(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()
+        normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()
     }
 
 
@@ -122,9 +123,13 @@ def _add_headers(response):
     response.vary.add("Origin")
     if response.mimetype == "text/html":
         ancestors = " ".join(
-            ["'self'", *(_origin_of(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ())]
+            ["'self'", *(normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ())]
         )
-        response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+            f"object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}",
+        )
     return response
 
 

@@ -70,8 +70,16 @@ def test_panel_page_may_only_be_framed_by_itself_and_comfyui(app_config):
     client = create_app(app_config).test_client()
     with client.get("/") as response:
         assert response.status_code == 200
-        assert response.headers["Content-Security-Policy"] == \
-            "frame-ancestors 'self' http://127.0.0.1:8188"
+        policy = response.headers["Content-Security-Policy"]
+        assert policy.endswith("; frame-ancestors 'self' http://127.0.0.1:8188")
+        assert "default-src 'self'" in policy and "object-src 'none'" in policy
+
+
+def test_panel_config_tells_the_panel_its_parent_origins(app_config):
+    app_config["ALLOWED_ORIGINS"] = ["http://127.0.0.1:8188/", "HTTP://LOCALHOST:8188"]
+    body = create_app(app_config).test_client().get("/api/panel/config").get_json()
+    assert body["allowed_origins"] == ["http://127.0.0.1:8188", "http://localhost:8188"]
+    assert body["read_only_reason"] is None
 
 
 def test_token_required_from_other_machines_only(app_config):
