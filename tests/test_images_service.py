@@ -344,6 +344,23 @@ def test_counts_ignore_sets_after_a_gap_and_next_seq_fills_it(store):
     assert store.count(SHA) == 3 and store.counts()[SHA] == 3
 
 
+def test_counts_of_a_settled_folder_are_reused_until_the_folder_changes(store):
+    store.add_image(SHA, encode(gradient((20, 20))))
+    long_ago = time.time_ns() - 60 * 10**9
+    os.utime(store.images_dir, ns=(long_ago, long_ago))
+    assert store.counts() == {SHA: 1}
+    # A set that appears without changing the folder's mtime is not seen: the cache is in use.
+    for tier in ("high", "medium", "low"):
+        store.set_path(OTHER, 0, tier).write_bytes(b"x")
+    os.utime(store.images_dir, ns=(long_ago, long_ago))
+    assert store.counts() == {SHA: 1}
+    # Any real change moves the folder's mtime, and the next listing sees everything.
+    store.add_image(SHA, encode(gradient((20, 20))))
+    assert store.counts() == {SHA: 2, OTHER: 1}
+    store.delete_image(SHA, 0)
+    assert store.counts() == {SHA: 1, OTHER: 1}
+
+
 @pytest.mark.parametrize("sha", ["../../../tmp/evil", "AB" * 32, "ab" * 31, "", "zz" * 32])
 def test_invalid_sha_is_rejected_before_any_write(store, sha):
     with pytest.raises(ImageError):

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
@@ -30,9 +31,9 @@ from .image_processing import (
 
 logger = logging.getLogger(__name__)
 
-_SET_FILE = re.compile(r"^([0-9a-f]{64})_(\d+)_high\.webp$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 WEBP_CACHE_BYTES = 32 * 1024 * 1024
+COUNTS_SETTLE_NS = 3_000_000_000
 
 # --- the store ------------------------------------------------------------------------------
 
@@ -52,6 +53,9 @@ class ImageStore:
         self._webp_cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._webp_cache_bytes = 0
         self._webp_cache_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._counts_key: tuple | None = None
+        self._counts: Counter = Counter()
 
     # -- paths and counts
 
@@ -70,14 +74,30 @@ class ImageStore:
             return self._locks[sha256]
 
     def counts(self) -> Counter:
-        """Number of image sets per sha256 (the run 0..n-1), from one directory listing."""
+        """Number of image sets per sha256 (the run 0..n-1), from one directory listing.
+
+        Listing a folder of 60k files costs ~0.1 s, so the result is reused while the folder's
+        mtime is unchanged; a folder touched within the last few seconds is always re-listed,
+        because a coarse mtime may not move for two changes in quick succession.
+        """
+        try:
+            st = os.stat(self.images_dir)
+        except FileNotFoundError:
+            return Counter()
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        with self._counts_lock:
+            if self._counts_key == key:
+                return Counter(self._counts)
         seqs: dict[str, set[int]] = defaultdict(set)
         try:
             with os.scandir(self.images_dir) as entries:
                 for entry in entries:
-                    match = _SET_FILE.match(entry.name)
-                    if match:
-                        seqs[match.group(1)].add(int(match.group(2)))
+                    name = entry.name
+                    # <64 hex>_<seq>_high.webp, checked without a regex: this is the hot loop.
+                    if name.endswith("_high.webp") and name[64:65] == "_":
+                        sha, seq = name[:64], name[65:-10]
+                        if seq.isdigit() and seq.isascii() and _SHA.match(sha):
+                            seqs[sha].add(int(seq))
         except FileNotFoundError:
             pass
         counter: Counter = Counter()
@@ -87,6 +107,9 @@ class ImageStore:
                 n += 1
             if n:
                 counter[sha] = n
+        if time.time_ns() - st.st_mtime_ns > COUNTS_SETTLE_NS:
+            with self._counts_lock:
+                self._counts_key, self._counts = key, Counter(counter)
         return counter
 
     def count(self, sha256: str) -> int:
