@@ -73,42 +73,59 @@ def _type_filter(model_type: str, known_types: list[str]) -> tuple[str, list]:
     return "m.type = ?", [model_type]
 
 
+def _plain_cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # tuples: the listing's hot loops index by position
+    return cursor
+
+
 def _tags_by_model(conn: sqlite3.Connection, where: str, params: list) -> dict[str, list[dict]]:
-    result: dict[str, list[dict]] = {}
-    rows = conn.execute(
-        "SELECT mt.model_hash, t.id, t.name FROM model_tags mt "
-        "JOIN tags t ON t.id = mt.tag_id JOIN models m ON m.sha256 = mt.model_hash "
-        f"WHERE {where} ORDER BY t.name_key, t.id",
+    # Tag objects are built once and shared; each model's list is sorted by the tags' name
+    # rank, which is cheaper than making SQLite sort every (model, tag) pair.
+    tags = {}
+    rank = {}
+    for position, (tag_id, name) in enumerate(
+        _plain_cursor(conn).execute("SELECT id, name FROM tags ORDER BY name_key, id")
+    ):
+        tags[tag_id] = {"id": tag_id, "name": name}
+        rank[tag_id] = position
+    by_model: dict[str, list[int]] = {}
+    for model_hash, tag_id in _plain_cursor(conn).execute(
+        "SELECT mt.model_hash, mt.tag_id FROM model_tags mt "
+        f"JOIN models m ON m.sha256 = mt.model_hash WHERE {where}",
         params,
-    )
-    for model_hash, tag_id, name in rows:
-        result.setdefault(model_hash, []).append({"id": tag_id, "name": name})
-    return result
+    ):
+        by_model.setdefault(model_hash, []).append(tag_id)
+    return {
+        model_hash: [tags[t] for t in sorted(ids, key=rank.__getitem__)]
+        for model_hash, ids in by_model.items()
+    }
 
 
 def list_models(
     conn: sqlite3.Connection, model_type: str, known_types: list[str], image_counts: Mapping[str, int]
 ) -> list[dict]:
-    """Models of one type (or ``others``) with their tags, in two queries whatever the size."""
+    """Models of one type (or ``others``) with their tags, in three queries whatever the size."""
     where, params = _type_filter(model_type, known_types)
-    rows = conn.execute(
+    rows = _plain_cursor(conn).execute(
         f"SELECT {_LIST_COLUMNS} FROM models m WHERE {where} "
         "ORDER BY COALESCE(NULLIF(m.name, ''), m.path) COLLATE NOCASE, m.sha256",
         params,
     ).fetchall()
     tags = _tags_by_model(conn, where, params)
+    no_tags: list = []
     return [
         {
-            "sha256": row["sha256"],
-            "name": display_name(row["name"], row["path"]),
-            "images_count": image_counts.get(row["sha256"], 0),
-            "type": row["type"] or "",
-            "path": row["path"] or "",
-            "size_bytes": row["size_bytes"] or 0,
-            "created_at": row["created_at"] or 0,
-            "tags": tags.get(row["sha256"], []),
+            "sha256": sha256,
+            "name": name or display_name(name, path),
+            "images_count": image_counts.get(sha256, 0),
+            "type": type_ or "",
+            "path": path or "",
+            "size_bytes": size_bytes or 0,
+            "created_at": created_at or 0,
+            "tags": tags.get(sha256, no_tags),
         }
-        for row in rows
+        for sha256, path, name, type_, size_bytes, created_at in rows
     ]
 
 
