@@ -12,7 +12,8 @@ import threading
 
 logger = logging.getLogger("hikaze")
 
-WEB_DIRECTORY = None  # set to a folder holding only ComfyUI-side JavaScript once it exists
+# Relative to this package; holds only the ComfyUI-side JavaScript (ComfyUI injects every .js in it).
+WEB_DIRECTORY = "./static/comfyui"
 CATEGORY = "Hikaze Model Manager 2 nodes"
 # Folder types that never hold loadable model files.
 NON_MODEL_TYPES = frozenset({"custom_nodes", "configs", "classifiers", "diffusers"})

@@ -1,0 +1,455 @@
+// Hikaze Manager inside ComfyUI: a "Select" button on both Hikaze loader nodes.
+//
+// The button opens the Hikaze panel in selection mode in an overlay iframe and writes the chosen
+// checkpoint or LoRA list back into the node's `hikaze_payload` widget. It only uses a button widget
+// and a body-level overlay, so it works the same in the classic LiteGraph canvas and in Vue nodes
+// mode. The payload textbox stays visible: users can still edit the JSON by hand.
+//
+// Selection protocol (the panel implements the other side):
+//   panel URL   http://127.0.0.1:<port>/?mode=select&kind=checkpoint|lora&parent=<this page's origin>
+//   panel  ->   {source: "hikaze-panel", type: "ready" | "select" | "cancel", kind?, payload?}
+//   page   ->   {source: "hikaze-comfyui", type: "init", kind, payload: <widget value>} after "ready"
+// A message counts only when it comes from the overlay's own iframe window AND from the panel's
+// origin; everything else is ignored.
+//
+// ComfyUI loads every .js under WEB_DIRECTORY as an ES module; this is the only one, and importing it
+// only registers the extension.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+export const EXTENSION_NAME = "Hikaze.Manager.Select";
+export const PAYLOAD_WIDGET = "hikaze_payload";
+export const NODE_SPECS = Object.freeze({
+  HikazeCheckpointLoader: Object.freeze({
+    kind: "checkpoint", button: "Select checkpoint…", title: "Select checkpoint",
+  }),
+  HikazeLoraPowerLoader: Object.freeze({
+    kind: "lora", button: "Select LoRAs…", title: "Select LoRAs",
+  }),
+});
+
+const PANEL_SOURCE = "hikaze-panel";
+const PAGE_SOURCE = "hikaze-comfyui";
+// The Hikaze server starts on a thread once ComfyUI is up; until it listens the sniffer says 0.
+// Poll with backoff for a bounded time (the reference polled every second forever, 8.4.1).
+export const PORT_WAIT_MS = 30000;
+const PORT_RETRY_DELAYS_MS = [250, 500, 1000, 2000]; // then every 2 s until PORT_WAIT_MS
+const PORT_REQUEST_TIMEOUT_MS = 5000;
+// If the panel has not said "ready" by then, say so (the iframe stays: it may still come).
+const READY_HINT_MS = 20000;
+const Z_INDEX = "10000";
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers (exported for tests; no side effects)
+
+/**
+ * The host to reach the Hikaze panel on, or null when it cannot be reached from this page.
+ *
+ * The Hikaze server binds 127.0.0.1 only. When this page was opened on a loopback name, the browser
+ * runs on the ComfyUI machine and 127.0.0.1 is that machine. Any other name (a LAN address, a
+ * reverse proxy) means the browser may be elsewhere: `window.location.hostname` would not reach a
+ * server bound to loopback, and 127.0.0.1 would be the *browser's* machine, where some other
+ * program could answer, receive the payload and write into the node. So we refuse and explain.
+ */
+export function panelHostFor(hostname) {
+  let name = String(hostname || "").trim().toLowerCase();
+  if (name.startsWith("[") && name.endsWith("]")) name = name.slice(1, -1);
+  if (name.endsWith(".")) name = name.slice(0, -1);
+  const loopback = name === "localhost" || name === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+  return loopback ? "127.0.0.1" : null;
+}
+
+/** The panel URL in selection mode for `kind`, told which origin (this page) it answers to. */
+export function panelUrl(host, port, kind, parentOrigin) {
+  const query = `mode=select&kind=${encodeURIComponent(kind)}&parent=${encodeURIComponent(parentOrigin)}`;
+  return `http://${host}:${port}/?${query}`;
+}
+
+class SelectionError extends Error {}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function strength(entry, key, index) {
+  let value = entry[key];
+  if (value === undefined || value === null) value = 1;
+  if (typeof value === "string" && value.trim() !== "") value = Number(value);
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new SelectionError(`LoRA #${index + 1} has an invalid ${key}`);
+  }
+  return value;
+}
+
+function optionalString(entry, key, index) {
+  const value = entry[key];
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "string") throw new SelectionError(`LoRA #${index + 1}: ${key} must be text`);
+  return value;
+}
+
+/**
+ * The widget text for a selection the panel sent, or a SelectionError naming what is wrong.
+ * Checkpoint: compact `{"ckpt_path":"…"}` (as the reference wrote it). LoRA: the document
+ * pretty-printed with a 2-space indent, keys in the canonical order.
+ */
+export function serializeSelection(kind, payload) {
+  if (!isPlainObject(payload)) throw new SelectionError("the selection is not an object");
+  if (kind === "checkpoint") {
+    const path = payload.ckpt_path;
+    if (typeof path !== "string" || path.trim() === "") {
+      throw new SelectionError("the selected checkpoint has no ckpt_path");
+    }
+    return JSON.stringify({ ckpt_path: path });
+  }
+  if (kind === "lora") {
+    let version = payload.version ?? 2;
+    if (typeof version === "string" && /^\d+$/.test(version.trim())) version = Number(version);
+    if (version !== 1 && version !== 2) {
+      throw new SelectionError(`unsupported LoRA list version ${JSON.stringify(version)}`);
+    }
+    if (!Array.isArray(payload.loras)) throw new SelectionError("'loras' must be a list");
+    const loras = payload.loras.map((entry, index) => {
+      if (!isPlainObject(entry)) throw new SelectionError(`LoRA #${index + 1} is not an object`);
+      const name = optionalString(entry, "name", index);
+      const fullPath = optionalString(entry, "full_path", index);
+      if (fullPath.trim() === "" && name.trim() === "") {
+        throw new SelectionError(`LoRA #${index + 1} has no full_path`);
+      }
+      const enabled = entry.enabled ?? true;
+      if (typeof enabled !== "boolean") {
+        throw new SelectionError(`LoRA #${index + 1}: enabled must be true or false`);
+      }
+      return {
+        name,
+        full_path: fullPath,
+        strength_model: strength(entry, "strength_model", index),
+        strength_clip: strength(entry, "strength_clip", index),
+        sha256: optionalString(entry, "sha256", index),
+        enabled,
+      };
+    });
+    return JSON.stringify({ version, loras }, null, 2);
+  }
+  throw new SelectionError(`unknown selection kind ${JSON.stringify(kind)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port discovery
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+/** One sniffer request: the port (0 = not listening yet). Throws with a message on failure. */
+async function askPort(signal) {
+  const request = new AbortController();
+  const stop = () => request.abort();
+  signal.addEventListener("abort", stop, { once: true });
+  const timer = setTimeout(stop, PORT_REQUEST_TIMEOUT_MS);
+  try {
+    const response = await api.fetchApi("/hikaze/sniffer_port", {
+      cache: "no-store", signal: request.signal,
+    });
+    if (response.status === 404) {
+      const error = new Error(
+        "ComfyUI does not serve /api/hikaze/sniffer_port: the Hikaze Manager custom node is not " +
+        "loaded (check ComfyUI's console for an import error, then restart ComfyUI).");
+      error.permanent = true;
+      throw error;
+    }
+    if (!response.ok) throw new Error(`ComfyUI answered ${response.status} for the Hikaze port`);
+    const body = await response.json();
+    const port = body?.port;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error("ComfyUI reported an invalid Hikaze port");
+    }
+    return port;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", stop);
+  }
+}
+
+/**
+ * The Hikaze server's port, retried with backoff while it is 0 (or ComfyUI does not answer) for at
+ * most PORT_WAIT_MS; `onWaiting` is called while waiting. Rejects with a message saying why.
+ */
+async function waitForPort(signal, onWaiting) {
+  const deadline = Date.now() + PORT_WAIT_MS;
+  let attempt = 0;
+  let lastProblem = null;
+  for (;;) {
+    if (signal.aborted) return 0;
+    try {
+      const port = await askPort(signal);
+      if (port > 0) return port;
+      lastProblem = null;
+    } catch (error) {
+      if (signal.aborted) return 0;
+      if (error.permanent) throw error;
+      lastProblem = error;
+    }
+    if (signal.aborted) return 0;
+    const delay = PORT_RETRY_DELAYS_MS[Math.min(attempt, PORT_RETRY_DELAYS_MS.length - 1)];
+    attempt += 1;
+    if (Date.now() + delay > deadline) break;
+    onWaiting();
+    await sleep(delay, signal);
+  }
+  const seconds = Math.round(PORT_WAIT_MS / 1000);
+  if (lastProblem) {
+    throw new Error(`Could not get the Hikaze Manager port from ComfyUI within ${seconds} s ` +
+      `(${lastProblem.message}).`);
+  }
+  throw new Error(`Hikaze Manager did not start within ${seconds} s (ComfyUI still reports ` +
+    "no port). Look for lines starting with [Hikaze] in ComfyUI's console.");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The overlay
+
+let current = null; // the open SelectorOverlay, if any
+
+function element(tag, style, attributes = {}) {
+  const el = document.createElement(tag);
+  Object.assign(el.style, style);
+  for (const [name, value] of Object.entries(attributes)) el.setAttribute(name, value);
+  return el;
+}
+
+function findPayloadWidget(node) {
+  return node.widgets?.find((w) => w.name === PAYLOAD_WIDGET) ?? null;
+}
+
+class SelectorOverlay {
+  constructor(node, spec) {
+    this.node = node;
+    this.spec = spec;
+    this.widget = findPayloadWidget(node);
+    this.iframe = null;
+    this.panelOrigin = null;
+    this.aborter = new AbortController();
+    this.readyTimer = null;
+    this.previousFocus = document.activeElement;
+    this.onMessage = this.onMessage.bind(this);
+    this.onKeyDown = this.onKeyDown.bind(this);
+    this.build();
+  }
+
+  build() {
+    this.backdrop = element("div", {
+      position: "fixed", inset: "0", zIndex: Z_INDEX, background: "rgba(0, 0, 0, 0.6)",
+      display: "flex", alignItems: "center", justifyContent: "center",
+    }, { class: "hikaze-select-backdrop", "data-hikaze-kind": this.spec.kind });
+    this.backdrop.addEventListener("click", (event) => {
+      if (event.target === this.backdrop) this.close();
+    });
+    // Keep pointer and wheel events away from the canvas underneath.
+    for (const type of ["pointerdown", "wheel", "contextmenu"]) {
+      this.backdrop.addEventListener(type, (event) => event.stopPropagation());
+    }
+
+    this.dialog = element("div", {
+      width: "90vw", height: "90vh", display: "flex", flexDirection: "column",
+      background: "#1e1e1e", color: "#eee", border: "1px solid #555", borderRadius: "8px",
+      boxShadow: "0 10px 40px rgba(0, 0, 0, 0.5)", overflow: "hidden",
+      font: "14px system-ui, sans-serif",
+    }, { class: "hikaze-select-dialog", role: "dialog", "aria-modal": "true",
+         "aria-label": this.spec.title });
+
+    const titleBar = element("div", {
+      display: "flex", alignItems: "center", gap: "8px", padding: "6px 10px",
+      background: "#2a2a2a", borderBottom: "1px solid #444", flex: "0 0 auto",
+    }, { class: "hikaze-select-titlebar" });
+    const title = element("span", { flex: "1 1 auto", fontWeight: "600" },
+      { class: "hikaze-select-title" });
+    title.textContent = this.spec.title;
+    this.closeButton = element("button", {
+      background: "transparent", color: "inherit", border: "1px solid #666", borderRadius: "4px",
+      cursor: "pointer", padding: "2px 10px", font: "inherit",
+    }, { type: "button", "aria-label": "Close", title: "Close (Esc)",
+         class: "hikaze-select-close" });
+    this.closeButton.textContent = "✕";
+    this.closeButton.addEventListener("click", () => this.close());
+    titleBar.append(title, this.closeButton);
+
+    this.body = element("div", {
+      flex: "1 1 auto", display: "flex", flexDirection: "column", minHeight: "0",
+    }, { class: "hikaze-select-body" });
+    this.status = element("div", { padding: "12px 16px", whiteSpace: "pre-wrap" },
+      { class: "hikaze-select-status", role: "status", "aria-live": "polite" });
+    this.body.append(this.status);
+
+    this.dialog.append(titleBar, this.body);
+    this.backdrop.append(this.dialog);
+  }
+
+  setStatus(text, isError = false) {
+    this.status.textContent = text;
+    this.status.hidden = !text;
+    this.status.style.color = isError ? "#ff8a80" : "";
+    this.status.setAttribute("role", isError ? "alert" : "status");
+    this.status.dataset.state = isError ? "error" : (text ? "info" : "");
+  }
+
+  async open() {
+    document.body.append(this.backdrop);
+    window.addEventListener("message", this.onMessage);
+    document.addEventListener("keydown", this.onKeyDown, true);
+    this.closeButton.focus();
+    if (!this.widget) {
+      this.setStatus(`This node has no ${PAYLOAD_WIDGET} widget to write the selection into.`, true);
+      return;
+    }
+    const host = panelHostFor(window.location.hostname);
+    if (!host) {
+      this.setStatus(
+        "Hikaze Manager listens only on 127.0.0.1 of the computer running ComfyUI, so it can be " +
+        "opened from ComfyUI only when ComfyUI itself is opened on that computer (for example " +
+        `http://127.0.0.1:${window.location.port || "8188"}/). You can still edit the ` +
+        `${PAYLOAD_WIDGET} text on the node by hand.`, true);
+      return;
+    }
+    this.setStatus("Connecting to Hikaze Manager…");
+    let port;
+    try {
+      port = await waitForPort(this.aborter.signal,
+        () => this.setStatus("Hikaze Manager is starting…"));
+    } catch (error) {
+      if (!this.aborter.signal.aborted) this.setStatus(error.message, true);
+      return;
+    }
+    if (this.aborter.signal.aborted || !port) return;
+    this.showPanel(host, port);
+  }
+
+  showPanel(host, port) {
+    this.panelOrigin = `http://${host}:${port}`;
+    const src = panelUrl(host, port, this.spec.kind, window.location.origin);
+    this.iframe = element("iframe", {
+      flex: "1 1 auto", width: "100%", border: "0", background: "#1e1e1e",
+    }, { class: "hikaze-select-frame", title: this.spec.title, src });
+    this.setStatus("");
+    this.body.append(this.iframe);
+    this.readyTimer = setTimeout(() => {
+      this.setStatus(`Hikaze Manager at ${this.panelOrigin} has not answered yet. If the panel ` +
+        "below stays empty, check ComfyUI's console for lines starting with [Hikaze].");
+    }, READY_HINT_MS);
+  }
+
+  onMessage(event) {
+    if (!this.iframe || event.source !== this.iframe.contentWindow) return;
+    if (event.origin !== this.panelOrigin) return;
+    const data = event.data;
+    if (!isPlainObject(data) || data.source !== PANEL_SOURCE) return;
+    if (data.type === "ready") {
+      clearTimeout(this.readyTimer);
+      this.setStatus("");
+      this.iframe.contentWindow.postMessage({
+        source: PAGE_SOURCE, type: "init", kind: this.spec.kind,
+        payload: String(this.widget.value ?? ""),
+      }, this.panelOrigin);
+    } else if (data.type === "select") {
+      if (data.kind !== this.spec.kind) {
+        this.setStatus(`The panel sent a ${data.kind} selection to a ${this.spec.kind} node; ` +
+          "nothing was changed.", true);
+        return;
+      }
+      let value;
+      try {
+        value = serializeSelection(this.spec.kind, data.payload);
+      } catch (error) {
+        if (!(error instanceof SelectionError)) throw error;
+        this.setStatus(`The selection was not applied: ${error.message}.`, true);
+        return;
+      }
+      this.commit(value);
+      this.close();
+    } else if (data.type === "cancel") {
+      this.close();
+    }
+  }
+
+  onKeyDown(event) {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    event.stopPropagation();
+    this.close();
+  }
+
+  /** Write the payload like a user edit: widget callback, node hook, dirty canvas (saved). */
+  commit(value) {
+    const { node, widget } = this;
+    const old = widget.value;
+    if (value !== old) {
+      widget.value = value;
+      for (const notify of [
+        () => widget.callback?.(widget.value),
+        () => node.onWidgetChanged?.(widget.name, widget.value, old, widget),
+        () => app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.(),
+      ]) {
+        try {
+          notify();
+        } catch (error) {
+          console.error("[Hikaze] a listener of hikaze_payload failed", error);
+        }
+      }
+    }
+    node.setDirtyCanvas?.(true, true);
+    app.graph?.setDirtyCanvas?.(true, true);
+  }
+
+  close() {
+    this.aborter.abort();
+    clearTimeout(this.readyTimer);
+    window.removeEventListener("message", this.onMessage);
+    document.removeEventListener("keydown", this.onKeyDown, true);
+    this.backdrop.remove();
+    if (current === this) current = null;
+    if (this.previousFocus?.isConnected) this.previousFocus.focus?.();
+  }
+}
+
+/** Open the selection overlay for `node` (replacing any open one). */
+export function openSelector(node, spec) {
+  current?.close();
+  current = new SelectorOverlay(node, spec);
+  current.open();
+  return current;
+}
+
+/** Close the open selection overlay, if any. */
+export function closeSelector() {
+  current?.close();
+}
+
+function addSelectButton(node, spec) {
+  if (node.widgets?.some((w) => w.type === "button" && w.name === spec.button)) return;
+  const button = node.addWidget("button", spec.button, null, () => openSelector(node, spec),
+    { serialize: false });
+  if (button) button.serialize = false; // not part of the workflow nor of the prompt
+}
+
+app.registerExtension({
+  name: EXTENSION_NAME,
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    const spec = NODE_SPECS[nodeData?.name];
+    if (!spec) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      try {
+        addSelectButton(this, spec);
+      } catch (error) {
+        console.error("[Hikaze] could not add the select button", error);
+      }
+      return result;
+    };
+  },
+});
