@@ -1,0 +1,226 @@
+// Details editor of an active model: fields, tags, gallery; Save sends only what changed.
+import { api } from "./api.js";
+import { $, formatDate, formatSize, h, replace } from "./dom.js";
+import { gallery } from "./gallery.js";
+import { language, t } from "./i18n.js";
+import { cachedEntries, emit, state } from "./state.js";
+import { tagsInput } from "./tags-input.js";
+
+let root;
+let form;
+let emptyEl;
+let statusEl;
+let tagBox;
+let pics;
+let record = null; // the record as last loaded or saved
+let loadSeq = 0;
+
+const label = (forId, key) => h("label", { for: forId, dataset: { i18n: key }, text: t(key) });
+const field = (forId, key, control, extra = null) => h("div", { class: "field" },
+  label(forId, key), extra ? h("div", { class: "field-row" }, control, extra) : control);
+const i18nBtn = (key, attrs) => h("button", { type: "button", class: "btn", ...attrs },
+  h("span", { dataset: { i18n: key }, text: t(key) }));
+
+/** A safe http(s) URL for a community link, or null. */
+export function safeLink(value) {
+  try {
+    const url = new URL(String(value || "").trim());
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+export function mountDetails(el) {
+  root = el;
+  pics = gallery({ onCountChange: (sha, count) => emit("images:changed", { sha, count }) });
+  tagBox = tagsInput({ id: "d-tags", allTags: () => state.tags });
+  const link = h("a", { class: "btn icon", id: "d-link-open", target: "_blank",
+    rel: "noopener noreferrer", "aria-label": t("details.openLink"), title: t("details.openLink"),
+    dataset: { i18nTitle: "details.openLink", i18nAriaLabel: "details.openLink" } },
+  h("span", { dataset: { i18n: "details.open" }, text: t("details.open") }));
+  const linkInput = h("input", { type: "url", id: "d-link", placeholder: "https://" });
+  const updateLink = () => {
+    const href = safeLink(linkInput.value);
+    if (href) {
+      link.href = href;
+      link.removeAttribute("aria-disabled");
+    } else {
+      link.removeAttribute("href");
+      link.setAttribute("aria-disabled", "true");
+    }
+  };
+  linkInput.addEventListener("input", updateLink);
+  const copy = i18nBtn("details.copy", { id: "d-copy", onclick: () => copyPath() });
+  statusEl = h("div", { class: "details-status", id: "d-status", role: "status" });
+  form = h("form", { class: "details-form", hidden: true, novalidate: true },
+    pics.el,
+    field("d-name", "details.name", h("input", { type: "text", id: "d-name" })),
+    field("d-path", "details.path", h("input", { type: "text", id: "d-path", readOnly: true }), copy),
+    field("d-sha", "details.sha256", h("input", { type: "text", id: "d-sha", readOnly: true,
+      class: "mono" })),
+    h("div", { class: "field-grid" },
+      field("d-type", "details.type", h("input", { type: "text", id: "d-type", readOnly: true })),
+      field("d-size", "details.size", h("input", { type: "text", id: "d-size", readOnly: true })),
+      field("d-created", "details.created", h("input", { type: "text", id: "d-created",
+        readOnly: true }))),
+    field("d-tags", "details.tags", tagBox.el),
+    field("d-description", "details.description", h("textarea", { id: "d-description", rows: 5 })),
+    field("d-link", "details.link", linkInput, link),
+    field("d-positive", "details.positive", h("textarea", { id: "d-positive", rows: 3 })),
+    field("d-negative", "details.negative", h("textarea", { id: "d-negative", rows: 3 })),
+    h("div", { class: "details-actions" },
+      i18nBtn("details.save", { id: "d-save", class: "btn primary", onclick: () => save() }),
+      i18nBtn("details.revert", { id: "d-revert", onclick: () => show(record?.sha256, true) })),
+    statusEl);
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.updateLink = updateLink;
+  emptyEl = h("div", { class: "details-empty" });
+  replace(root, emptyEl, form);
+  showEmpty();
+}
+
+function showEmpty(message = t("details.empty")) {
+  record = null;
+  form.hidden = true;
+  emptyEl.hidden = false;
+  replace(emptyEl, h("p", { text: message }));
+}
+
+/** Show (and load) the model `sha`; `force` re-reads it from the server (Revert). */
+export async function show(sha, force = false) {
+  if (!sha) return showEmpty();
+  if (!force && record?.sha256 === sha && !form.hidden) return undefined;
+  const seq = ++loadSeq;
+  form.hidden = true;
+  emptyEl.hidden = false;
+  replace(emptyEl, h("p", { class: "loading", text: t("details.loading") }));
+  try {
+    const loaded = await api.model(sha);
+    if (seq !== loadSeq) return undefined;
+    fill(loaded);
+    if (force) setStatus(t("details.reverted"), "ok");
+  } catch (err) {
+    if (seq !== loadSeq) return undefined;
+    replace(emptyEl, h("p", { class: "error", text: err.message }),
+      h("button", { type: "button", class: "btn small", onclick: () => show(sha, true) },
+        t("common.retry")));
+  }
+  return undefined;
+}
+
+export function clearDetails() {
+  loadSeq += 1;
+  showEmpty();
+}
+
+function fill(rec) {
+  record = rec;
+  const meta = rec.meta_json || {};
+  $("#d-name", form).value = rec.name || "";
+  $("#d-path", form).value = rec.path || "";
+  $("#d-path", form).title = rec.path || "";
+  $("#d-sha", form).value = rec.sha256;
+  $("#d-type", form).value = rec.type || "";
+  $("#d-size", form).value = formatSize(rec.size_bytes);
+  $("#d-created", form).value = formatDate(rec.created_at, language());
+  $("#d-description", form).value = meta.description || "";
+  $("#d-link", form).value = meta.community_links || "";
+  $("#d-positive", form).value = meta.prompts?.positive || "";
+  $("#d-negative", form).value = meta.prompts?.negative || "";
+  form.updateLink();
+  tagBox.set(rec.tags);
+  pics.show(rec.sha256, meta.images_count);
+  setStatus("");
+  emptyEl.hidden = true;
+  form.hidden = false;
+}
+
+function setStatus(text, kind = "") {
+  statusEl.textContent = text;
+  statusEl.className = `details-status ${kind}`.trim();
+}
+
+async function copyPath() {
+  const input = $("#d-path", form);
+  try {
+    await navigator.clipboard.writeText(input.value);
+    setStatus(t("details.copied"), "ok");
+  } catch {
+    input.select();
+    setStatus(t("details.copyManual"));
+  }
+}
+
+/** The fields that differ from the loaded record (tags compared as id sets). */
+function changes(tags) {
+  const meta = record.meta_json || {};
+  const out = {};
+  const name = $("#d-name", form).value;
+  if (name !== (record.name || "")) out.name = name;
+  const metaOut = {};
+  const desc = $("#d-description", form).value;
+  if (desc !== (meta.description || "")) metaOut.description = desc;
+  const link = $("#d-link", form).value.trim();
+  if (link !== (meta.community_links || "")) metaOut.community_links = link;
+  const prompts = {};
+  const pos = $("#d-positive", form).value;
+  const neg = $("#d-negative", form).value;
+  if (pos !== (meta.prompts?.positive || "")) prompts.positive = pos;
+  if (neg !== (meta.prompts?.negative || "")) prompts.negative = neg;
+  if (Object.keys(prompts).length) metaOut.prompts = prompts;
+  if (Object.keys(metaOut).length) out.meta_json = metaOut;
+  const before = (record.tags || []).map((tag) => tag.id).sort((a, b) => a - b).join(",");
+  const after = tags.map((tag) => tag.id).sort((a, b) => a - b).join(",");
+  if (before !== after || tags.some((tag) => tag.id < 0)) out.tags = tags;
+  return out;
+}
+
+async function save() {
+  if (!record) return;
+  tagBox.flush();
+  const sha = record.sha256;
+  const saveBtn = $("#d-save", form);
+  let tags = tagBox.value();
+  const diff = changes(tags);
+  if (!Object.keys(diff).length) {
+    setStatus(t("details.noChanges"));
+    return;
+  }
+  saveBtn.disabled = true;
+  setStatus(t("details.saving"));
+  try {
+    const fresh = tags.filter((tag) => tag.id < 0).map((tag) => tag.name);
+    if (fresh.length) {
+      const created = (await api.addTags(fresh)).tags;
+      const byName = new Map(created.map((tag) => [tag.name.toLowerCase(), tag]));
+      for (const tag of created) {
+        if (!state.tags.some((known) => known.id === tag.id)) state.tags.push(tag);
+      }
+      state.tags.sort((a, b) => a.name.localeCompare(b.name));
+      tags = tags.map((tag) => (tag.id < 0 ? byName.get(tag.name.toLowerCase()) || tag : tag));
+    }
+    if (diff.tags) diff.tags = [...new Set(tags.map((tag) => tag.id))];
+    const saved = await api.patchModel(sha, diff);
+    for (const entry of cachedEntries(sha)) {
+      entry.name = saved.name || entry.name;
+      entry.tags = saved.tags;
+    }
+    if (record?.sha256 === sha) {
+      fill(saved);
+      setStatus(t("details.saved"), "ok");
+    }
+    emit("model:saved", saved);
+  } catch (err) {
+    setStatus(t("details.saveFailed", { error: err.message }), "error");
+  } finally {
+    saveBtn.disabled = false;
+  }
+}
+
+/** Redraw language-dependent values (dates, gallery buttons) after a language switch. */
+export function retranslate() {
+  if (record) $("#d-created", form).value = formatDate(record.created_at, language());
+  pics.redraw();
+  if (!record && !emptyEl.hidden && !emptyEl.querySelector(".loading, .error")) showEmpty();
+}

@@ -1,0 +1,118 @@
+// Client-side search and the tag filter dropdown (none -> include -> exclude -> none).
+import { h, replace } from "./dom.js";
+import { t } from "./i18n.js";
+import { state } from "./state.js";
+
+const key = (name) => String(name || "").trim().toLowerCase();
+
+/** Items whose name, path or type contains the search text (case-insensitive). */
+export function searchFilter(items) {
+  const needle = state.search.trim().toLowerCase();
+  if (!needle) return items;
+  return items.filter((item) => [item.name, item.path, item.type]
+    .some((field) => String(field || "").toLowerCase().includes(needle)));
+}
+
+/** Items passing the tag filter: every include tag present, no exclude tag present. */
+export function tagFilter(items) {
+  const include = [];
+  const exclude = [];
+  for (const [name, mode] of state.tagFilter) (mode === "include" ? include : exclude).push(name);
+  if (!include.length && !exclude.length) return items;
+  return items.filter((item) => {
+    const names = new Set((item.tags || []).map((tag) => key(tag.name)));
+    return include.every((n) => names.has(n)) && !exclude.some((n) => names.has(n));
+  });
+}
+
+export function applyFilters(items) {
+  return tagFilter(searchFilter(items));
+}
+
+/** Number of active filters (include + exclude). */
+export function activeFilterCount() {
+  return state.tagFilter.size;
+}
+
+function cycle(name) {
+  const mode = state.tagFilter.get(name);
+  if (!mode) state.tagFilter.set(name, "include");
+  else if (mode === "include") state.tagFilter.set(name, "exclude");
+  else state.tagFilter.delete(name);
+}
+
+/**
+ * The "Tags" dropdown. `getItems()` returns the items of the current tab after search;
+ * `onChange()` re-renders the library. Returns {el, refresh()}.
+ */
+export function tagFilterDropdown(getItems, onChange) {
+  const button = h("button", { type: "button", class: "btn tag-filter-btn", "aria-haspopup": "true",
+    "aria-expanded": "false" });
+  const panel = h("div", { class: "tag-filter-panel", hidden: true, role: "group" });
+  const el = h("div", { class: "tag-filter" }, button, panel);
+
+  const open = (yes) => {
+    panel.hidden = !yes;
+    button.setAttribute("aria-expanded", String(yes));
+    if (yes) renderPanel();
+  };
+  button.addEventListener("click", () => open(panel.hidden));
+  document.addEventListener("click", (event) => {
+    if (!panel.hidden && !el.contains(event.target)) open(false);
+  });
+  el.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !panel.hidden) {
+      event.stopPropagation();
+      open(false);
+      button.focus();
+    }
+  });
+
+  function renderPanel() {
+    const items = getItems();
+    const shown = tagFilter(items);
+    const counts = new Map();
+    const spelled = new Map();
+    for (const tag of state.tags) spelled.set(key(tag.name), tag.name);
+    for (const item of items) for (const tag of item.tags || []) spelled.set(key(tag.name), tag.name);
+    for (const item of shown) {
+      for (const tag of item.tags || []) counts.set(key(tag.name), (counts.get(key(tag.name)) || 0) + 1);
+    }
+    const stateful = [...state.tagFilter.keys()].filter((name) => spelled.has(name));
+    const others = [...counts.keys()].filter((name) => !state.tagFilter.has(name))
+      .sort((a, b) => spelled.get(a).localeCompare(spelled.get(b)));
+    const row = (name) => {
+      const mode = state.tagFilter.get(name) || "none";
+      return h("button", {
+        type: "button",
+        class: `tag-filter-item ${mode}`,
+        dataset: { tag: name, mode },
+        "aria-pressed": mode === "none" ? "false" : "true",
+        title: t(`filter.mode.${mode}`),
+        onclick: () => {
+          cycle(name);
+          onChange();
+          renderPanel();
+        },
+      }, h("span", { class: "tag-name", text: spelled.get(name) }),
+      h("span", { class: "tag-count", text: String(counts.get(name) || 0) }));
+    };
+    replace(panel,
+      h("div", { class: "tag-filter-head" },
+        h("span", { text: t("filter.hint") }),
+        h("button", { type: "button", class: "btn small", dataset: { action: "clear-filters" },
+          onclick: () => { state.tagFilter.clear(); onChange(); renderPanel(); } }, t("filter.clear"))),
+      stateful.length || others.length
+        ? h("div", { class: "tag-filter-list" }, stateful.map(row), others.map(row))
+        : h("p", { class: "muted", text: t("filter.none") }));
+  }
+
+  function refresh() {
+    const count = activeFilterCount();
+    button.textContent = t("filter.button", { n: count });
+    button.classList.toggle("active", count > 0);
+    if (!panel.hidden) renderPanel();
+  }
+  refresh();
+  return { el, refresh };
+}

@@ -1,0 +1,209 @@
+// The library column: toolbar (search, tags, view, columns, refresh), cards or rows, loading/error.
+import { api, imageUrl, pendingImageUrl } from "./api.js";
+import { itemElement, unobserveAll } from "./cards.js";
+import { $, h, replace } from "./dom.js";
+import { applyFilters, searchFilter, tagFilterDropdown } from "./filters.js";
+import { t } from "./i18n.js";
+import { emit, pendingTab, revOf, state } from "./state.js";
+
+const CHUNK = 150; // cards added per step while scrolling; a huge library never renders at once
+let root;
+let itemsEl;
+let statusEl;
+let countEl;
+let pendingTools;
+let tagDropdown;
+let searchInput;
+let loadSeq = 0;
+let moreObserver = null;
+
+const activeAdapter = {
+  key: (m) => m.sha256,
+  url: (m) => (m.images_count > 0 ? imageUrl(m.sha256, 0, "medium", revOf(m.sha256)) : ""),
+  selected: (m) => (state.select?.kind === "checkpoint"
+    ? state.select.picked?.sha256 === m.sha256 : state.selectedSha === m.sha256),
+  onClick: (m) => emit("library:click", m),
+};
+
+const pendingAdapter = {
+  key: (p) => `p${p.id}`,
+  url: (p) => pendingImageUrl(p.image),
+  selected: (p) => state.selectedPendingId === p.id,
+  checked: (p) => state.pendingChecked.has(p.id),
+  onCheck: (p, on) => {
+    if (on) state.pendingChecked.add(p.id);
+    else state.pendingChecked.delete(p.id);
+    emit("pending:checked");
+    render();
+  },
+  onClick: (p) => emit("pending:click", p),
+};
+
+/** Items of the current tab (before search and tag filters). */
+export function tabItems() {
+  if (state.pendingMode) return (state.pending || []).filter((p) => pendingTab(p) === state.tab);
+  let list = state.models.get(state.tab) || [];
+  if (state.select?.kind === "lora") {
+    const taken = new Set(state.select.loras.map((e) => e.sha256).filter(Boolean));
+    list = list.filter((m) => !taken.has(m.sha256));
+  }
+  return list;
+}
+
+/** Items after search and tag filters, as shown. */
+export function visibleItems() {
+  return applyFilters(tabItems());
+}
+
+export function mountLibrary(el) {
+  root = el;
+  searchInput = h("input", { type: "search", class: "search", id: "search",
+    "aria-label": t("library.search"), placeholder: t("library.search") });
+  searchInput.addEventListener("input", () => {
+    state.search = searchInput.value;
+    render();
+  });
+  tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), render);
+  const cols = h("input", { type: "number", id: "cols", min: 2, max: 12, value: String(state.cols),
+    class: "cols-input" });
+  cols.addEventListener("change", () => {
+    const n = Math.max(2, Math.min(12, Math.round(Number(cols.value)) || 4));
+    cols.value = String(n);
+    state.cols = n;
+    applyView();
+  });
+  const viewBtn = (view) => h("button", { type: "button", class: "btn seg", dataset: { view },
+    onclick: () => { state.view = view; applyView(); render(); } },
+  h("span", { dataset: { i18n: `library.view.${view}` }, text: t(`library.view.${view}`) }));
+  countEl = h("span", { class: "count muted", "aria-live": "polite" });
+  const selectAll = h("input", { type: "checkbox", id: "select-all" });
+  selectAll.addEventListener("change", () => {
+    for (const p of visibleItems()) {
+      if (selectAll.checked) state.pendingChecked.add(p.id);
+      else state.pendingChecked.delete(p.id);
+    }
+    emit("pending:checked");
+    render();
+  });
+  pendingTools = h("label", { class: "pending-tools", hidden: true }, selectAll,
+    h("span", { dataset: { i18n: "pending.selectAll" }, text: t("pending.selectAll") }));
+  replace(root,
+    h("div", { class: "lib-toolbar" },
+      searchInput,
+      tagDropdown.el,
+      h("div", { class: "seg-group", role: "group" }, viewBtn("card"), viewBtn("list")),
+      h("label", { class: "cols-label" }, h("span", { dataset: { i18n: "library.cols" },
+        text: t("library.cols") }), cols),
+      pendingTools,
+      h("button", { type: "button", class: "btn", id: "refresh", onclick: () => refresh() },
+        h("span", { dataset: { i18n: "library.refresh" }, text: t("library.refresh") })),
+      countEl),
+    statusEl = h("div", { class: "lib-status", role: "status" }),
+    itemsEl = h("div", { class: "lib-items", id: "items" }));
+  applyView();
+}
+
+function applyView() {
+  itemsEl.className = `lib-items ${state.view}-view${state.cols > 6 ? " dense" : ""}`;
+  itemsEl.style.setProperty("--cols", String(state.cols));
+  for (const b of root.querySelectorAll("[data-view]")) {
+    b.classList.toggle("active", b.dataset.view === state.view);
+    b.setAttribute("aria-pressed", String(b.dataset.view === state.view));
+  }
+  $("#cols", root).disabled = state.view !== "card";
+}
+
+/** Load the data of the current tab (cached unless `force`) and render it. */
+export async function load(force = false) {
+  const seq = ++loadSeq;
+  const tab = state.tab;
+  const needs = state.pendingMode ? (force || !state.pending) : (force || !state.models.has(tab));
+  if (!needs) {
+    render();
+    return;
+  }
+  unobserveAll(itemsEl);
+  itemsEl.replaceChildren();
+  replace(statusEl, h("span", { class: "spinner", "aria-hidden": "true" }),
+    t(state.pendingMode ? "pending.loading" : "library.loading"));
+  statusEl.className = "lib-status loading";
+  try {
+    if (state.pendingMode) {
+      state.pending = (await api.pendingModels()).models;
+      emit("pending:loaded");
+    } else {
+      state.models.set(tab, (await api.models(tab)).models);
+    }
+    if (seq !== loadSeq) return;
+    statusEl.replaceChildren();
+    statusEl.className = "lib-status";
+    render();
+  } catch (err) {
+    if (seq !== loadSeq) return;
+    statusEl.className = "lib-status error";
+    replace(statusEl, h("span", { text: err.message }),
+      h("button", { type: "button", class: "btn small", onclick: () => load(true) }, t("common.retry")));
+  }
+}
+
+/** Reload the current tab from the server (and the tag list). */
+export async function refresh() {
+  if (state.pendingMode) {
+    state.pending = null;
+  } else {
+    state.models.clear();
+  }
+  emit("library:refresh");
+  await load(true);
+}
+
+/** Re-draw the items of the current tab from the cache. */
+export function render() {
+  if (!itemsEl) return;
+  const all = tabItems();
+  const shown = applyFilters(all);
+  const adapter = state.pendingMode ? pendingAdapter : activeAdapter;
+  countEl.textContent = t("library.count", { shown: shown.length, total: all.length });
+  tagDropdown.refresh();
+  pendingTools.hidden = !state.pendingMode;
+  if (state.pendingMode) {
+    const box = $("#select-all", pendingTools);
+    const ticked = shown.filter((p) => state.pendingChecked.has(p.id)).length;
+    box.checked = shown.length > 0 && ticked === shown.length;
+    box.indeterminate = ticked > 0 && ticked < shown.length;
+  }
+  const scroll = itemsEl.scrollTop;
+  unobserveAll(itemsEl);
+  if (moreObserver) moreObserver.disconnect();
+  itemsEl.replaceChildren();
+  if (!statusEl.classList.contains("error") && !statusEl.classList.contains("loading")) {
+    statusEl.textContent = shown.length ? "" : t(all.length ? "library.noMatch" : "library.empty");
+  }
+  let next = 0;
+  const addChunk = () => {
+    const part = shown.slice(next, next + CHUNK).map((item) => itemElement(item, adapter, state.view));
+    next += part.length;
+    itemsEl.append(...part);
+    if (next < shown.length) {
+      const sentinel = h("div", { class: "sentinel" });
+      itemsEl.append(sentinel);
+      moreObserver = new IntersectionObserver((entries) => {
+        if (entries.some((e) => e.isIntersecting)) {
+          moreObserver.disconnect();
+          sentinel.remove();
+          addChunk();
+        }
+      }, { root: itemsEl, rootMargin: "400px" });
+      moreObserver.observe(sentinel);
+    }
+  };
+  addChunk();
+  itemsEl.scrollTop = scroll;
+}
+
+/** Re-translate the parts built with t() (static ones carry data-i18n). */
+export function retranslate() {
+  searchInput.placeholder = t(state.pendingMode ? "pending.search" : "library.search");
+  searchInput.setAttribute("aria-label", searchInput.placeholder);
+  render();
+}
