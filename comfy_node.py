@@ -39,13 +39,34 @@ def comfy_model_types() -> dict:
     return types
 
 
-def _comfy_address() -> tuple[str, int]:
+def _comfy_address() -> tuple[str, int, bool]:
+    """ComfyUI's ``--listen`` value, port, and whether it serves HTTPS."""
     try:
         from comfy.cli_args import args
 
-        return str(args.listen or "127.0.0.1"), int(args.port)
+        tls = bool(getattr(args, "tls_keyfile", None) and getattr(args, "tls_certfile", None))
+        return str(args.listen or "127.0.0.1"), int(args.port), tls
     except Exception:  # older or unusual ComfyUI builds
-        return "127.0.0.1", 8188
+        return "127.0.0.1", 8188, False
+
+
+def comfyui_origins(listen: str, port: int, tls: bool = False) -> list[str]:
+    """Origins the ComfyUI page can have: the loopback names plus every concrete ``--listen`` host.
+
+    The panel trusts these (CORS, ``frame-ancestors``, the selection messages); the ComfyUI-side
+    script only opens the panel from a loopback page, because our server binds 127.0.0.1 only.
+    """
+    scheme = "https" if tls else "http"
+    hosts = ["127.0.0.1", "localhost", "[::1]"]
+    for host in (listen or "").split(","):
+        host = host.strip().lower()
+        if not host or host in ("0.0.0.0", "::"):
+            continue  # wildcards: the page's real host name is unknown
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        if host not in hosts:
+            hosts.append(host)
+    return [f"{scheme}://{host}:{port}" for host in hosts]
 
 
 def _serve() -> None:
@@ -54,13 +75,8 @@ def _serve() -> None:
         from .hikaze_manager import create_app
         from .hikaze_manager.server import start_server
 
-        listen, comfy_port = _comfy_address()
-        origins = [f"http://127.0.0.1:{comfy_port}", f"http://localhost:{comfy_port}",
-                   f"http://[::1]:{comfy_port}"]
-        for host in listen.split(","):
-            host = host.strip()
-            if host and host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
-                origins.append(f"http://{host}:{comfy_port}")
+        listen, comfy_port, tls = _comfy_address()
+        origins = comfyui_origins(listen, comfy_port, tls)
         app = create_app({"MODEL_TYPES": comfy_model_types, "ALLOWED_ORIGINS": origins})
         handle = start_server(app, "127.0.0.1", comfy_port + 1)
         _port = handle.port

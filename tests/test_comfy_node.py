@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -81,3 +84,105 @@ def test_lora_payload_canonical_and_aliases():
 def test_lora_payload_errors_name_the_problem(payload, words):
     with pytest.raises(PayloadError, match=words):
         lora_entries(payload)
+
+
+# ------------------------------------------------------------------------------------------------
+# WEB_DIRECTORY and the server wiring, loaded the way ComfyUI loads a custom-node package
+
+
+# ComfyUI's load_custom_node: the folder's __init__.py under a module name made from its path.
+LOAD_AS_COMFYUI = """
+import importlib.util, os, sys
+folder = sys.argv[1]
+name = folder.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(
+    name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+package = importlib.util.module_from_spec(spec)
+sys.modules[name] = package
+spec.loader.exec_module(package)
+"""
+
+
+def test_web_directory_holds_only_the_comfyui_script():
+    import comfy_node
+
+    assert comfy_node.WEB_DIRECTORY == "./static/comfyui"
+    web = (PROJECT_ROOT / comfy_node.WEB_DIRECTORY).resolve()
+    files = sorted(p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file())
+    # ComfyUI injects every .js under it into its page: nothing of the panel may live there.
+    assert files == ["hikaze_nodes.js"]
+    source = (web / "hikaze_nodes.js").read_text(encoding="utf-8")
+    imports = re.findall(r"^\s*import\b[^;]*?from\s+[\"']([^\"']+)[\"']", source, re.M)
+    assert imports == ["../../scripts/app.js", "../../scripts/api.js"]
+    assert "innerHTML" not in source and "eval(" not in source
+
+
+def test_package_exports_web_directory_to_comfyui():
+    code = LOAD_AS_COMFYUI + (
+        "print(package.WEB_DIRECTORY, os.path.isdir(os.path.join(folder, package.WEB_DIRECTORY)),"
+        " sorted(package.NODE_CLASS_MAPPINGS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT)], cwd="/",
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["./static/comfyui", "True", "['HikazeCheckpointLoader',", "'HikazeLoraPowerLoader']"]
+
+
+def test_comfyui_origins():
+    from comfy_node import comfyui_origins
+
+    loopback = ["http://127.0.0.1:8188", "http://localhost:8188", "http://[::1]:8188"]
+    assert comfyui_origins("127.0.0.1", 8188) == loopback
+    assert comfyui_origins("0.0.0.0,::", 8188) == loopback
+    assert comfyui_origins("::1", 8188) == loopback
+    assert comfyui_origins("192.168.1.5, fe80::1 ,Studio.LAN", 8000) == [
+        "http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000",
+        "http://192.168.1.5:8000", "http://[fe80::1]:8000", "http://studio.lan:8000"]
+    assert comfyui_origins("127.0.0.1", 8443, tls=True)[0] == "https://127.0.0.1:8443"
+
+
+# Stand-ins for ComfyUI's own modules (no ComfyUI here): its CLI arguments and folder_paths.
+FAKE_COMFY_ARGS = """
+from types import SimpleNamespace
+args = SimpleNamespace(listen={listen!r}, port={port}, tls_keyfile=None, tls_certfile=None)
+"""
+FAKE_FOLDER_PATHS = """
+supported_pt_extensions = {{".safetensors", ".ckpt"}}
+folder_names_and_paths = {{"checkpoints": ([{models!r}], supported_pt_extensions),
+                          "configs": ([{models!r}], {{".yaml"}})}}
+"""
+
+
+def test_server_thread_trusts_the_comfyui_page_origins(tmp_path):
+    """``_serve`` inside (fake) ComfyUI: the sniffer port is set and the panel may be framed by,
+    and answer to, the ComfyUI page's origins."""
+    fakes = tmp_path / "fakes"
+    (fakes / "comfy").mkdir(parents=True)
+    (fakes / "comfy" / "__init__.py").write_text("")
+    with socket.socket() as s:  # a port ComfyUI "uses"; ours is the next free one after it
+        s.bind(("127.0.0.1", 0))
+        comfy_port = s.getsockname()[1]
+    (fakes / "comfy" / "cli_args.py").write_text(
+        FAKE_COMFY_ARGS.format(listen="127.0.0.1,studio.lan", port=comfy_port))
+    (fakes / "folder_paths.py").write_text(FAKE_FOLDER_PATHS.format(models=str(tmp_path / "models")))
+    code = LOAD_AS_COMFYUI + """
+import http.client, json
+node = sys.modules[name + ".comfy_node"]
+node._serve()
+assert node._port > 0, "the server did not start"
+conn = http.client.HTTPConnection("127.0.0.1", node._port, timeout=10)
+conn.request("GET", "/")
+page = conn.getresponse(); page.read()
+conn.request("GET", "/api/panel/config")
+config = json.loads(conn.getresponse().read())
+print(json.dumps({"port": node._port, "csp": page.getheader("Content-Security-Policy"),
+                  "origins": config["allowed_origins"]}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(fakes), "HIKAZE_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT)], cwd=str(tmp_path),
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = [f"http://{h}:{comfy_port}" for h in ("127.0.0.1", "localhost", "[::1]", "studio.lan")]
+    assert out["origins"] == expected
+    assert out["port"] > comfy_port
+    assert out["csp"].endswith("frame-ancestors 'self' " + " ".join(expected))
