@@ -637,3 +637,44 @@ def test_end_to_end_checkpoint_through_the_real_panel(page, comfy, hikaze):
     wait_closed(page)
     assert payload_of(page, "HikazeCheckpointLoader") == json.dumps({"ckpt_path": path},
                                                                      separators=(",", ":"))
+
+
+def test_end_to_end_lora_list_through_the_real_panel(page, comfy, hikaze):
+    open_harness(page, comfy.origin)
+    sha_a, path_a, name_a = hikaze.seeded["lora_a"]
+    sha_b, path_b, name_b = hikaze.seeded["lora_b"]
+    # The node already holds a list: a library LoRA with its own strengths (switched off) and a
+    # hand-typed entry without sha256. Both must come back unchanged, in order.
+    set_payload(page, "HikazeLoraPowerLoader", json.dumps({"version": 2, "loras": [
+        {"name": name_b, "full_path": path_b, "strength_model": 0.6, "strength_clip": 0.4,
+         "sha256": sha_b, "enabled": False},
+        {"full_path": "/by/hand.safetensors", "strength_model": 1.5, "strength_clip": 1,
+         "enabled": True}]}))
+    page.get_by_role("button", name=LORA_BUTTON).click()
+    panel = page.frame_locator(FRAME)
+    panel.get_by_text("/by/hand.safetensors").first.wait_for(timeout=15000)
+    panel.get_by_text(name_a, exact=True).first.click()
+    strength = panel.get_by_role("spinbutton", name=f"Model strength of {name_a}")
+    strength.fill("0.8")
+    strength.press("Tab")
+    panel.get_by_role("button", name=re.compile(r"^\s*(Confirm|确认)")).click()
+    wait_closed(page)
+    expected = {"version": 2, "loras": [
+        {"name": name_b, "full_path": path_b, "strength_model": 0.6, "strength_clip": 0.4,
+         "sha256": sha_b, "enabled": False},
+        {"name": "", "full_path": "/by/hand.safetensors", "strength_model": 1.5,
+         "strength_clip": 1, "sha256": "", "enabled": True},
+        {"name": name_a, "full_path": path_a, "strength_model": 0.8, "strength_clip": 1,
+         "sha256": sha_a, "enabled": True}]}
+    assert payload_of(page, "HikazeLoraPowerLoader") == json.dumps(expected, indent=2)
+
+
+def test_end_to_end_escape_inside_the_panel_cancels(page, comfy, hikaze):
+    open_harness(page, comfy.origin)
+    page.get_by_role("button", name=CKPT_BUTTON).click()
+    panel = page.frame_locator(FRAME)
+    sha, path, name = hikaze.seeded["ckpt"]
+    panel.get_by_text(name, exact=True).first.click(timeout=15000)  # focus is in the panel now
+    page.keyboard.press("Escape")
+    wait_closed(page)
+    assert payload_of(page, "HikazeCheckpointLoader") == DEFAULT_CKPT
