@@ -139,6 +139,25 @@ def test_reference_data_folder_is_backed_up_and_upgraded_in_place(tmp_path):
         assert dict(conn.execute("SELECT key, value FROM db_meta").fetchall())["db_version"] == "2"
 
 
+def test_tag_spellings_that_differ_in_spaces_or_normalisation_are_merged(tmp_path):
+    data_dir = tmp_path / "data"
+    db_path = make_reference_data_folder(data_dir)
+    conn = sqlite3.connect(db_path)
+    conn.executescript(f"""
+        INSERT INTO tags(id, name) VALUES (5, 'anime  style'), (6, 'anime style'),
+                                          (7, 'Café'), (8, 'café');
+        INSERT INTO model_tags VALUES ('{SHA_A}', 6), ('{SHA_B}', 5), ('{SHA_B}', 8);
+    """)
+    conn.commit()
+    conn.close()
+    client = create_app({"TESTING": True, "DATA_DIR": str(data_dir)}).test_client()
+    tags = {t["id"]: t["name"] for t in client.get("/api/tags").get_json()["tags"]}
+    assert tags[5] == "anime style" and 6 not in tags
+    assert tags[7] == "Café" and 8 not in tags
+    assert {t["id"] for t in client.get(f"/api/models/{SHA_A}").get_json()["tags"]} >= {5}
+    assert {t["id"] for t in client.get(f"/api/models/{SHA_B}").get_json()["tags"]} >= {5, 7}
+
+
 def test_second_start_does_not_back_up_again(tmp_path):
     data_dir = tmp_path / "data"
     make_reference_data_folder(data_dir)

@@ -32,18 +32,15 @@ def _baseline(conn: sqlite3.Connection) -> None:
 def _tag_keys_and_indexes(conn: sqlite3.Connection) -> None:
     """Make tag names unique case-insensitively (first spelling wins) and add listing indexes."""
     conn.execute("ALTER TABLE tags ADD COLUMN name_key TEXT")
-    keepers: dict[str, int] = {}
+    keepers: dict[str, tuple[int, str]] = {}
     for tag_id, name in conn.execute("SELECT id, name FROM tags ORDER BY id").fetchall():
         clean = normalize_tag_name(name or "") or f"tag {tag_id}"
         key = tag_key(clean)
-        keeper = keepers.get(key)
-        if keeper is None:
-            keepers[key] = tag_id
-            conn.execute(
-                "UPDATE tags SET name = ?, name_key = ? WHERE id = ?", (clean, key, tag_id)
-            )
+        if key not in keepers:
+            keepers[key] = (tag_id, clean)
             continue
         # A later spelling of an existing tag: move its links to the first one, then drop it.
+        keeper = keepers[key][0]
         conn.execute(
             "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
             "SELECT model_hash, ? FROM model_tags WHERE tag_id = ?",
@@ -56,6 +53,9 @@ def _tag_keys_and_indexes(conn: sqlite3.Connection) -> None:
         )
         conn.execute("DELETE FROM tags WHERE id = ?", (tag_id,))
         logger.info("merged tag %r into tag %d (same name ignoring case)", name, keeper)
+    # Renamed only once every duplicate is gone: 'a  b' may become 'a b' only after 'a b' left.
+    for key, (tag_id, clean) in keepers.items():
+        conn.execute("UPDATE tags SET name = ?, name_key = ? WHERE id = ?", (clean, key, tag_id))
     conn.execute("CREATE UNIQUE INDEX idx_tags_name_key ON tags(name_key)")
     conn.execute("CREATE INDEX IF NOT EXISTS idx_models_type ON models(type)")
     conn.execute("CREATE INDEX IF NOT EXISTS idx_model_tags_tag ON model_tags(tag_id)")
