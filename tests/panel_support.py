@@ -73,7 +73,7 @@ def png_bytes(size=(96, 128), color=(200, 60, 40)) -> bytes:
 class Panel:
     """The served app with model folders in ``tmp_path`` and seeding helpers."""
 
-    def __init__(self, tmp_path: Path, allowed_origins=()):
+    def __init__(self, tmp_path: Path, allowed_origins=(), **config):
         self.root = tmp_path / "models"
         for folder in ("checkpoints", "loras"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,8 @@ class Panel:
                 "checkpoints": {"roots": [str(self.root / "checkpoints")]},
                 "loras": {"roots": [str(self.root / "loras")]},
             },
+            "LEGACY_SEARCH_DIRS": [str(tmp_path / "no-legacy-here")],
+            **config,
         })
         self.client = self.app.test_client()
         self.handle = start_server(self.app, "127.0.0.1", 0)

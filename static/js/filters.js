@@ -58,10 +58,10 @@ export function tagFilterDropdown(getItems, onChange) {
   };
   button.addEventListener("click", () => open(panel.hidden));
   document.addEventListener("click", (event) => {
-    if (!panel.hidden && !el.contains(event.target)) open(false);
+    if (!panel.hidden && !event.composedPath().includes(el)) open(false);
   });
-  el.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !panel.hidden) {
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !panel.hidden && !document.querySelector("dialog[open]")) {
       event.stopPropagation();
       open(false);
       button.focus();

@@ -1,0 +1,242 @@
+"""The web panel's library, details and gallery, driven in a real headless Chromium."""
+
+from __future__ import annotations
+
+import re
+
+from panel_support import (  # noqa: F401  (fixtures)
+    browser,
+    card_names,
+    open_panel,
+    page,
+    page_errors,
+    panel,
+    png_bytes,
+)
+
+
+def _seed_library(panel):
+    shas = {}
+    for name in ("alpha", "beta", "gamma"):
+        shas[name] = panel.write_model("checkpoints", f"{name}.safetensors")[1]
+    shas["lora_one"] = panel.write_model("loras", "lora_one.safetensors")[1]
+    shas["odd"] = panel.write_model("checkpoints", "odd_vae.safetensors")[1]
+    panel.promote_all()
+    panel.set_model(shas["alpha"], name="Alpha", tags=["anime"])
+    panel.set_model(shas["beta"], name="Beta", tags=["NSFW", "anime"])
+    panel.set_model(shas["gamma"], name="Gamma", tags=["anime", "style"])
+    panel.set_model(shas["odd"], name="Odd VAE", type="vae")  # not a configured type: Others
+    return shas
+
+
+def _toggle_tag(page, name):
+    if page.is_hidden(".tag-filter-panel"):
+        page.click(".tag-filter-btn")
+    page.click(f".tag-filter-item[data-tag='{name}']")
+
+
+def test_tabs_search_tag_filters_and_nsfw_default(panel, page):
+    _seed_library(panel)
+    open_panel(page, panel)
+    assert page.eval_on_selector_all(".tab", "els => els.map(e => e.textContent)") == [
+        "checkpoints", "loras", "Others"]
+    # NSFW (spelled "NSFW" here) is excluded by default
+    assert card_names(page) == ["Alpha", "Gamma"]
+    assert page.inner_text(".tag-filter-btn") == "Tags (1)"
+
+    page.fill("#search", "GAM")
+    assert card_names(page) == ["Gamma"]
+    page.fill("#search", "checkpoints/alpha.safe")  # the path matches too
+    assert card_names(page) == ["Alpha"]
+    page.fill("#search", "")
+
+    _toggle_tag(page, "style")  # include
+    assert card_names(page) == ["Gamma"]
+    _toggle_tag(page, "style")  # exclude
+    assert card_names(page) == ["Alpha"]
+    assert page.get_attribute(".tag-filter-item[data-tag='style']", "data-mode") == "exclude"
+    _toggle_tag(page, "style")  # off again
+    assert card_names(page) == ["Alpha", "Gamma"]
+    _toggle_tag(page, "anime")
+    assert page.inner_text(".tag-filter-item[data-tag='anime'] .tag-count") == "2"
+    page.click("[data-action='clear-filters']")
+    assert card_names(page) == ["Alpha", "Beta", "Gamma"]
+    assert page.inner_text(".count") == "3 / 3"
+    page.keyboard.press("Escape")
+    assert page.is_hidden(".tag-filter-panel")
+
+    page.click(".tab[data-tab='others']")
+    page.wait_for_selector("#items [data-name='Odd VAE']")
+    assert card_names(page) == ["Odd VAE"]
+    page.click(".tab[data-tab='loras']")
+    page.wait_for_selector("#items [data-name='lora_one.safetensors']")
+    assert card_names(page) == ["lora_one.safetensors"]
+
+    # a fresh page starts with NSFW excluded again, and ?tab= picks the tab
+    open_panel(page, panel, "?tab=checkpoints")
+    assert card_names(page) == ["Alpha", "Gamma"]
+    open_panel(page, panel, "?tab=LORAS")
+    assert page.inner_text(".tab.active") == "loras"
+
+
+def test_cards_list_and_lazy_previews(panel, page):
+    shas = [panel.write_model("checkpoints", f"m{i:02d}.safetensors")[1] for i in range(16)]
+    panel.write_model("checkpoints", "zz_no_image.safetensors")
+    panel.promote_all()
+    for sha in shas:
+        panel.upload_image(sha)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/images/" in r.url else None)
+    open_panel(page, panel)
+    first = "#items [data-name='m00.safetensors'] img"
+    page.wait_for_function(f"() => document.querySelector(\"{first}\")?.naturalWidth > 0")
+    src = page.get_attribute(first, "src")
+    assert re.fullmatch(rf"/api/images/{shas[0]}_0\.webp\?quality=medium&rev=0", src)
+    # the last cards are below the fold: not requested until scrolled to
+    assert page.eval_on_selector("#items [data-name='m15.safetensors'] img", "e => e.src") == ""
+    assert not any(shas[15] in url for url in requests)
+    assert not any("get_img_count" in url for url in requests)
+    no_image = "#items [data-name='zz_no_image.safetensors']"
+    assert page.query_selector(f"{no_image} img") is None  # images_count 0: never probed
+    page.eval_on_selector(no_image, "e => e.scrollIntoView()")
+    assert page.inner_text(f"{no_image} .placeholder") == "No image"
+    last = "#items [data-name='m15.safetensors'] img"
+    page.wait_for_function(f"() => document.querySelector(\"{last}\")?.naturalWidth > 0")
+
+    page.fill("#cols", "6")
+    page.press("#cols", "Enter")
+    assert page.eval_on_selector("#items", "e => getComputedStyle(e).gridTemplateColumns"
+                                 ".split(' ').length") == 6
+    page.click("[data-view='list']")
+    assert page.query_selector("#items .card") is None
+    assert len(page.query_selector_all("#items .row")) == 17
+    assert page.inner_text("#items [data-name='zz_no_image.safetensors'] .row-size") == "2.02 KB"  # 2071 bytes
+    page.wait_for_function(f"() => document.querySelector(\"{first}\")?.naturalWidth > 0")
+    page.click("[data-view='card']")
+    assert len(page.query_selector_all("#items .card")) == 17
+
+
+def test_details_edit_save_new_tag_and_revert(panel, page):
+    shas = _seed_library(panel)
+    patches = []
+    page.on("request", lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None)
+    open_panel(page, panel)
+    page.click("#items [data-name='Alpha']")
+    page.wait_for_selector("#d-name")
+    assert page.get_attribute("#items [data-name='Alpha']", "aria-pressed") == "true"
+    assert page.input_value("#d-sha") == shas["alpha"]
+    assert page.input_value("#d-type") == "checkpoints"
+    assert page.input_value("#d-path").endswith("alpha.safetensors")
+    assert page.input_value("#d-size") == "2.02 KB"  # 2065 bytes
+    assert re.search(r"\d", page.input_value("#d-created"))
+    assert page.eval_on_selector_all(".tags-input .chip", "els => els.map(e => e.dataset.tag)") == [
+        "anime"]
+
+    page.fill("#d-name", "Alpha Prime")
+    page.fill("#d-description", "A <b>bold</b> model")
+    page.fill("#d-tags", "sty")
+    page.click(".suggestions li:text('style')")
+    page.fill("#d-tags", "brand new, ")  # comma commits
+    page.fill("#d-tags", "Second One")
+    page.press("#d-tags", "Enter")
+    assert page.eval_on_selector_all(".chip.new", "els => els.map(e => e.dataset.tag)") == [
+        "brand new", "Second One"]
+    page.fill("#d-link", "javascript:alert(1)")
+    assert page.get_attribute("#d-link-open", "href") is None
+    page.fill("#d-link", "https://civitai.com/models/1")
+    assert page.get_attribute("#d-link-open", "href") == "https://civitai.com/models/1"
+    assert page.get_attribute("#d-link-open", "rel") == "noopener noreferrer"
+    page.click("#d-save")
+    page.wait_for_selector("#d-status.ok")
+    assert page.inner_text("#d-status") == "Saved."
+
+    saved = panel.model(shas["alpha"])
+    assert saved["name"] == "Alpha Prime"
+    assert saved["meta_json"]["description"] == "A <b>bold</b> model"
+    assert saved["meta_json"]["community_links"] == "https://civitai.com/models/1"
+    assert sorted(t["name"] for t in saved["tags"]) == ["Second One", "anime", "brand new", "style"]
+    assert {"brand new", "Second One"} <= {t["name"] for t in panel.get("/api/tags")["tags"]}
+    # only the changed fields were sent; the prompts were not touched
+    assert len(patches) == 1
+    assert set(patches[0]) == {"name", "meta_json", "tags"}
+    assert set(patches[0]["meta_json"]) == {"description", "community_links"}
+    # the list shows the new name and tags; user text is shown as text, never as HTML
+    card = "#items [data-name='Alpha Prime']"
+    assert sorted(page.eval_on_selector_all(f"{card} .chip", "els => els.map(e => e.textContent)")) == [
+        "Second One", "anime", "brand new", "style"]
+    assert page.query_selector("#items b, #details b") is None
+
+    page.fill("#d-description", "scribbles")
+    page.click(".chip[data-tag='style'] .chip-remove")
+    page.click("#d-revert")
+    page.wait_for_selector("#d-status.ok")
+    assert page.input_value("#d-description") == "A <b>bold</b> model"
+    assert page.eval_on_selector_all(".tags-input .chip", "els => els.length") == 4
+    page.click("#d-save")
+    assert page.inner_text("#d-status") == "Nothing to save: no field changed."
+    assert len(patches) == 1
+
+
+def test_gallery_upload_navigate_and_delete(panel, page, tmp_path):
+    sha = panel.write_model("checkpoints", "pics.safetensors")[1]
+    panel.promote_all()
+    first = tmp_path / "first.png"
+    first.write_bytes(png_bytes(color=(10, 200, 10)))
+    second = tmp_path / "second.png"
+    second.write_bytes(png_bytes(size=(64, 64), color=(10, 10, 200)))
+    open_panel(page, panel)
+    card = "#items [data-name='pics.safetensors']"
+    assert page.inner_text(f"{card} .placeholder") == "No image"
+    page.click(card)
+    page.wait_for_selector(".gallery-frame .placeholder")
+    assert page.inner_text(".gallery-frame") == "No images"
+
+    page.set_input_files("#gallery-file", str(first))
+    page.wait_for_selector(".gallery-counter:text('1 / 1')")
+    page.wait_for_function("() => document.querySelector('.gallery-img')?.naturalWidth > 0")
+    assert "quality=high" in page.get_attribute(".gallery-img", "src")
+    # the library card now shows the picture (images_count updated, rev bumped)
+    page.wait_for_function(f"() => document.querySelector(\"{card} img\")?.naturalWidth > 0")
+    assert "rev=1" in page.get_attribute(f"{card} img", "src")
+
+    page.set_input_files("#gallery-file", str(second))
+    page.wait_for_selector(".gallery-counter:text('2 / 2')")
+    assert len(page.query_selector_all(".gallery-dots .dot")) == 2
+    page.click(".gallery-arrow.next")
+    assert page.inner_text(".gallery-counter") == "1 / 2"
+    page.click(".gallery-dots .dot >> nth=1")
+    assert page.inner_text(".gallery-counter") == "2 / 2"
+    assert page.get_attribute("#gallery-open", "target") == "_blank"
+    assert page.get_attribute("#gallery-open", "href").startswith(f"/api/images/{sha}_1.webp")
+
+    page.click("#gallery-delete")  # cancel keeps the image
+    page.wait_for_selector("dialog.confirm-dialog[open]")
+    page.keyboard.press("Escape")
+    assert page.query_selector("dialog.confirm-dialog") is None
+    assert panel.get(f"/api/images/get_img_count?sha256={sha}")["count"] == 2
+
+    page.click("#gallery-delete")
+    page.click("dialog.confirm-dialog [data-action='confirm']")
+    page.wait_for_selector(".gallery-counter:text('1 / 1')")
+    assert panel.get(f"/api/images/get_img_count?sha256={sha}")["count"] == 1
+    assert panel.model(sha)["meta_json"]["images_count"] == 1
+    page.wait_for_function("() => document.querySelector('.gallery-img')?.naturalWidth > 0")
+
+
+def test_language_switch_to_chinese(panel, page):
+    _seed_library(panel)
+    open_panel(page, panel)
+    assert page.inner_text("#scan") == "Scan"
+    page.select_option("#lang", "zh-CN")
+    assert page.inner_text(".tab[data-tab='others']") == "其他"
+    assert page.inner_text("#scan") == "扫描"
+    assert page.inner_text("#refresh") == "刷新"
+    assert page.get_attribute("#search", "placeholder") == "搜索模型…"
+    assert page.inner_text(".details-empty") == "从模型库中选择一个模型以查看和编辑详情。"
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    page.click("#items [data-name='Alpha']")
+    page.wait_for_selector("label[for='d-description']:text('描述')")
+    open_panel(page, panel)  # remembered
+    assert page.inner_text("#scan") == "扫描"
+    open_panel(page, panel, "?lang=en")  # the URL wins
+    assert page.inner_text("#scan") == "Scan"
