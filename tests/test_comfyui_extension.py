@@ -341,9 +341,11 @@ def test_ready_gets_init_with_current_payload_at_the_panel_origin(page, comfy, h
     post_from(frame, {"source": "hikaze-panel", "type": "ready"})
     frame.wait_for_function("window.__got.some(m => m.data && m.data.type === 'init')")
     got = [m for m in frame.evaluate("window.__got") if m["data"].get("type") == "init"]
-    assert got == [{"origin": comfy.origin, "data": {
+    # One init per "ready": ours, plus the real panel's own if it greeted after the listener.
+    assert 1 <= len(got) <= 2
+    assert all(m == {"origin": comfy.origin, "data": {
         "source": "hikaze-comfyui", "type": "init", "kind": "lora",
-        "payload": '{"version": 2, "loras": ["as typed"]}'}}]
+        "payload": '{"version": 2, "loras": ["as typed"]}'}} for m in got)
 
 
 def test_checkpoint_select_writes_compact_json_marks_dirty_and_closes(page, comfy, hikaze):
@@ -401,33 +403,38 @@ def test_lora_select_writes_pretty_json_in_canonical_key_order(page, comfy, hika
 def test_messages_from_another_window_or_origin_are_ignored(page, comfy, hikaze):
     open_harness(page, comfy.origin)
     frame = open_selector(page, hikaze)
-    evil = {"source": "hikaze-panel", "type": "select", "kind": "checkpoint",
-            "payload": {"ckpt_path": "/evil.safetensors"}}
+
+    def evil(n):
+        return {"source": "hikaze-panel", "type": "select", "kind": "checkpoint",
+                "payload": {"ckpt_path": "/evil.safetensors"}, "n": n}
+
     # 1. The ComfyUI page itself (wrong window, wrong origin).
-    page.evaluate("m => window.postMessage(m, '*')", evil)
+    page.evaluate("m => window.postMessage(m, '*')", evil(1))
     # 2. Another window on the panel's own origin (right origin, wrong window).
     with page.expect_popup() as popup_info:
         page.evaluate("u => { window.__popup = window.open(u) }", hikaze.origin + "/")
     popup = popup_info.value
     popup.wait_for_load_state("load")
-    popup.evaluate("m => window.opener.postMessage(m, '*')", evil)
+    popup.evaluate("m => window.opener.postMessage(m, '*')", evil(2))
     # 3. Another iframe on a foreign origin.
     page.evaluate("""u => { const f = document.createElement('iframe'); f.id = 'other';
         f.src = u; document.body.append(f) }""", f"http://localhost:{comfy.port}/other.html")
     other = page.wait_for_selector("#other").content_frame()
     other.wait_for_load_state("load")
-    post_from(other, evil)
+    post_from(other, evil(3))
     # 4. Messages that are not the protocol's, from the right frame.
-    post_from(frame, {"type": "select", "kind": "checkpoint", "payload": {"ckpt_path": "/x"}})
-    post_from(frame, "select")
+    post_from(frame, {"type": "select", "kind": "checkpoint", "payload": {"ckpt_path": "/x"}, "n": 4})
+    post_from(frame, {**evil(5), "source": "someone-else"})
     # 5. The overlay's own iframe, navigated to another origin (right window, wrong origin).
     frame.evaluate("u => { location.href = u }", f"http://localhost:{comfy.port}/other.html")
     moved = page.wait_for_selector(FRAME).content_frame()
     moved.wait_for_url(re.compile(r".*/other\.html$"))
-    post_from(moved, evil)
-    # Every message above has been delivered by now (in order, before this round trip).
-    page.wait_for_function("window.__messages.length >= 5")
-    time.sleep(0.3)
+    moved.wait_for_load_state("load")
+    post_from(moved, evil(6))
+    # Every message above has reached the page (both listeners run in the same dispatch).
+    page.wait_for_function("""() => [1, 2, 3, 4, 5, 6].every(
+        n => window.__messages.some(m => m.data && m.data.n === n))""")
+    time.sleep(0.2)
     assert page.locator(BACKDROP).count() == 1
     assert payload_of(page, "HikazeCheckpointLoader") == DEFAULT_CKPT
     assert page.evaluate("window.harness.nodes.HikazeCheckpointLoader.dirtyCalls") == []
