@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hikaze_manager import create_app
@@ -57,3 +59,60 @@ def test_oversized_json_body_is_413(app, client):
     response = client.post("/api/tags_add", json={"newtags": ["x" * 2000]})
     assert response.status_code == 413
     assert "error" in response.get_json()
+
+
+SHA = "a" * 64
+
+
+@pytest.fixture
+def no_propagation(app):
+    """Behave as in production: an unexpected exception becomes a 500 instead of reaching the test."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+@pytest.mark.parametrize("method, url, body", [
+    ("patch", f"/api/models/{SHA}", {"tags": [99999999999999999999999]}),
+    ("patch", f"/api/models/{SHA}", {"tags": [{"id": 2**70}]}),
+    ("patch", f"/api/models/{SHA}", {"tags": ["\u00b2"]}),
+    ("patch", f"/api/models/{SHA}", {"tags": [{"id": "\u0663"}]}),
+    ("get", "/api/migration/pending_model?id=99999999999999999999", None),
+    ("get", "/api/migration/pending_model?id=%C2%B2", None),
+    ("post", "/api/migration/migrate_legacy_db", {"legacy_db_path": "/tmp/a\u0000b"}),
+])
+def test_out_of_range_and_odd_values_are_400(client, no_propagation, add_model, method, url, body):
+    add_model(SHA, "/m/a.safetensors")
+    kwargs = {"json": body} if body is not None else {}
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"]
+
+
+@pytest.mark.parametrize("raw", [
+    '{"newtags": [NaN]}', '{"newtags": [Infinity]}', '{"newtags": [1e400]}', "[" * 100_000,
+    '{"newtags": [' + "9" * 5000 + "]}",
+])
+def test_non_finite_numbers_and_absurd_nesting_are_invalid_json(client, no_propagation, raw):
+    response = client.post("/api/tags_add", data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "Invalid JSON body"}
+
+
+@pytest.mark.parametrize("ids", [[1e400], [2**64], ["99999999999999999999"], ["\u00b2"], [-1]])
+def test_import_models_reports_odd_ids_as_failed_with_valid_json(client, no_propagation, ids):
+    raw = '{"id": [' + ", ".join(
+        "1e400" if i == 1e400 else json.dumps(i) for i in ids) + "]}"
+    response = client.post("/api/migration/import_models", data=raw, content_type="application/json")
+    if ids == [1e400]:
+        assert response.status_code == 400
+        return
+    assert response.status_code == 207
+    body = json.loads(response.get_data(as_text=True))  # strict: no NaN/Infinity
+    assert [f["error"] for f in body["failed"]] == ["Invalid id"]
+
+
+@pytest.mark.parametrize("url", [f"/api/models/{SHA}%0A", f"/api/images/get_img_count?sha256={SHA}%0A",
+                                 f"/api/images/{SHA}%0A"])
+def test_sha256_with_a_trailing_newline_is_400(client, add_model, url):
+    add_model(SHA, "/m/a.safetensors")
+    assert client.get(url).status_code == 400

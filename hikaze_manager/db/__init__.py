@@ -12,6 +12,18 @@ from flask import Flask, current_app, g
 
 BUSY_TIMEOUT_S = 15.0
 DB_FILE_NAME = "hikaze_model_manager.db"
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
+
+
+def as_row_id(value) -> int | None:
+    """An integer id from JSON: an int or a string of ASCII digits within SQLite's range, else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] == "-" else text
+        value = int(text) if digits.isascii() and digits.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else None
 
 
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:

@@ -36,7 +36,7 @@ from ..state import get_state
 
 bp = Blueprint("images", __name__, url_prefix="/api")
 
-_IDENT = re.compile(r"^([0-9a-fA-F]{64})(?:_(\d{1,9}))?$")
+_IDENT = re.compile(r"([0-9a-fA-F]{64})(?:_([0-9]{1,9}))?\Z")
 _FALLBACK = {"high": ("high",), "medium": ("medium", "high"), "low": ("low", "medium", "high")}
 _MAX_SQLITE_INT = 2**63 - 1
 WEBP = "image/webp"

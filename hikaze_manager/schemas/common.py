@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 import marshmallow as ma
@@ -10,7 +12,7 @@ from marshmallow import fields
 
 from ..errors import BadRequest, UnsupportedMediaType
 
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+SHA256_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 
 class BodySchema(ma.Schema):
@@ -55,11 +57,31 @@ def parse_sha256(value: str | None, field: str = "sha256") -> str:
     return value.lower()
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
 def json_body() -> dict:
-    """The request's JSON object; 415 for another content type, 400 for malformed or non-object JSON."""
+    """The request's JSON object; 415 for another content type, 400 for malformed or non-object JSON.
+
+    Stricter than ``request.get_json``: ``NaN``, ``Infinity`` and numbers that overflow to them are
+    refused (browsers could not parse them when echoed back), and so is nesting too deep to parse.
+    """
     if not request.is_json:
         raise UnsupportedMediaType("Content-Type must be application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = json.loads(
+            request.get_data(cache=True), parse_constant=_reject_constant, parse_float=_finite_float
+        )
+    except (ValueError, RecursionError):
+        raise BadRequest("Invalid JSON body") from None
     if data is None:
         raise BadRequest("Invalid JSON body")
     if not isinstance(data, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ..db import as_row_id
 from .common import BodySchema, QuerySchema, TagSchema
 
 
@@ -58,15 +59,10 @@ class TagRef(fields.Field):
     default_error_messages = {"invalid": "each tag must be an id or an object with an integer id"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, dict):
-            value = value.get("id")
-        if isinstance(value, bool):
+        tag_id = as_row_id(value.get("id") if isinstance(value, dict) else value)
+        if tag_id is None:
             raise self.make_error("invalid")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value.strip())
-        raise self.make_error("invalid")
+        return tag_id
 
 
 class PromptsPatchSchema(BodySchema):

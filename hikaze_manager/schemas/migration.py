@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..errors import BadRequest
+from ..db import SQLITE_INT_MAX, SQLITE_INT_MIN
 from .common import BodySchema, QuerySchema, TagSchema
 
 STRATEGY_CHOICES = ("override", "merge", "ignore", "delete", "null")
@@ -60,6 +61,7 @@ class PendingModelQuerySchema(QuerySchema):
 
     id = fields.Integer(
         required=True, strict=False,
+        validate=validate.Range(min=SQLITE_INT_MIN, max=SQLITE_INT_MAX, error="must be an integer"),
         error_messages={"required": "is required", "invalid": "must be an integer"},
     )
 

@@ -31,7 +31,7 @@ from .image_processing import (
 
 logger = logging.getLogger(__name__)
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
 WEBP_CACHE_BYTES = 32 * 1024 * 1024
 COUNTS_SETTLE_NS = 3_000_000_000
 

@@ -29,7 +29,7 @@ from ..errors import BadRequest, Conflict, NotFound
 
 V1_DB_NAME = "hikaze_mm.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 SYSTEM_TAG_COUNT = 7
 # Columns this reader needs; v1 itself insists on the exact list, we only on what we read.
 REQUIRED_COLUMNS = {
@@ -81,6 +81,8 @@ def check_legacy_db_path(text: str) -> Path:
     """The v1 database path from a request: an existing, readable, regular SQLite file."""
     if not text or not text.strip():
         raise BadRequest("legacy_db_path is required")
+    if "\x00" in text:
+        raise BadRequest("legacy_db_path: a path cannot contain a NUL character")
     path = Path(text.strip()).expanduser().absolute()
     try:
         st = os.stat(path)
@@ -110,6 +112,8 @@ def resolve_images_dir(text: str | None, db_path: Path) -> Path | None:
     if text is None or not text.strip():
         default = db_path.parent / "images"
         return default if default.is_dir() else None
+    if "\x00" in text:
+        raise BadRequest("legacy_images_dir: a path cannot contain a NUL character")
     folder = Path(text.strip()).expanduser().absolute()
     if not folder.exists():
         raise NotFound(f"Legacy images folder not found: {folder}")

@@ -22,6 +22,7 @@ import sqlite3
 import time
 
 from .. import db
+from ..db import as_row_id
 from . import hashing
 from .jobs import JobCancelled, byte_progress
 from .library import parse_meta
@@ -53,13 +54,8 @@ def normalize_strategy(value) -> str | None:
 
 
 def _parse_id(raw) -> int | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw.strip())
-    return None
+    parsed = as_row_id(raw)
+    return parsed if parsed is not None and parsed >= 0 else None
 
 
 def _image_name(meta: dict) -> str | None:
