@@ -452,7 +452,10 @@ def test_cancel_closes_without_changes(page, comfy, hikaze):
 
 def test_escape_backdrop_and_close_button_close_the_overlay(page, comfy, hikaze):
     open_harness(page, comfy.origin)
+    # ComfyUI's keybindings listen on window; the canvas must not see keys meant for the overlay.
+    page.evaluate("window.__keys = []; addEventListener('keydown', e => __keys.push(e.key))")
     open_selector(page, hikaze)
+    page.keyboard.press("Delete")
     page.keyboard.press("Escape")
     wait_closed(page)
     open_selector(page, hikaze)
@@ -464,6 +467,9 @@ def test_escape_backdrop_and_close_button_close_the_overlay(page, comfy, hikaze)
     open_selector(page, hikaze)
     page.get_by_role("button", name="Close").click()
     wait_closed(page)
+    assert page.evaluate("window.__keys") == []
+    page.keyboard.press("Delete")  # with the overlay closed, keys reach ComfyUI again
+    assert page.evaluate("window.__keys") == ["Delete"]
     # A closed overlay no longer listens: a late "select" from the old panel changes nothing.
     assert payload_of(page, "HikazeCheckpointLoader") == DEFAULT_CKPT
 
@@ -597,6 +603,20 @@ def test_closing_while_waiting_stops_polling(page, comfy, hikaze):
     page.clock.run_for(60_000)
     time.sleep(0.5)
     assert comfy.sniffer_requests == asked
+
+
+def test_silent_panel_gets_a_hint_after_a_while(page, comfy, hikaze):
+    # A port where something answers but no Hikaze panel greets (here: the ComfyUI page itself).
+    comfy.sniffer = lambda n: (200, {"port": comfy.port})
+    page.clock.install()
+    open_harness(page, comfy.origin)
+    page.get_by_role("button", name=CKPT_BUTTON).click()
+    page.wait_for_selector(FRAME)
+    assert page.locator(STATUS).is_hidden()
+    page.clock.run_for(21_000)
+    hint = page.locator(STATUS).get_by_text("has not answered yet")
+    hint.wait_for()
+    assert comfy.origin in page.locator(STATUS).inner_text()
 
 
 def test_missing_sniffer_route_fails_at_once(page, comfy, hikaze):

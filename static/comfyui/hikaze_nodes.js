@@ -250,8 +250,9 @@ class SelectorOverlay {
     this.backdrop.addEventListener("click", (event) => {
       if (event.target === this.backdrop) this.close();
     });
-    // Keep pointer and wheel events away from the canvas underneath.
-    for (const type of ["pointerdown", "wheel", "contextmenu"]) {
+    // Keep pointer, wheel and key events away from the canvas and ComfyUI's shortcuts underneath
+    // (Delete or Ctrl+Z on the focused close button must not edit the graph).
+    for (const type of ["pointerdown", "wheel", "contextmenu", "keydown", "keyup", "keypress"]) {
       this.backdrop.addEventListener(type, (event) => event.stopPropagation());
     }
 
