@@ -26,6 +26,7 @@ from hikaze_manager.services.image_processing import (
 from hikaze_manager.services.images import ImageStore
 
 SHA = "ab" * 32
+TIER_NAMES = ("high", "medium", "low")
 OTHER = "cd" * 32
 
 
@@ -457,12 +458,9 @@ def test_delete_missing_is_not_found(store):
         store.delete_image("../x", 0)
 
 
-def test_readers_never_see_a_mixed_set_during_deletes(store):
-    """While sets are deleted and shifted, each set a reader can see is whole.
-
-    A reader reads high, low, then high again; when both reads of high agree, the set did not
-    move in between, so its low must come from the same upload (same colour).
-    """
+def test_readers_never_see_a_gap_or_a_mixed_set_during_deletes(store):
+    """While sets are deleted and shifted, readers never miss a set below the count, and a set
+    read under the model's lock (as the image endpoint reads) always has tiers of one upload."""
     # Neighbours (the only sets a shift could mix) differ in red; green numbers the uploads.
     for i in range(40):
         store.add_image(SHA, encode(Image.new("RGB", (40, 30), (255 * (i % 2), 6 * i, 0))))
@@ -479,25 +477,20 @@ def test_readers_never_see_a_mixed_set_during_deletes(store):
     def reader():
         while not stop.is_set():
             for seq in range(store.count(SHA)):
-                try:
-                    high = store.set_path(SHA, seq, "high").read_bytes()
-                except FileNotFoundError:
-                    continue  # the set moved between count and read: a reader retries
-                try:
-                    low = store.set_path(SHA, seq, "low").read_bytes()
-                except FileNotFoundError:
-                    low = None
-                try:
-                    again = store.set_path(SHA, seq, "high").read_bytes()
-                except FileNotFoundError:
+                fh = store.open_tier(SHA, seq, ("medium",))
+                if fh is None:
+                    if seq < store.count(SHA):  # only the last set may go (the count shrinks)
+                        problems.append(f"gap at seq {seq} below count {store.count(SHA)}")
                     continue
-                if high != again:
-                    continue
+                fh.close()
+                with store._lock(SHA):  # what open_tier relies on: outside it, sets are whole
+                    try:
+                        high = store.set_path(SHA, seq, "high").read_bytes()
+                        low = store.set_path(SHA, seq, "low").read_bytes()
+                    except FileNotFoundError:
+                        continue  # the last set was dropped since the count was read
                 checked[0] += 1
-                if low is None:
-                    problems.append(f"seq {seq}: high without low")
-                    continue
-                if abs(red(high) - red(low)) > 60:
+                if abs(red(high) - red(low)) > 60 or abs(green(high) - green(low)) > 20:
                     problems.append(f"seq {seq}: high {red(high)} with low {red(low)}")
 
     thread = threading.Thread(target=reader)
@@ -514,9 +507,9 @@ def test_readers_never_see_a_mixed_set_during_deletes(store):
     assert survivors == [36, 37, 38, 39]
 
 
-def test_every_intermediate_state_of_a_delete_holds_only_whole_sets(store, monkeypatch):
-    """Snapshot the folder after every file operation of a delete: each set whose ``high`` exists
-    has all three tiers, all from the same upload."""
+def test_every_intermediate_state_of_a_delete_is_gapless(store, monkeypatch):
+    """Snapshot the folder after every file operation of a delete: the sets are always a run
+    0..m-1 with m the old or the new count, and each set's ``high`` is a whole upload's."""
     uploads = [encode(Image.new("RGB", (30 + i, 20), (40 * i, 0, 0))) for i in range(5)]
     for data in uploads:
         store.add_image(SHA, data)
@@ -527,15 +520,9 @@ def test_every_intermediate_state_of_a_delete_holds_only_whole_sets(store, monke
     snapshots = []
 
     def check():
-        state = []
-        for seq in range(6):
-            paths = {t: store.set_path(SHA, seq, t) for t in ("high", "medium", "low")}
-            if not paths["high"].exists():
-                continue
-            found = {t: owner.get(p.read_bytes()) if p.exists() else None for t, p in paths.items()}
-            state.append((seq, found))
-            assert found["medium"] == found["high"] and found["low"] == found["high"], state
-        snapshots.append(state)
+        present = [seq for seq in range(6) if store.set_path(SHA, seq, "high").exists()]
+        assert present in ([0, 1, 2, 3, 4], [0, 1, 2, 3]), present
+        snapshots.append([owner[store.set_path(SHA, seq).read_bytes()] for seq in present])
 
     for name in ("replace", "link", "unlink"):
         real = getattr(os, name)
@@ -549,8 +536,31 @@ def test_every_intermediate_state_of_a_delete_holds_only_whole_sets(store, monke
     store.delete_image(SHA, 1)
     monkeypatch.undo()
     assert len(snapshots) >= 10
-    final = [(seq, found["high"]) for seq, found in snapshots[-1]]
-    assert final == [(0, 0), (1, 2), (2, 3), (3, 4)]
+    assert snapshots[-1] == [0, 2, 3, 4]
+    for seq, upload in enumerate([0, 2, 3, 4]):
+        for tier in ("high", "medium", "low"):
+            assert owner[store.set_path(SHA, seq, tier).read_bytes()] == upload
+    assert not store.set_path(SHA, 4, "low").exists()
+
+
+def test_a_delete_interrupted_half_way_leaves_a_duplicate_not_a_gap(store, monkeypatch):
+    for i in range(4):
+        store.add_image(SHA, encode(Image.new("RGB", (30 + i, 20), (60 * i, 0, 0))))
+    calls = [0]
+    real_replace = os.replace
+
+    def crash_on_fourth(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise OSError("disk vanished")
+        return real_replace(*args, **kwargs)
+
+    monkeypatch.setattr(images_service.os, "replace", crash_on_fourth)
+    with pytest.raises(OSError):
+        store.delete_image(SHA, 0)
+    monkeypatch.undo()
+    assert store.count(SHA) == 4  # nothing below the count went missing
+    assert all(store.set_path(SHA, seq, t).is_file() for seq in range(4) for t in TIER_NAMES)
 
 
 # --- pending originals ------------------------------------------------------------------------

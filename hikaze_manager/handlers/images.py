@@ -102,12 +102,11 @@ def get_image(ident: str):
     sha256 = parse_sha256(match.group(1))
     seq = int(match.group(2) or 0)
     quality = _quality()
-    store = get_state().images
-    for tier in _FALLBACK[quality]:  # a legacy half-written set may lack its small tiers
-        fh = _open(store.set_path(sha256, seq, tier))
-        if fh is not None:
-            return _send_open_file(fh, WEBP)
-    raise NotFound("Image not found")
+    # A set written by older software may lack its small tiers: fall back to larger ones.
+    fh = get_state().images.open_tier(sha256, seq, _FALLBACK[quality])
+    if fh is None:
+        raise NotFound("Image not found")
+    return _send_open_file(fh, WEBP)
 
 
 @bp.post("/images/upload")

@@ -159,32 +159,40 @@ class ImageStore:
         return str(write_temp_file(self.images_dir, data, suffix=".webp"))
 
     def delete_image(self, sha256: str, seq: int) -> None:
-        """Delete set ``seq`` and move every later set down by one.
+        """Delete set ``seq`` and move every later set down by one, never leaving a gap.
 
-        Readers see complete sets only: the target disappears when its ``high`` goes (first), and
-        each later set ``k`` is linked to ``k-1`` tier by tier and appears there, while vanishing
-        from ``k``, in the single rename of its ``high`` (last).
+        Each later set is copied one place down (hard links, each tier replaced atomically,
+        ``high`` last), then the now duplicated last set is dropped, ``high`` first. At every
+        moment sets ``0..n-1`` (and then ``0..n-2``) exist, so counts never see a hole, and a crash
+        half-way leaves a duplicated set, not a missing one. Readers open tiers under the same
+        lock (:meth:`open_tier`), so they never get tiers of two different sets.
         """
         target = self.set_path(sha256, seq)
         with self._lock(sha256):
             if not target.is_file():
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
-            for tier in ("high", "medium", "low"):
-                remove_quietly(self.set_path(sha256, seq, tier))
-            k = seq + 1
-            while self.set_path(sha256, k).is_file():
-                for tier in ("low", "medium"):
-                    source = self.set_path(sha256, k, tier)
-                    dest = self.set_path(sha256, k - 1, tier)
+            last = self.count(sha256) - 1
+            for k in range(seq, last):
+                for tier in ("low", "medium", "high"):
+                    source = self.set_path(sha256, k + 1, tier)
+                    dest = self.set_path(sha256, k, tier)
                     if source.is_file():
                         self._link_or_copy(source, dest)
-                    else:
+                    else:  # an old half-written set: don't leave the deleted set's tier behind
                         remove_quietly(dest)
-                os.replace(self.set_path(sha256, k), self.set_path(sha256, k - 1))
-                for tier in ("low", "medium"):
-                    remove_quietly(self.set_path(sha256, k, tier))
-                k += 1
+            for tier in ("high", "medium", "low"):
+                remove_quietly(self.set_path(sha256, max(last, seq), tier))
             _fsync_dir(self.images_dir)
+
+    def open_tier(self, sha256: str, seq: int, tiers: tuple[str, ...]):
+        """Open the first existing tier of a set for reading, or None; consistent with deletes."""
+        with self._lock(sha256):
+            for tier in tiers:
+                try:
+                    return open(self.set_path(sha256, seq, tier), "rb")
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    continue
+        return None
 
     def _link_or_copy(self, source: Path, dest: Path) -> None:
         """Make ``dest`` a copy of ``source`` atomically (hard link when the file system allows)."""
