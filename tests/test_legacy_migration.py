@@ -266,6 +266,34 @@ def test_moved_v1_file_is_recognised_as_the_same_library(app, tmp_path, realisti
     assert snapshot(app) == before
 
 
+def test_two_copies_of_one_v1_install_used_apart_both_come_over(app, db_conn, tmp_path, make_v1):
+    """Copies share the library identity and hand out the same new ids to different models."""
+    original = make_v1("v1-a")
+    original.add_model("/m/loras/common.safetensors", hash_hex=SHA_A)
+    original.close()
+    copy_dir = tmp_path / "custom_nodes" / "v1-b" / "data"
+    shutil.copytree(original.data_dir, copy_dir)
+    with sqlite3.connect(original.db_path) as a, sqlite3.connect(copy_dir / "hikaze_mm.sqlite3") as b:
+        a.execute("INSERT INTO models(path, name, type, size_bytes, hash_hex, created_at, extra_json)"
+                  " VALUES ('/m/loras/A.safetensors', 'A.safetensors', 'loras', 1, ?, 1,"
+                  " '{\"description\": \"from A\"}')", (SHA_B,))
+        b.execute("INSERT INTO models(path, name, type, size_bytes, hash_hex, created_at, extra_json)"
+                  " VALUES ('/m/loras/B.safetensors', 'B.safetensors', 'loras', 1, ?, 1,"
+                  " '{\"description\": \"from B\"}')", (SHA_C,))
+    a.close()
+    b.close()
+    first = migrate(app, original.db_path)
+    second = migrate(app, copy_dir / "hikaze_mm.sqlite3")
+    assert first["source"] == second["source"]
+    assert first["db_migration"]["migrated"] == 2
+    assert second["db_migration"]["migrated"] == 1  # B's own row; the shared one is skipped
+    row = model_row(db_conn, SHA_C)
+    assert row["path"] == "/m/loras/B.safetensors"
+    assert json.loads(row["meta_json"])["description"] == "from B"
+    assert migrate(app, original.db_path)["db_migration"]["migrated"] == 0
+    assert migrate(app, copy_dir / "hikaze_mm.sqlite3")["db_migration"]["migrated"] == 0
+
+
 def test_images_skipped_without_a_folder_are_added_by_a_later_run(app, db_conn, make_v1):
     lib = make_v1()
     png, jpeg = image_bytes((50, 40)), image_bytes((30, 20), fmt="JPEG")

@@ -79,7 +79,9 @@ def _legacy_imports(conn: sqlite3.Connection) -> None:
     """Remember every v1 row a legacy migration brought over, so a re-run changes nothing.
 
     ``source`` identifies the v1 library by its content (see ``services/legacy_reader.py``), so
-    moving or copying the v1 file does not make it look new.
+    moving or copying the v1 file does not make it look new. A v1 id names one path for good
+    (v1 never moves a row), so ``legacy_path`` is part of the key: two copies of one v1 install
+    that were used apart give their new rows the same ids, for different models.
     """
     conn.execute(
         "CREATE TABLE legacy_imports ("
@@ -91,7 +93,7 @@ def _legacy_imports(conn: sqlite3.Connection) -> None:
         " pending_id INTEGER,"
         " image_sha256 TEXT,"
         " imported_at INTEGER NOT NULL,"
-        " PRIMARY KEY (source, legacy_id))"
+        " PRIMARY KEY (source, legacy_id, legacy_path))"
     )
     conn.execute("CREATE INDEX idx_legacy_imports_sha ON legacy_imports(sha256)")
 

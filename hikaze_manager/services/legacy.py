@@ -5,7 +5,8 @@ phases: plan (read our DB), images (written atomically by the image store, outsi
 then every DB change in ONE transaction, re-planned inside it so concurrent edits are respected.
 A failure or cancel rolls the transaction back and deletes the images this run added.
 
-Re-running is safe because ``legacy_imports`` remembers each v1 row by (library identity, v1 id):
+Re-running is safe because ``legacy_imports`` remembers each v1 row by (library identity, v1 id,
+v1 path):
 
 * a remembered row is never applied again (edits, deletions and promotions made since are kept),
   except that an image that could not be imported before (no or missing images folder) is added;
@@ -176,7 +177,7 @@ def _plan_remembered(conn, row: LegacyRow, record: sqlite3.Row) -> _Action:
 
 def _plan(conn: sqlite3.Connection, library: LegacyLibrary, store) -> list[_Action]:
     remembered = {
-        record["legacy_id"]: record
+        (record["legacy_id"], record["legacy_path"]): record
         for record in conn.execute(
             "SELECT * FROM legacy_imports WHERE source = ?", (library.source,)
         )
@@ -186,7 +187,7 @@ def _plan(conn: sqlite3.Connection, library: LegacyLibrary, store) -> list[_Acti
     pictured: set[str] = set()
     actions = []
     for row in library.rows:
-        record = remembered.get(row.legacy_id)
+        record = remembered.get((row.legacy_id, row.path))
         if record is not None:
             actions.append(_plan_remembered(conn, row, record))
         else:
@@ -287,8 +288,9 @@ def _remember(conn, source: str, action: _Action) -> None:
     row = action.row
     if action.op == "resume":
         conn.execute(
-            "UPDATE legacy_imports SET image_sha256 = ? WHERE source = ? AND legacy_id = ?",
-            (action.image_sha256, source, row.legacy_id),
+            "UPDATE legacy_imports SET image_sha256 = ?"
+            " WHERE source = ? AND legacy_id = ? AND legacy_path = ?",
+            (action.image_sha256, source, row.legacy_id, row.path),
         )
         return
     conn.execute(
