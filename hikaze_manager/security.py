@@ -97,6 +97,10 @@ def _check_request():
     origin = request.headers.get("Origin")
     if origin is not None and not (_same_origin(origin) or _foreign_origin_allowed(origin)):
         return error_response(403, "Cross-origin request refused")
+    # A browser sends no Origin on no-cors GETs (<img src=...>), but it does say where they come
+    # from: another site may not trigger a state-changing GET such as /api/scan that way.
+    if origin is None and request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        return error_response(403, "Cross-site request refused")
     if request.method in ("POST", "PUT", "PATCH"):
         has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
         mimetype = request.mimetype

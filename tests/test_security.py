@@ -94,3 +94,35 @@ def test_token_required_from_other_machines_only(app_config):
     assert client.get("/api/tags", headers={**headers, "X-Hikaze-Token": "s3cret"},
                       environ_base=remote).status_code == 200
     assert client.get("/api/tags").status_code == 200  # loopback client
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_state_changing_get_from_another_site_without_origin_is_403(client, site):
+    """An <img src="http://127.0.0.1:8189/api/scan"> on another page must not start a scan."""
+    response = client.get("/api/scan?async=1", headers={"Sec-Fetch-Site": site,
+                                                        "Sec-Fetch-Dest": "image"})
+    assert response.status_code == 403
+    assert client.get("/api/jobs").get_json() == {"jobs": []}
+
+
+def test_plain_gets_from_other_sites_still_read(client):
+    response = client.get("/api/tags", headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 200
+
+
+def test_a_second_job_of_the_same_kind_is_409_while_the_first_runs(app, client):
+    import threading
+
+    from hikaze_manager.state import get_state
+
+    release = threading.Event()
+    jobs = get_state(app).jobs
+    first = jobs.submit("scan", lambda job: (release.wait(10), (200, {}))[1])
+    try:
+        response = client.post("/api/scan", json={"async": True})
+        assert response.status_code == 409
+        assert response.get_json()["details"] == {"job_id": first.id}
+    finally:
+        release.set()
+        jobs.wait(first.id, timeout=10)
+    assert first.state == "succeeded"

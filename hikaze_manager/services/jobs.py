@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ApiError
+from ..errors import ApiError, Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +120,21 @@ class JobManager:
         self._counter = itertools.count(1)
 
     def submit(self, kind: str, work: JobWork) -> Job:
-        """Start ``work`` in the background and return its job at once."""
+        """Start ``work`` in the background and return its job at once.
+
+        One job of a kind runs at a time: a second scan or import while one runs is a 409 that
+        names the running job, so repeated requests cannot pile up threads.
+        """
         job = Job(id=f"{next(self._counter)}-{uuid.uuid4().hex[:12]}", kind=kind)
         with self._lock:
+            running = next(
+                (j for j in self._jobs.values() if j.kind == kind and j.state not in FINISHED_STATES),
+                None,
+            )
+            if running is not None:
+                raise Conflict(
+                    f"A {kind} job is already running ({running.id})", details={"job_id": running.id}
+                )
             self._jobs[job.id] = job
             self._forget_old()
         thread = threading.Thread(
