@@ -619,6 +619,34 @@ def test_silent_panel_gets_a_hint_after_a_while(page, comfy, hikaze):
     assert comfy.origin in page.locator(STATUS).inner_text()
 
 
+def test_comfyui_errors_are_retried_then_named(page, comfy, hikaze):
+    comfy.sniffer = lambda n: (500, {"error": "boom"}) if n <= 2 else (200, {"port": hikaze.port})
+    page.clock.install()
+    open_harness(page, comfy.origin)
+    page.get_by_role("button", name=CKPT_BUTTON).click()
+    page.locator(STATUS).get_by_text("again (ComfyUI answered 500").wait_for()
+    for _ in range(100):
+        if page.locator(FRAME).count():
+            break
+        page.clock.run_for(600)
+        time.sleep(0.05)
+    panel_frame(page)
+    assert comfy.sniffer_requests == 3
+    page.keyboard.press("Escape")
+    wait_closed(page)
+    # ComfyUI failing for the whole wait: the error says what it answered.
+    comfy.reset()
+    comfy.sniffer = lambda n: (502, {})
+    page.get_by_role("button", name=CKPT_BUTTON).click()
+    error = page.locator(STATUS + "[data-state=error]")
+    for _ in range(400):
+        if error.count():
+            break
+        page.clock.run_for(1000)
+        time.sleep(0.02)
+    assert "within 30 s (ComfyUI answered 502" in error.inner_text()
+
+
 def test_missing_sniffer_route_fails_at_once(page, comfy, hikaze):
     comfy.sniffer = lambda n: (404, {"error": "Not Found"})
     open_harness(page, comfy.origin)

@@ -178,7 +178,8 @@ async function askPort(signal) {
 
 /**
  * The Hikaze server's port, retried with backoff while it is 0 (or ComfyUI does not answer) for at
- * most PORT_WAIT_MS; `onWaiting` is called while waiting. Rejects with a message saying why.
+ * most PORT_WAIT_MS; `onWaiting(problem|null)` is called before each wait. Rejects with a message
+ * saying why.
  */
 async function waitForPort(signal, onWaiting) {
   const deadline = Date.now() + PORT_WAIT_MS;
@@ -199,7 +200,7 @@ async function waitForPort(signal, onWaiting) {
     const delay = PORT_RETRY_DELAYS_MS[Math.min(attempt, PORT_RETRY_DELAYS_MS.length - 1)];
     attempt += 1;
     if (Date.now() + delay > deadline) break;
-    onWaiting();
+    onWaiting(lastProblem);
     await sleep(delay, signal);
   }
   const seconds = Math.round(PORT_WAIT_MS / 1000);
@@ -320,8 +321,9 @@ class SelectorOverlay {
     this.setStatus("Connecting to Hikaze Manager…");
     let port;
     try {
-      port = await waitForPort(this.aborter.signal,
-        () => this.setStatus("Hikaze Manager is starting…"));
+      port = await waitForPort(this.aborter.signal, (problem) => this.setStatus(problem
+        ? `Asking ComfyUI for the Hikaze Manager port again (${problem.message})…`
+        : "Hikaze Manager is starting…"));
     } catch (error) {
       if (!this.aborter.signal.aborted) this.setStatus(error.message, true);
       return;
