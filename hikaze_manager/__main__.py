@@ -14,38 +14,40 @@ from .security import LOOPBACK_NAMES, host_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line."""
+    """The command line; options not given fall back to ``HIKAZE_*`` variables, then defaults."""
     parser = argparse.ArgumentParser(
         prog="python -m hikaze_manager", description="Run the Hikaze Manager server."
     )
     parser.add_argument("--data-dir", default=None,
                         help=f"library folder (default: {DefaultConfig.DATA_DIR}, or $HIKAZE_DATA_DIR)")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("--host", default=None,
                         help="address to bind (default 127.0.0.1; anything else requires a token)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=int, default=None,
                         help=f"port (default {DEFAULT_PORT}; the next free one if taken; 0 for any)")
     parser.add_argument("--comfyui-dir", default=None,
                         help="a ComfyUI folder: its models/ folders and extra_model_paths.yaml")
     parser.add_argument("--models-dir", default=None,
                         help="a folder with one sub-folder per model type")
-    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+    parser.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
                         help="a foreign origin allowed to call the API (e.g. http://127.0.0.1:8188)")
+    parser.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                        help="a Host name clients may use besides loopback (e.g. studio.lan)")
     parser.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> dict:
-    """App config from the command line (only options given override the environment)."""
-    config: dict = {"HOST": args.host, "PORT": args.port, "ALLOWED_ORIGINS": args.allow_origin}
-    if args.data_dir:
-        config["DATA_DIR"] = args.data_dir
-    if args.comfyui_dir:
-        config["COMFYUI_DIR"] = args.comfyui_dir
-    if args.models_dir:
-        config["MODELS_DIR"] = args.models_dir
-    if host_name(args.host) not in LOOPBACK_NAMES:
-        config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
-    return config
+    """App config from the options given on the command line (they override the environment)."""
+    options = {
+        "DATA_DIR": args.data_dir,
+        "HOST": args.host,
+        "PORT": args.port,
+        "COMFYUI_DIR": args.comfyui_dir,
+        "MODELS_DIR": args.models_dir,
+        "ALLOWED_ORIGINS": args.allow_origin,
+        "ALLOWED_HOSTS": args.allow_host,
+    }
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,16 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     from .server import start_server
 
     app = create_app(build_config(args))
+    host, port = str(app.config["HOST"]), int(app.config["PORT"])
+    if host_name(host) not in LOOPBACK_NAMES and not app.config.get("AUTH_TOKEN"):
+        app.config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
     token = app.config.get("AUTH_TOKEN")
     try:
-        handle = start_server(app, args.host, args.port, threads=args.threads)
+        handle = start_server(app, host, port, threads=args.threads)
     except OSError as exc:
         print(f"[Hikaze] could not start the server: {exc}", file=sys.stderr)
         return 1
     print(f"[Hikaze] Hikaze Manager is running at {handle.url}", flush=True)
     print(f"[Hikaze] data folder: {app.config['DATA_DIR']}", flush=True)
     if token:
-        print(f"[Hikaze] clients not on this machine must send {token!r} as X-Hikaze-Token", flush=True)
+        print(f"[Hikaze] clients not on this machine must send {token!r} as X-Hikaze-Token "
+              "(or ?token=); they must use a Host name given with --allow-host", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

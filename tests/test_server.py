@@ -110,3 +110,41 @@ def test_oversized_body_is_refused_before_it_is_sent(app, server):
     assert head.startswith(b"HTTP/1.1 413")
     assert b"application/json" in head
     assert "error" in json.loads(body)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_environment_settings_are_used_when_options_are_not_given(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HIKAZE_PORT": str(port),
+           "HIKAZE_DATA_DIR": str(tmp_path / "env-data"),
+           "HIKAZE_ALLOWED_ORIGINS": '["http://127.0.0.1:8188"]'}
+    process = subprocess.Popen([sys.executable, "-m", "hikaze_manager"], cwd=PROJECT_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert f"running at http://127.0.0.1:{port}/" in line, line + process.stderr.read()
+        status, body = _get(port, "/api/panel/config")
+        assert status == 200 and body["allowed_origins"] == ["http://127.0.0.1:8188"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert (tmp_path / "env-data" / "hikaze_model_manager.db").is_file()
+
+
+def test_command_line_builds_only_the_options_given():
+    from hikaze_manager.__main__ import build_config, parse_args
+
+    assert build_config(parse_args([])) == {}
+    assert build_config(parse_args(["--host", "0.0.0.0", "--allow-host", "studio.lan",
+                                    "--port", "0"])) == {
+        "HOST": "0.0.0.0", "PORT": 0, "ALLOWED_HOSTS": ["studio.lan"]}
