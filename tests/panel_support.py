@@ -12,6 +12,8 @@ import io
 import json
 import os
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PARENT_ORIGIN = "http://parent.test"
 
 
 def chromium_executable() -> str | None:
@@ -149,9 +150,52 @@ class Panel:
         return self.get(f"/api/models/{sha}")
 
 
+class ParentSite:
+    """A stand-in for the ComfyUI page: a real HTTP server on another loopback port (another
+    origin), serving ``self.html`` for every GET. Chromium refuses to let a page whose address it
+    cannot place on the local network frame a loopback page, so a routed fake would not do."""
+
+    def __init__(self):
+        site = self
+        self.html = "<!doctype html><title>parent</title>"
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                body = site.html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
 @pytest.fixture
-def panel(tmp_path):
-    server = Panel(tmp_path, allowed_origins=[PARENT_ORIGIN])
+def parent_site():
+    site = ParentSite()
+    try:
+        yield site
+    finally:
+        site.stop()
+
+
+@pytest.fixture
+def panel(tmp_path, parent_site):
+    """The served app; ``parent_site`` is its allowed ComfyUI origin."""
+    server = Panel(tmp_path, allowed_origins=[parent_site.origin])
     try:
         yield server
     finally:
@@ -168,7 +212,7 @@ class PageErrors(list):
 
 
 def keep_local(route):
-    """Only loopback traffic (and the fake parent origin, fulfilled by the test) is allowed."""
+    """Only loopback traffic is allowed: the browser never reaches the internet."""
     host = urlsplit(route.request.url).hostname
     if host in ("127.0.0.1", "localhost"):
         route.continue_()

@@ -1,0 +1,198 @@
+"""Selection mode: the panel inside an iframe of a ComfyUI page from another origin."""
+
+from __future__ import annotations
+
+import json
+
+from panel_support import (  # noqa: F401  (fixtures)
+    ParentSite,
+    browser,
+    page,
+    page_errors,
+    panel,
+    parent_site,
+)
+
+PARENT_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<iframe id="panel" src="{src}" style="width:1300px;height:820px;border:0"></iframe>
+<script>
+window.__messages = [];
+window.__raw = [];
+const frame = document.getElementById("panel");
+const init = () => frame.contentWindow.postMessage(
+  {{source: "hikaze-comfyui", type: "init", kind: "{kind}", payload: {payload}}}, "{panel_origin}");
+window.addEventListener("message", (event) => {{
+  window.__messages.push({{origin: event.origin, data: event.data}});
+  window.__raw.push(JSON.stringify(event.data));
+  if (event.data && event.data.type === "ready") init();
+}});
+{extra}
+</script></body></html>"""
+
+
+def _open(page, panel, site, kind, payload, extra=""):
+    src = f"{panel.url}/?mode=select&kind={kind}&parent={site.origin}"
+    site.html = PARENT_PAGE.format(src=src, kind=kind, payload=json.dumps(payload),
+                                   panel_origin=panel.origin, extra=extra)
+    page.goto(f"{site.origin}/workflow")
+    frame = page.frame_locator("#panel")
+    frame.locator("#select-confirm").wait_for()
+    return frame
+
+
+def _messages(page):
+    return page.evaluate("window.__messages")
+
+
+def _wait_for_message(page, type_):
+    page.wait_for_function(f"() => window.__messages.some(m => m.data.type === '{type_}')")
+    return [m for m in _messages(page) if m["data"]["type"] == type_][-1]
+
+
+def test_checkpoint_selection_posts_the_chosen_model(panel, parent_site, page):
+    _, first = panel.write_model("checkpoints", "first.safetensors")
+    current_path, current = panel.write_model("checkpoints", "current.safetensors")
+    panel.write_model("loras", "a_lora.safetensors")
+    panel.promote_all()
+    frame = _open(page, panel, parent_site, "checkpoint", json.dumps({"ckpt_path": str(current_path)}))
+    ready = _wait_for_message(page, "ready")
+    assert ready == {"origin": panel.origin, "data": {"source": "hikaze-panel", "type": "ready"}}
+    # the node's current checkpoint is preselected; tabs and the toolbar are hidden
+    frame.locator("#select-summary:text('current.safetensors')").wait_for()
+    assert frame.locator(".tabs").is_hidden()
+    assert frame.locator("#toolbar").is_hidden()
+    assert frame.locator("#items [data-key]").count() == 2  # checkpoints only
+    frame.locator("#items [data-name='first.safetensors']").click()
+    assert frame.locator("#select-summary").inner_text() == "first.safetensors"
+    frame.locator("#d-sha").wait_for()
+    assert frame.locator("#d-sha").input_value() == first
+    frame.locator("#select-confirm").click()
+    chosen = _wait_for_message(page, "select")
+    assert chosen["origin"] == panel.origin
+    assert chosen["data"] == {
+        "source": "hikaze-panel", "type": "select", "kind": "checkpoint",
+        "payload": {"ckpt_path": str(panel.root / "checkpoints" / "first.safetensors"),
+                    "sha256": first, "name": "first.safetensors"},
+    }
+    frame.locator("#select-cancel").click()
+    assert _wait_for_message(page, "cancel")["data"] == {"source": "hikaze-panel", "type": "cancel"}
+    assert current  # (the preselected one was replaced by the click)
+
+
+def test_lora_selection_keeps_unknown_entries_and_edits_strengths(panel, parent_site, page):
+    paths = {}
+    shas = {}
+    for name in ("ink", "light", "zebra"):
+        path, sha = panel.write_model("loras", f"{name}.safetensors")
+        paths[name], shas[name] = str(path), sha
+    panel.promote_all()
+    payload = json.dumps({"version": 2, "LoRAs": [
+        {"name": "ink", "path": paths["ink"], "MStrength": "0.7", "CStrength": 0.5,
+         "sha256": shas["ink"].upper(), "toggleOn": False},
+        {"path": "/elsewhere/hand_typed.safetensors", "strength_model": 0.8, "strength_clip": 1,
+         "enabled": True},
+        {"name": "gone", "full_path": "/x/gone.safetensors", "strength_model": 1.2,
+         "strength_clip": 0.9, "sha256": "f" * 64, "enabled": True},
+    ]})
+    frame = _open(page, panel, parent_site, "lora", payload)
+    _wait_for_message(page, "ready")
+    frame.locator("#lora-list .lora-row >> nth=2").wait_for()
+    rows = frame.locator("#lora-list .lora-row")
+    assert rows.count() == 3
+    assert frame.locator("#lora-list .lora-row.missing").count() == 2
+    assert frame.locator("#lora-list .lora-row >> nth=1").inner_text().count("not in library") == 1
+    assert frame.locator("#select-summary").inner_text() == "3 selected"
+    # the library below leaves out what is already selected
+    frame.locator("#items [data-name='zebra.safetensors']").wait_for()
+    assert frame.locator("#items [data-key]").count() == 2
+    assert frame.locator("#items [data-name='ink.safetensors']").count() == 0
+
+    frame.locator("#items [data-name='zebra.safetensors']").click()
+    frame.locator("#lora-list .lora-row >> nth=3").wait_for()
+    assert frame.locator("#items [data-key]").count() == 1
+    zebra = frame.locator("#lora-list .lora-row >> nth=3")
+    assert zebra.locator(".strength_model").input_value() == "1"
+    zebra.locator(".strength_model").fill("0.75")
+    zebra.locator("[aria-label='Move up']").click()  # zebra goes before "gone"
+    frame.locator("#lora-list .lora-row >> nth=0").locator(".enabled").check()  # ink on
+    frame.locator("#lora-list .lora-row >> nth=1").locator("[aria-label='Remove']").click()
+    assert frame.locator("#lora-list .lora-row").count() == 3
+    frame.locator("#select-confirm").click()
+
+    chosen = _wait_for_message(page, "select")
+    assert chosen["data"]["kind"] == "lora"
+    expected = {"version": 2, "loras": [
+        {"name": "ink", "full_path": paths["ink"], "strength_model": 0.7, "strength_clip": 0.5,
+         "sha256": shas["ink"], "enabled": True},
+        {"name": "zebra.safetensors", "full_path": paths["zebra"], "strength_model": 0.75,
+         "strength_clip": 1, "sha256": shas["zebra"], "enabled": True},
+        {"name": "gone", "full_path": "/x/gone.safetensors", "strength_model": 1.2,
+         "strength_clip": 0.9, "sha256": "f" * 64, "enabled": True},
+    ]}
+    assert chosen["data"]["payload"] == expected
+    # canonical key order, as the node and the reference write it
+    raw = [r for r in page.evaluate("window.__raw") if '"select"' in r][-1]
+    assert raw == json.dumps({"source": "hikaze-panel", "type": "select", "kind": "lora",
+                              "payload": expected}, separators=(",", ":"))
+
+
+def test_lora_entry_without_sha_survives_confirm(panel, parent_site, page):
+    payload = json.dumps([{"path": "C:\\loras\\mine.safetensors", "MStrength": 0.6,
+                           "CStrength": 0.4, "toggleOn": False}])
+    frame = _open(page, panel, parent_site, "lora", payload)
+    frame.locator("#lora-list .lora-row.missing").wait_for()
+    frame.locator("#select-confirm").click()
+    chosen = _wait_for_message(page, "select")
+    assert chosen["data"]["payload"] == {"version": 2, "loras": [
+        {"name": "", "full_path": "C:\\loras\\mine.safetensors", "strength_model": 0.6,
+         "strength_clip": 0.4, "sha256": "", "enabled": False}]}
+
+
+def test_unreadable_lora_payload_warns_and_starts_empty(panel, parent_site, page):
+    frame = _open(page, panel, parent_site, "lora", "{not json")
+    frame.locator("#banner.warn").wait_for()
+    assert "could not be read" in frame.locator("#banner").inner_text()
+    assert frame.locator("#lora-list").count() == 0
+    assert "example" not in frame.locator("#selected-loras").inner_text()
+    assert frame.locator("#selected-loras").inner_text().endswith("Click a LoRA below to add it.")
+
+
+def test_parent_not_in_allowed_origins_gets_nothing(panel, browser, page_errors):
+    """A page of another origin cannot frame the panel (CSP frame-ancestors): no message at all."""
+    evil = ParentSite()
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        page_errors.attach(pg)
+        src = f"{panel.url}/?mode=select&kind=checkpoint&parent={evil.origin}"
+        evil.html = PARENT_PAGE.format(src=src, kind="checkpoint", payload='"{}"',
+                                       panel_origin=panel.origin, extra=(
+            'frame.addEventListener("load", () => { window.__loaded = true; '
+            'frame.contentWindow.postMessage({source: "hikaze-comfyui", type: "init", '
+            f'kind: "checkpoint", payload: "{{}}"}}, "*"); }});'))
+        pg.goto(f"{evil.origin}/workflow")
+        pg.wait_for_function("() => window.__loaded === true")
+        pg.wait_for_timeout(500)
+        assert pg.evaluate("window.__messages") == []
+        assert pg.frame_locator("#panel").locator("#select-confirm").count() == 0
+    finally:
+        context.close()
+        evil.stop()
+    # Chromium reports the refused framing on the console; that is the expected outcome here
+    assert all("frame-ancestors" in e or "Refused" in e for e in page_errors), page_errors
+    page_errors.clear()
+
+
+def test_allowed_parent_page_but_other_parent_parameter(panel, parent_site, page):
+    frame = _open(page, panel, parent_site, "checkpoint", "", extra="")
+    _wait_for_message(page, "ready")
+    # the same panel, framed by an allowed page but told its parent is another origin, refuses to
+    # talk to anyone: an error banner, Confirm disabled, Cancel posts nothing
+    page.evaluate(f"document.getElementById('panel').src = "
+                  f"'{panel.url}/?mode=select&kind=lora&parent=http://127.0.0.1:9'")
+    frame.locator("#banner.error").wait_for()
+    assert "not an allowed ComfyUI page" in frame.locator("#banner").inner_text()
+    assert frame.locator("#select-confirm").is_disabled()
+    frame.locator("#select-cancel").click()
+    page.wait_for_timeout(300)
+    assert [m["data"]["type"] for m in _messages(page)] == ["ready"]
