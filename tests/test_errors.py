@@ -116,3 +116,16 @@ def test_import_models_reports_odd_ids_as_failed_with_valid_json(client, no_prop
 def test_sha256_with_a_trailing_newline_is_400(client, add_model, url):
     add_model(SHA, "/m/a.safetensors")
     assert client.get(url).status_code == 400
+
+
+@pytest.mark.parametrize("url, body", [
+    ("/api/migration/migrate_legacy_db", {"legacy_db_path": "/nowhere.sqlite3", "async": "yes"}),
+    ("/api/migration/migrate_legacy_db", {"legacy_db_path": "/nowhere.sqlite3", "async": 1}),
+    ("/api/migration/import_models", {"id": [1], "async": "true"}),
+    ("/api/scan", {"async": 1}),
+])
+def test_async_flag_must_be_a_json_boolean(client, url, body):
+    response = client.post(url, json=body)
+    assert response.status_code == 400
+    assert "async" in response.get_json()["error"]
+    assert client.get("/api/jobs").get_json() == {"jobs": []}

@@ -229,3 +229,26 @@ def test_walk_dedupes_directories_reached_twice(tmp_path):
     assert [(f[0], f[1]) for f in found] in (
         [(str(root / "sub" / "m.safetensors"), "a")], [(str(root / "alias" / "m.safetensors"), "a")])
     assert stats.duplicates == 0 and stats.unusable == 0
+
+
+def test_unreadable_folder_is_an_error_but_not_a_skipped_model(client, db_conn, make_model_file,
+                                                               models_root):
+    """A folder whose path is longer than the system allows cannot be listed (ENAMETOOLONG, even
+    for root): it is counted in ``errors`` only, and the counts still add up."""
+    make_model_file("checkpoints/ok.safetensors")
+    fd = os.open(models_root / "checkpoints", os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 250 characters: past PATH_MAX (4096)
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("deep.safetensors", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as fh:
+            fh.write(b"unreachable")
+    finally:
+        os.close(fd)
+    report = client.post("/api/scan").get_json()
+    assert report["errors"] >= 1
+    assert report["added"] == 1
+    assert report["scanned"] == report["added"] + report["skipped"] + report["relinked"]
+    assert list(_pending(db_conn)) == [str(models_root / "checkpoints" / "ok.safetensors")]

@@ -118,7 +118,7 @@ def upload_image():
         raise BadRequest("Missing image or sha256")
     sha256 = UploadFormSchema().load({"sha256": shas[-1]})["sha256"]  # the last part wins
     if get_db().execute("SELECT 1 FROM models WHERE sha256 = ?", (sha256,)).fetchone() is None:
-        raise NotFound(f"Model not found: {sha256}")
+        raise NotFound("Model not found")
     data = files[-1].stream.read(MAX_IMAGE_BYTES + 1)
     store = get_state().images
     seq = store.add_image(sha256, data)

@@ -19,7 +19,8 @@ class LegacyMigrateSchema(BodySchema):
     legacy_images_dir = fields.String(
         allow_none=True, load_default=None, validate=validate.Length(max=4096)
     )
-    run_async = fields.Boolean(data_key="async", load_default=False)
+    run_async = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
+                               error_messages={"invalid": "must be true or false"})
 
 
 class DbMigrationSchema(ma.Schema):

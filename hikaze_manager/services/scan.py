@@ -56,11 +56,20 @@ class WalkStats:
     scanned: int = 0
     unusable: int = 0
     duplicates: int = 0
+    unreadable_folders: int = 0
     problems: list[str] = field(default_factory=list)
 
     def problem(self, message: str) -> None:
-        """Record an entry that could not be used (kept short: the first 50 are logged)."""
+        """Record a model file that could not be used (the first 50 problems are logged)."""
         self.unusable += 1
+        self._log(message)
+
+    def folder_problem(self, message: str) -> None:
+        """Record a folder that could not be read (it is not a model file: never ``skipped``)."""
+        self.unreadable_folders += 1
+        self._log(message)
+
+    def _log(self, message: str) -> None:
         if len(self.problems) < 50:
             self.problems.append(message)
             logger.warning("[Hikaze] scan: %s", message)
@@ -95,7 +104,7 @@ def walk_models(
             except FileNotFoundError:
                 continue  # a configured folder that does not exist (yet) is normal
             except OSError as exc:
-                stats.problem(f"cannot read folder {root!r}: {exc.strerror or exc}")
+                stats.folder_problem(f"cannot read folder {root!r}: {exc.strerror or exc}")
                 continue
             if not stat_module.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in seen_dirs:
                 continue
@@ -108,7 +117,7 @@ def walk_models(
                 try:
                     entries = os.scandir(folder)
                 except OSError as exc:
-                    stats.problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
+                    stats.folder_problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
                     continue
                 try:
                     with entries:
@@ -151,7 +160,7 @@ def walk_models(
                             if found is not None:
                                 yield found
                 except OSError as exc:  # the folder vanished or failed mid-listing
-                    stats.problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
+                    stats.folder_problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
     for path, type_name in linked:
         try:
             st = os.stat(path)
@@ -176,7 +185,7 @@ def _enter(entry: os.DirEntry, stats: WalkStats, seen_dirs: set, stack: list) ->
     try:
         st = entry.stat()
     except OSError as exc:
-        stats.problem(f"cannot read folder {entry.path!r}: {exc.strerror or exc}")
+        stats.folder_problem(f"cannot read folder {entry.path!r}: {exc.strerror or exc}")
         return
     key = (st.st_dev, st.st_ino)
     if key not in seen_dirs:  # a symlink back to an ancestor (or a second link) ends here
@@ -290,7 +299,7 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
         "pending_ids": pending_ids,
         "skipped": skipped,
         "relinked": relinked,
-        "errors": stats.unusable,
+        "errors": stats.unusable + stats.unreadable_folders,
     }
 
 
