@@ -15,6 +15,7 @@ from panel_support import (  # noqa: F401  (fixtures)
     page,
     page_errors,
     panel,
+    parent_site,
 )
 
 

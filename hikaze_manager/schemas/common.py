@@ -41,6 +41,19 @@ class Sha256(fields.String):
         return text.lower()
 
 
+class AsyncFlag(fields.Boolean):
+    """The ``async`` flag of a JSON body: exactly ``true`` or ``false`` (``1`` or ``"yes"`` is a 400)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(data_key="async", load_default=False,
+                         error_messages={"invalid": "must be true or false"}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class TagSchema(ma.Schema):
     """A tag as the API returns it."""
 

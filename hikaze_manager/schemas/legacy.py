@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from .common import BodySchema
+from .common import AsyncFlag, BodySchema
 
 
 class LegacyMigrateSchema(BodySchema):
@@ -19,8 +19,7 @@ class LegacyMigrateSchema(BodySchema):
     legacy_images_dir = fields.String(
         allow_none=True, load_default=None, validate=validate.Length(max=4096)
     )
-    run_async = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
-                               error_messages={"invalid": "must be true or false"})
+    run_async = AsyncFlag()
 
 
 class DbMigrationSchema(ma.Schema):

@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from ..errors import BadRequest
 from ..db import SQLITE_INT_MAX, SQLITE_INT_MIN
-from .common import BodySchema, QuerySchema, TagSchema
+from .common import AsyncFlag, BodySchema, QuerySchema, TagSchema
 
 STRATEGY_CHOICES = ("override", "merge", "ignore", "delete", "null")
 MAX_IMPORT_IDS = 100_000
@@ -31,8 +31,7 @@ class _Strict(BodySchema):
 class ScanBodySchema(_Strict):
     """``POST /api/scan`` body (optional): ``{"async": true}`` runs it as a job."""
 
-    asynchronous = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
-                                  error_messages={"invalid": "must be true or false"})
+    asynchronous = AsyncFlag()
 
 
 class ImportModelsSchema(_Strict):
@@ -52,8 +51,7 @@ class ImportModelsSchema(_Strict):
                                 "delete or null"),
         error_messages={"invalid": "must be one of override, merge, ignore, delete or null"},
     )
-    asynchronous = fields.Boolean(data_key="async", load_default=False, truthy={True}, falsy={False},
-                                  error_messages={"invalid": "must be true or false"})
+    asynchronous = AsyncFlag()
 
 
 class PendingModelQuerySchema(QuerySchema):
