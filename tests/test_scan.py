@@ -252,3 +252,37 @@ def test_unreadable_folder_is_an_error_but_not_a_skipped_model(client, db_conn, 
     assert report["added"] == 1
     assert report["scanned"] == report["added"] + report["skipped"] + report["relinked"]
     assert list(_pending(db_conn)) == [str(models_root / "checkpoints" / "ok.safetensors")]
+
+
+def test_files_removed_while_the_scan_runs_are_never_fatal(client, db_conn, models_root):
+    """A real concurrent deleter removes files while the scan lists and stats them; whatever
+    the timing, the scan answers, its counts add up, and only files that existed are queued."""
+    import threading
+
+    folder = models_root / "checkpoints" / "churn"
+    folder.mkdir()
+    created = []
+    for i in range(3000):
+        path = folder / f"m{i:04}.safetensors"
+        path.write_bytes(b"x")
+        created.append(path)
+    started = threading.Event()
+
+    def deleter():
+        started.wait()
+        for path in created[::2]:
+            path.unlink()
+
+    thread = threading.Thread(target=deleter)
+    thread.start()
+    started.set()
+    try:
+        response = client.post("/api/scan")
+    finally:
+        thread.join()
+    assert response.status_code == 200
+    report = response.get_json()
+    assert report["scanned"] == report["added"] + report["skipped"] + report["relinked"]
+    queued = set(_pending(db_conn))
+    assert queued <= {str(p) for p in created}
+    assert {str(p) for p in created[1::2]} <= queued  # the files never removed are all there
