@@ -125,6 +125,21 @@ function mountLanguageSwitch() {
   select.addEventListener("change", () => setLanguage(select.value));
 }
 
+/** Tell the user when the library cannot be written (e.g. a database made by newer software). */
+async function checkWritable() {
+  try {
+    state.config = await api.panelConfig();
+  } catch (err) {
+    notify(err.message, "error");
+    return;
+  }
+  const reason = state.config.read_only_reason;
+  const banner = $("#banner");
+  banner.hidden = !reason;
+  banner.className = "banner error";
+  banner.textContent = reason ? t("app.readOnly", { reason }) : "";
+}
+
 async function start() {
   const loaded = await tabs.loadTypes();
   if (!loaded) return;
@@ -135,7 +150,8 @@ async function start() {
     || all.find((type) => wanted && type.toLowerCase() === wanted.toLowerCase())
     || (state.select ? wanted : all[0]);
   tabs.render();
-  await Promise.all([library.load(), loadTags(), state.select ? null : pending.reloadPending()]);
+  await Promise.all([library.load(), loadTags(),
+    state.select ? null : pending.reloadPending(), state.select ? null : checkWritable()]);
   if (state.select) {
     selection.matchInitialCheckpoint();
     selection.renderSelection();

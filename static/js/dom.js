@@ -74,12 +74,3 @@ export function formatDate(ms, locale) {
 export function basename(path) {
   return String(path || "").split(/[\\/]/).pop();
 }
-
-/** Call `fn` once calls stop for `ms` milliseconds. */
-export function debounce(fn, ms = 120) {
-  let timer = null;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
-  };
-}
