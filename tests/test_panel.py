@@ -241,3 +241,47 @@ def test_language_switch_to_chinese(panel, page):
     assert page.inner_text("#scan") == "扫描"
     open_panel(page, panel, "?lang=en")  # the URL wins
     assert page.inner_text("#scan") == "Scan"
+
+
+def test_types_error_then_retry_and_clamped_splitter(panel, page, page_errors):
+    panel.write_model("checkpoints", "only.safetensors")
+    panel.promote_all()
+    failures = []
+
+    def busy_once(route):
+        if failures:
+            route.continue_()
+        else:
+            failures.append(route.request.url)
+            route.fulfill(status=503, content_type="application/json",
+                          body='{"error": "Database is busy"}')
+
+    page.route("**/api/models/get_types", busy_once)
+    page.goto(f"{panel.url}/")
+    page.wait_for_selector("#tabs-retry")
+    assert page.inner_text(".tabs-status.error") == "Could not load model types: Database is busy"
+    page.click("#tabs-retry")
+    page.wait_for_selector("#items [data-name='only.safetensors']")
+    assert page.inner_text(".tab.active") == "checkpoints"
+    # Chromium logs the 503 it was served; nothing else may be on the console
+    assert len(page_errors) == 1 and "503" in page_errors[0], page_errors
+    page_errors.clear()
+
+    def details_width():
+        return page.eval_on_selector(".details-col", "e => e.getBoundingClientRect().width")
+
+    box = page.query_selector("#splitter").bounding_box()
+    page.mouse.move(box["x"] + 2, 400)
+    page.mouse.down()
+    page.mouse.move(5, 400, steps=4)
+    page.mouse.up()
+    assert abs(details_width() - 1400 * 0.8) < 2  # clamped to 80 % of the window
+    box = page.query_selector("#splitter").bounding_box()
+    page.mouse.move(box["x"] + 2, 400)
+    page.mouse.down()
+    page.mouse.move(1395, 400, steps=4)
+    page.mouse.up()
+    assert abs(details_width() - 1400 * 0.1) < 2  # and to 10 %
+    page.focus("#splitter")
+    page.keyboard.press("ArrowLeft")
+    assert abs(details_width() - (1400 * 0.1 + 32)) < 2

@@ -52,6 +52,20 @@ def test_scan_shows_progress_and_report_then_items(panel, page):
     assert card_names(page) == ["fresh_a.safetensors", "fresh_b.ckpt"]
     assert page.inner_text("#pending-badge") == "3"
     assert page.inner_text(".tab[data-tab='loras'] .tab-count") == "1"
+    # a pending row of a type that is not configured (a v1 "lora") shows under Others
+    db = sqlite3.connect(panel.app.config["DATABASE"])
+    try:
+        with db:
+            db.execute("INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at) "
+                       "VALUES ('/old/x.safetensors', '', 'legacy_typed', 'lora', 1, 1)")
+    finally:
+        db.close()
+    page.click("#refresh")
+    page.wait_for_function("() => document.querySelector('#pending-badge').textContent === '4'")
+    assert page.inner_text(".tab[data-tab='others'] .tab-count") == "1"
+    page.click(".tab[data-tab='others']")
+    assert card_names(page) == ["legacy_typed"]
+    page.click(".tab[data-tab='checkpoints']")
     # read-only details of a pending model; clicking also ticks it for import
     page.click("#items [data-name='fresh_b.ckpt']")
     page.wait_for_selector("#p-path")
