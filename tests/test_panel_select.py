@@ -196,3 +196,49 @@ def test_allowed_parent_page_but_other_parent_parameter(panel, parent_site, page
     frame.locator("#select-cancel").click()
     page.wait_for_timeout(300)
     assert [m["data"]["type"] for m in _messages(page)] == ["ready"]
+
+
+def test_lora_payload_reader_cases(panel, page):
+    """The panel's own payload reader (static/js/lora-doc.js), run in the browser."""
+    page.goto(f"{panel.url}/")
+    cases = {
+        "empty": "",
+        "bad_json": "{not json",
+        "bare_list": json.dumps([{"full_path": "/a.safetensors", "strength_model": "0.5",
+                                  "strength_clip": 1, "enabled": True}]),
+        "version_string": json.dumps({"version": "1", "LoRAList": [{"path": "/b.pt"}]}),
+        "version_three": json.dumps({"version": 3, "loras": []}),
+        "not_a_list": json.dumps({"loras": {"a": 1}}),
+        "mixed": json.dumps({"loras": [
+            {"full_path": "/ok.safetensors", "strengthModel": 2, "strengthClip": "0.25",
+             "enabled": False, "sha256": "  ABC  "},
+            {"full_path": "/bool.safetensors", "strength_model": True},
+            {"name": "only a name"},
+            {"full_path": 7},
+            "junk",
+        ]}),
+    }
+    result = page.evaluate("""async (cases) => {
+        const { parseLoraPayload } = await import('/static/js/lora-doc.js');
+        const out = {};
+        for (const [key, text] of Object.entries(cases)) out[key] = parseLoraPayload(text);
+        return out;
+    }""", cases)
+    assert result["empty"] == {"version": 2, "loras": [], "error": None, "dropped": 0}
+    assert result["bad_json"]["loras"] == [] and "invalid JSON" in result["bad_json"]["error"]
+    assert result["bare_list"]["loras"] == [{"name": "", "full_path": "/a.safetensors",
+                                             "strength_model": 0.5, "strength_clip": 1,
+                                             "sha256": "", "enabled": True}]
+    assert result["version_string"]["version"] == 1
+    assert result["version_string"]["loras"][0]["full_path"] == "/b.pt"
+    assert result["version_string"]["loras"][0]["strength_model"] == 1  # default
+    assert "unsupported version" in result["version_three"]["error"]
+    assert result["not_a_list"]["error"] == "the LoRA list is not an array"
+    mixed = result["mixed"]
+    assert mixed["dropped"] == 3
+    assert mixed["loras"] == [
+        {"name": "", "full_path": "/ok.safetensors", "strength_model": 2, "strength_clip": 0.25,
+         "sha256": "abc", "enabled": False},
+        {"name": "only a name", "full_path": "", "strength_model": 1, "strength_clip": 1,
+         "sha256": "", "enabled": True},
+    ]

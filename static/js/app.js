@@ -178,7 +178,7 @@ function init() {
     selection.mountSelection($("#select-bar"), $("#selected-loras"));
     selection.startSelection();
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
+      if (event.key === "Escape" && !event.defaultPrevented && !document.querySelector("dialog[open]")) {
         selection.cancelSelection();
       }
     });

@@ -62,7 +62,7 @@ export function tagFilterDropdown(getItems, onChange) {
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !panel.hidden && !document.querySelector("dialog[open]")) {
-      event.stopPropagation();
+      event.preventDefault(); // handled: selection mode must not take it as "cancel"
       open(false);
       button.focus();
     }

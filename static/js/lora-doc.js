@@ -19,14 +19,16 @@ function strength(value) {
 /** One entry in canonical key order, or null when it cannot be used. */
 export function readEntry(raw) {
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) return null;
-  const fullPath = pick(raw, ["full_path", "path", "fullPath"]);
-  if (typeof fullPath !== "string" || !fullPath.trim()) return null;
+  const rawPath = pick(raw, ["full_path", "path", "fullPath"]);
+  const name = typeof raw.name === "string" ? raw.name : "";
+  if (rawPath !== undefined && rawPath !== null && typeof rawPath !== "string") return null;
+  const fullPath = rawPath || "";
+  if (!fullPath.trim() && !name.trim()) return null; // nothing says which LoRA this is
   const model = strength(pick(raw, ["strength_model", "MStrength", "strengthModel"]));
   const clip = strength(pick(raw, ["strength_clip", "CStrength", "strengthClip"]));
   let enabled = pick(raw, ["enabled", "toggleOn"]);
   if (enabled === undefined) enabled = true;
   if (model === null || clip === null || typeof enabled !== "boolean") return null;
-  const name = typeof raw.name === "string" ? raw.name : "";
   const sha = typeof raw.sha256 === "string" ? raw.sha256.trim().toLowerCase() : "";
   return { name, full_path: fullPath, strength_model: model, strength_clip: clip, sha256: sha, enabled };
 }

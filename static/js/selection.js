@@ -147,7 +147,7 @@ function loraRow(entry, index, known) {
   const enabled = h("input", { type: "checkbox", class: "enabled", checked: entry.enabled,
     "aria-label": t("select.enabled") });
   enabled.addEventListener("change", () => { entry.enabled = enabled.checked; });
-  const label = entry.name || entry.full_path.split(/[\\/]/).pop();
+  const label = entry.name || String(entry.full_path || "").split(/[\\/]/).pop();
   return h("li", { class: `lora-row${inLibrary ? "" : " missing"}`, dataset: { index } },
     h("span", { class: "lora-index", text: String(index + 1) }),
     h("div", { class: "lora-name" },

@@ -12,7 +12,8 @@ export function tagsInput({ id, allTags, onChange = () => {}, readOnly = false }
   let active = -1;
   const list = h("div", { class: "chips" });
   const input = h("input", { type: "text", id, class: "chip-input", autocomplete: "off",
-    placeholder: t("details.tagsPlaceholder"), "aria-autocomplete": "list" });
+    placeholder: t("details.tagsPlaceholder"), "aria-autocomplete": "list",
+    dataset: { i18nPlaceholder: "details.tagsPlaceholder" } });
   const menu = h("ul", { class: "suggestions", role: "listbox", hidden: true });
   const el = h("div", { class: `tags-input${readOnly ? " readonly" : ""}` }, list, input, menu);
   if (readOnly) input.hidden = true;
