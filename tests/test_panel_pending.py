@@ -243,3 +243,41 @@ def test_legacy_migration_dialog(tmp_path, browser, page_errors):
     # "not found" came back as a 404 from the POST, which Chromium logs
     assert all("404" in e for e in page_errors), page_errors
     page_errors.clear()
+
+
+def test_legacy_migration_cancel_changes_nothing(tmp_path, browser, page_errors):
+    from panel_support import Panel
+    v1_path, _ = _tiny_v1_db(tmp_path / "v1")
+    big = io.BytesIO()
+    Image.new("RGB", (2400, 1800), (10, 120, 200)).save(big, "PNG")
+    db = sqlite3.connect(v1_path)
+    for i in range(3, 15):  # a dozen 4-megapixel pictures: seconds of work to interrupt
+        name = f"model_{i}_1700000000000_p.png"
+        (v1_path.parent / "images" / name).write_bytes(big.getvalue())
+        db.execute("INSERT INTO models VALUES (?, ?, ?, 'loras', 1, ?, 1, NULL, ?)",
+                   (i, f"/x/{i}.safetensors", f"{i}.safetensors", f"{i:064x}",
+                    json.dumps({"images": [f"/media/{name}"]})))
+    db.commit()
+    db.close()
+    server = Panel(tmp_path)
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        page_errors.attach(pg)
+        open_panel(pg, server)
+        pg.click("#legacy")
+        pg.fill("#legacy-db", str(v1_path))
+        pg.click("dialog.legacy-dialog [data-action='migrate']")
+        pg.wait_for_selector("dialog.job-dialog[data-job-id]")
+        pg.click("dialog.job-dialog [data-action='cancel-job']")
+        pg.wait_for_selector("dialog.job-dialog[data-state='cancelled']", timeout=30_000)
+        assert pg.inner_text("dialog.job-dialog .error") == "Cancelled."
+        assert pg.eval_on_selector("dialog.job-dialog progress", "e => e.value") < 1
+        pg.keyboard.press("Escape")
+        assert pg.query_selector("dialog") is None
+    finally:
+        context.close()
+        server.stop()
+    assert server.get("/api/models?type=others")["models"] == []
+    assert server.get("/api/models?type=loras")["models"] == []
+    assert server.get("/api/migration/pending_models")["models"] == []

@@ -8,6 +8,25 @@ const POLL_MS = 500;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * One poll. DELETE on a job that had already finished answers that job and forgets it, so after
+ * a Cancel the final state may only be in the DELETE's answer (a later GET is a 404).
+ */
+async function poll(id, cancelled) {
+  const pending = cancelled();
+  if (pending) {
+    const answered = await pending;
+    if (answered && TERMINAL.has(answered.state)) return answered;
+  }
+  try {
+    return await api.job(id);
+  } catch (err) {
+    const answered = cancelled() && await cancelled();
+    if (err.status === 404 && answered) return answered;
+    throw err;
+  }
+}
+
 /** A progress bar element with update(job) and done(). */
 export function progressBar() {
   const bar = h("progress", { class: "job-progress", max: 1, "aria-label": t("job.progress") });
@@ -41,23 +60,24 @@ export function progressBar() {
 export async function runJob(title, start) {
   const bar = progressBar();
   let jobId = null;
-  let cancelling = false;
-  const cancel = async () => {
+  let finished = false;
+  let cancelling = null; // the DELETE in flight or done: resolves to the Job it answered, or null
+  const cancel = () => {
     if (!jobId || cancelling) return;
-    cancelling = true;
     bar.el.classList.add("cancelling");
-    try {
-      await api.cancelJob(jobId);
-    } catch {
-      /* already finished: the poll sees it */
-    }
+    bar.el.querySelector(".job-progress-text").textContent = t("job.cancelling");
+    cancelling = api.cancelJob(jobId).catch(() => null);
   };
   const dialog = openDialog({
     title,
     className: "job-dialog",
     body: bar.el,
-    buttons: [{ id: "cancel-job", label: t("common.cancel"), onClick: () => { cancel(); return false; } }],
-    onEscape: () => cancel(),
+    buttons: [{ id: "cancel-job", label: t("common.cancel"), onClick: (d) => {
+      cancel();
+      if (cancelling) d.footer.querySelector("button").disabled = true;
+      return false;
+    } }],
+    onEscape: (d) => (finished ? d.close("escape") : cancel()),
   });
   bar.update(null);
   let job;
@@ -67,19 +87,21 @@ export async function runJob(title, start) {
       job = { state: "succeeded", result: data, status_code: status, progress: {} };
     } else {
       jobId = data.job_id;
+      dialog.el.dataset.jobId = jobId;
       job = data.job;
       while (!TERMINAL.has(job.state)) {
-        bar.update(job);
+        if (!cancelling) bar.update(job);
         await sleep(POLL_MS);
-        job = await api.job(jobId);
+        job = await poll(jobId, () => cancelling);
       }
     }
   } catch (err) {
     dialog.close("error");
     throw err;
   }
+  finished = true;
   bar.update(job);
-  bar.done();
+  if (job.state === "succeeded") bar.done();
   dialog.setButtons([{ id: "close", label: t("common.close"), kind: "primary" }]);
   dialog.el.dataset.state = job.state;
   return { job, dialog, bar };
