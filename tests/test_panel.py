@@ -177,6 +177,18 @@ def test_details_edit_save_new_tag_and_revert(panel, page):
     assert page.inner_text("#d-status") == "Nothing to save: no field changed."
     assert len(patches) == 1
 
+    # unsaved edits are not lost silently when another model is clicked
+    page.fill("#d-positive", "masterpiece")
+    page.click("#items [data-name='Gamma']")
+    page.wait_for_selector("dialog.confirm-dialog[open]")
+    page.keyboard.press("Escape")
+    assert page.input_value("#d-positive") == "masterpiece"
+    page.click("#items [data-name='Gamma']")
+    page.click("dialog.confirm-dialog [data-action='confirm']")
+    page.wait_for_function(f"() => document.querySelector('#d-sha')?.value === '{shas['gamma']}'")
+    assert page.input_value("#d-positive") == ""
+    assert panel.model(shas["alpha"])["meta_json"]["prompts"]["positive"] == ""
+
 
 def test_gallery_upload_navigate_and_delete(panel, page, tmp_path):
     sha = panel.write_model("checkpoints", "pics.safetensors")[1]

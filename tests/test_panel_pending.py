@@ -190,8 +190,10 @@ def _tiny_v1_db(folder):
                "'a.safetensors', 'checkpoints', 6938040682, ?, 1699990001234, NULL, ?)",
                (sha, json.dumps({"description": "desc A",
                                  "images": ["/media/model_1_1700000000000_a.png"]})))
+    (data / "images" / "model_2_1700000000001_b.png").write_bytes(_png((20, 160, 60)))
     db.execute("INSERT INTO models VALUES (2, '/opt/ComfyUI/models/loras/b.safetensors', "
-               "'b.safetensors', 'loras', 151108832, '', 1699990001240, NULL, NULL)")
+               "'b.safetensors', 'loras', 151108832, '', 1699990001240, NULL, ?)",
+               (json.dumps({"images": ["/media/model_2_1700000000001_b.png"]}),))
     db.executemany("INSERT INTO model_tags VALUES (?, ?)", [(1, 1), (1, 2)])
     db.commit()
     db.close()
@@ -223,7 +225,7 @@ def test_legacy_migration_dialog(tmp_path, browser, page_errors):
         report = pg.eval_on_selector_all(
             "dialog.job-dialog dd", "els => Object.fromEntries(els.map(e => [e.dataset.key, e.textContent]))")
         assert report["migrated"] == "1" and report["pending"] == "1"
-        assert report["errors"] == "0" and report["images_processed"] == "1"
+        assert report["errors"] == "0" and report["images_processed"] == "2"
         assert report["image_errors"] == "0"
         assert pg.inner_text("dialog.job-dialog .dialog-title") == "Migration finished"
         assert pg.query_selector("dialog.legacy-dialog") is None
@@ -233,6 +235,15 @@ def test_legacy_migration_dialog(tmp_path, browser, page_errors):
         pg.wait_for_function(
             "() => document.querySelector(\"#items [data-name='a.safetensors'] img\").naturalWidth > 0")
         assert pg.inner_text("#pending-badge") == "1"
+        # the pending model's v1 picture is its preview and shows in its read-only details
+        pg.click("#pending-toggle")
+        pg.click(".tab[data-tab='loras']")
+        card_img = "#items [data-name='b.safetensors'] img"
+        pg.wait_for_function(f"() => document.querySelector(\"{card_img}\")?.naturalWidth > 0")
+        assert pg.get_attribute(card_img, "src").startswith("/api/images/pending/")
+        pg.click("#items [data-name='b.safetensors']")
+        pg.wait_for_function(
+            "() => document.querySelector('.pending-details .gallery-img')?.naturalWidth > 0")
     finally:
         context.close()
         server.stop()

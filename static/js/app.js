@@ -2,7 +2,7 @@
 import { api } from "./api.js";
 import { importRunning, importSelected } from "./conflicts.js";
 import * as details from "./details.js";
-import { notify } from "./dialog.js";
+import { confirmDialog, notify } from "./dialog.js";
 import { $, h } from "./dom.js";
 import { LANGUAGES, initLanguage, language, onLanguageChange, setLanguage, t,
   translateStatic } from "./i18n.js";
@@ -62,12 +62,16 @@ function setPendingMode(on) {
 }
 
 function wireEvents() {
-  on("library:click", (model) => {
+  on("library:click", async (model) => {
     if (state.select?.kind === "lora") {
       selection.addLora(model);
       return;
     }
     if (state.select?.kind === "checkpoint") selection.pickCheckpoint(model);
+    if (model.sha256 !== state.selectedSha && details.isDirty()
+      && !await confirmDialog(t("details.discard"), { okLabel: t("details.discardOk"), danger: true })) {
+      return;
+    }
     state.selectedSha = model.sha256;
     details.show(model.sha256);
     library.render();

@@ -67,7 +67,7 @@ export function itemElement(item, a, view) {
     class: classes.join(" "),
     role: "button",
     tabindex: "0",
-    title: name,
+    title: [name, (item.tags || []).map((tag) => tag.name).join(", ")].filter(Boolean).join("\n"),
     "aria-pressed": selected ? "true" : "false",
     dataset: { key: a.key(item), name },
   });

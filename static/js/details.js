@@ -176,6 +176,12 @@ function changes(tags) {
   return out;
 }
 
+/** True when the form holds edits that were not saved. */
+export function isDirty() {
+  if (!record || form.hidden) return false;
+  return Object.keys(changes(tagBox.value())).length > 0 || Boolean(tagBox.input.value.trim());
+}
+
 async function save() {
   if (!record) return;
   tagBox.flush();
