@@ -67,11 +67,11 @@ function wireEvents() {
       selection.addLora(model);
       return;
     }
-    if (state.select?.kind === "checkpoint") selection.pickCheckpoint(model);
     if (model.sha256 !== state.selectedSha && details.isDirty()
       && !await confirmDialog(t("details.discard"), { okLabel: t("details.discardOk"), danger: true })) {
       return;
     }
+    if (state.select?.kind === "checkpoint") selection.pickCheckpoint(model);
     state.selectedSha = model.sha256;
     details.show(model.sha256);
     library.render();
