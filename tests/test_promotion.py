@@ -122,8 +122,12 @@ def test_conflict_is_reported_without_changes(client, db_conn, conflict_setup):
     s = conflict_setup
     for strategy in ("absent", None, "null"):
         report = _import(client, [s["pid"]], strategy)
-        assert report["conflict"] == [{"pending": {"id": s["pid"], "path": s["copy"]},
-                                       "existing": {"id": s["sha"], "path": s["old"]}}]
+        conflict = report["conflict"]
+        assert [{side: {k: v for k, v in ref.items() if k != "name"} for side, ref in c.items()}
+                for c in conflict] == [{"pending": {"id": s["pid"], "path": s["copy"]},
+                                        "existing": {"id": s["sha"], "path": s["old"]}}]
+        assert conflict[0]["pending"]["name"] == "Pending name"
+        assert conflict[0]["existing"]["name"] == "Library name"
         assert report["success"] == []
     assert _pending_ids(db_conn) == [s["pid"]]
     assert _model(db_conn, s["sha"])["path"] == s["old"]
@@ -199,8 +203,9 @@ def test_same_content_twice_in_one_batch(client, db_conn, make_model_file, add_p
     a, b = add_pending(first), add_pending(second)
     report = _import(client, [a, b])
     assert report["success"] == [a]
-    assert report["conflict"] == [{"pending": {"id": b, "path": str(second)},
-                                   "existing": {"id": sha, "path": str(first)}}]
+    assert report["conflict"] == [{"pending": {"id": b, "path": str(second), "name": "two.safetensors"},
+                                   "existing": {"id": sha, "path": str(first),
+                                                "name": "one.safetensors"}}]
     assert _pending_ids(db_conn) == [b]
 
 

@@ -117,11 +117,13 @@ class ScanReportSchema(ma.Schema):
 class _PendingRef(ma.Schema):
     id = fields.Integer()
     path = fields.String()
+    name = fields.String()
 
 
 class _ExistingRef(ma.Schema):
     id = fields.String()
     path = fields.String()
+    name = fields.String()
 
 
 class ConflictSchema(ma.Schema):

@@ -25,7 +25,7 @@ from .. import db
 from ..db import as_row_id
 from . import hashing
 from .jobs import JobCancelled, byte_progress
-from .library import parse_meta
+from .library import display_name, parse_meta
 from .pending import old_meta
 
 logger = logging.getLogger(__name__)
@@ -206,10 +206,13 @@ def _current_row(conn, pending_id: int) -> sqlite3.Row:
 
 
 def _conflict_entry(conn, row, sha: str) -> dict:
-    existing_path = conn.execute("SELECT path FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    existing = conn.execute("SELECT path, name FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    existing_path = existing["path"] if existing else ""
     return {
-        "pending": {"id": row["id"], "path": row["path"]},
-        "existing": {"id": sha, "path": existing_path[0] if existing_path else ""},
+        "pending": {"id": row["id"], "path": row["path"],
+                    "name": display_name(row["name"], row["path"])},
+        "existing": {"id": sha, "path": existing_path,
+                     "name": display_name(existing["name"] if existing else "", existing_path)},
     }
 
 
