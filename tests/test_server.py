@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -68,27 +69,31 @@ def test_taken_port_moves_to_the_next_free_one(app):
         blocker.close()
 
 
-def test_python_m_hikaze_manager_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HIKAZE_DATA_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hikaze_manager", "--data-dir", str(tmp_path / "data"), "--port", "0",
-         "--models-dir", str(tmp_path)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+@contextmanager
+def running_module(args: list[str], env: dict):
+    """Run ``python -m hikaze_manager``; yield its port once it prints its URL; Ctrl-C it after."""
+    process = subprocess.Popen([sys.executable, "-m", "hikaze_manager", *args], cwd=PROJECT_ROOT,
+                               env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert "running at http://127.0.0.1:" in line, line + process.stderr.read()
-        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
-        assert _get(port, "/api/models/get_types")[0] == 200
+        yield int(line.rsplit(":", 1)[1].strip(" /\n"))
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
+        assert process.wait(timeout=15) == 0  # a clean stop, not a traceback
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_python_m_hikaze_manager_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIKAZE_")}
+    args = ["--data-dir", str(tmp_path / "data"), "--port", "0", "--models-dir", str(tmp_path)]
+    with running_module(args, env) as port:
+        assert _get(port, "/api/models/get_types")[0] == 200
     assert (tmp_path / "data" / "hikaze_model_manager.db").is_file()
 
 
@@ -120,24 +125,12 @@ def _free_port() -> int:
 
 def test_environment_settings_are_used_when_options_are_not_given(tmp_path):
     port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HIKAZE_PORT": str(port),
-           "HIKAZE_DATA_DIR": str(tmp_path / "env-data"),
+    env = {**os.environ, "HIKAZE_PORT": str(port), "HIKAZE_DATA_DIR": str(tmp_path / "env-data"),
            "HIKAZE_ALLOWED_ORIGINS": '["http://127.0.0.1:8188"]'}
-    process = subprocess.Popen([sys.executable, "-m", "hikaze_manager"], cwd=PROJECT_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline()
-        assert f"running at http://127.0.0.1:{port}/" in line, line + process.stderr.read()
+    with running_module([], env) as bound:
+        assert bound == port
         status, body = _get(port, "/api/panel/config")
         assert status == 200 and body["allowed_origins"] == ["http://127.0.0.1:8188"]
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
     assert (tmp_path / "env-data" / "hikaze_model_manager.db").is_file()
 
 
