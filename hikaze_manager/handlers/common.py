@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import current_app, jsonify, request, url_for
+from flask import jsonify, request, url_for
 
 from ..services.jobs import Job
 from ..state import get_state
@@ -35,8 +35,3 @@ def run_or_submit(kind: str, work: Callable[[Job | None], tuple[int, object]], a
     response = jsonify(report)
     response.status_code = status
     return response
-
-
-def app_object():
-    """The real app behind ``current_app`` (for handing to background threads)."""
-    return current_app._get_current_object()
