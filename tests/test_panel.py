@@ -297,3 +297,62 @@ def test_types_error_then_retry_and_clamped_splitter(panel, page, page_errors):
     page.focus("#splitter")
     page.keyboard.press("ArrowLeft")
     assert abs(details_width() - (1400 * 0.1 + 32)) < 2
+
+
+# Scroll #items to the bottom until at least `n` items are drawn (more come in steps of 150).
+def _scroll_until_drawn(page, n):
+    for _ in range(10):
+        if page.locator("#items [data-key]").count() >= n:
+            return
+        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
+        page.wait_for_timeout(150)
+    raise AssertionError("the list did not grow while scrolling")
+
+
+# A card well inside the visible part of #items, tagged so we can tell if it gets rebuilt.
+MARK_VISIBLE_CARD = """() => {
+  const box = document.getElementById('items');
+  const view = box.getBoundingClientRect();
+  const cards = [...box.querySelectorAll('[data-key]')].filter((c) => {
+    const r = c.getBoundingClientRect();
+    return r.top > view.top && r.bottom < view.bottom;
+  });
+  const card = cards[Math.floor(cards.length / 2)];
+  card.__original = true;
+  return {name: card.dataset.name, top: card.getBoundingClientRect().top, scroll: box.scrollTop};
+}"""
+
+WHERE_IS = """(name) => {
+  const box = document.getElementById('items');
+  const card = box.querySelector(`[data-name='${name}']`);
+  return {original: Boolean(card && card.__original), top: card ? card.getBoundingClientRect().top : null,
+          scroll: box.scrollTop, drawn: box.querySelectorAll('[data-key]').length,
+          selected: card ? card.getAttribute('aria-pressed') : null};
+}"""
+
+
+def test_big_library_keeps_its_place_when_selecting_and_saving(panel, page):
+    for i in range(400):
+        panel.write_model("checkpoints", f"m{i:03d}.safetensors", b"w" * 64 + str(i).encode())
+    panel.promote_all()
+    open_panel(page, panel)
+    assert page.locator("#items [data-key]").count() == 150  # one chunk at first
+    _scroll_until_drawn(page, 300)
+    drawn = page.locator("#items [data-key]").count()
+    card = page.evaluate(MARK_VISIBLE_CARD)
+    assert card["scroll"] > 0
+
+    # selecting only moves the highlight: the very same element stays where it was
+    page.click(f"#items [data-name='{card['name']}']")
+    page.wait_for_function(f"() => document.querySelector('#d-name')?.value === '{card['name']}'")
+    after = page.evaluate(WHERE_IS, card["name"])
+    assert after == {"original": True, "top": card["top"], "scroll": card["scroll"], "drawn": drawn,
+                     "selected": "true"}
+
+    # a save re-draws the list (names and tags may change) but keeps as much of it and the scroll
+    page.fill("#d-description", "notes")
+    page.click("#d-save")
+    page.wait_for_selector("#d-status.ok")
+    after = page.evaluate(WHERE_IS, card["name"])
+    assert after["top"] == card["top"] and after["scroll"] == card["scroll"]
+    assert after["drawn"] >= drawn and after["selected"] == "true"

@@ -292,3 +292,44 @@ def test_legacy_migration_cancel_changes_nothing(tmp_path, browser, page_errors)
     assert server.get("/api/models?type=others")["models"] == []
     assert server.get("/api/models?type=loras")["models"] == []
     assert server.get("/api/migration/pending_models")["models"] == []
+
+
+def test_ticking_far_down_a_big_queue_keeps_the_place(panel, page):
+    for i in range(400):
+        panel.write_model("checkpoints", f"p{i:03d}.safetensors", b"q" * 64 + str(i).encode())
+    panel.scan()
+    open_panel(page, panel)
+    _enter_pending(page)
+    for _ in range(10):
+        if page.locator("#items [data-key]").count() >= 300:
+            break
+        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
+        page.wait_for_timeout(150)
+    card = page.evaluate("""() => {
+      const box = document.getElementById('items');
+      const view = box.getBoundingClientRect();
+      const cards = [...box.querySelectorAll('[data-key]')].filter((c) => {
+        const r = c.getBoundingClientRect();
+        return r.top > view.top && r.bottom < view.bottom;
+      });
+      const card = cards[Math.floor(cards.length / 2)];
+      card.__original = true;
+      return {name: card.dataset.name, top: card.getBoundingClientRect().top, scroll: box.scrollTop};
+    }""")
+    assert card["scroll"] > 0
+    where = """(name) => {
+      const box = document.getElementById('items');
+      const c = box.querySelector(`[data-name='${name}']`);
+      return [Boolean(c && c.__original), c && c.getBoundingClientRect().top, box.scrollTop,
+              c && c.querySelector('.item-check').checked];
+    }"""
+    page.check(f"#items [data-name='{card['name']}'] .item-check")
+    assert page.evaluate(where, card["name"]) == [True, card["top"], card["scroll"], True]
+    assert page.text_content("#import-selected") == "Import Selected (1)"
+    assert page.eval_on_selector("#select-all", "e => e.indeterminate")
+    page.uncheck(f"#items [data-name='{card['name']}'] .item-check")
+    assert page.evaluate(where, card["name"]) == [True, card["top"], card["scroll"], False]
+    page.click(f"#items [data-name='{card['name']}']")  # shows it and ticks it
+    page.wait_for_selector("#p-path")
+    assert page.evaluate(where, card["name"]) == [True, card["top"], card["scroll"], True]
+    assert page.get_attribute(f"#items [data-name='{card['name']}']", "aria-pressed") == "true"

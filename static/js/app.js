@@ -74,13 +74,13 @@ function wireEvents() {
     if (state.select?.kind === "checkpoint") selection.pickCheckpoint(model);
     state.selectedSha = model.sha256;
     details.show(model.sha256);
-    library.render();
+    library.updateMarks();
   });
   on("pending:click", (item) => {
     state.selectedPendingId = item.id;
     state.pendingChecked.add(item.id);
     pending.showPending(item.id);
-    library.render();
+    library.updateMarks();
     updateToolbar();
   });
   on("pending:checked", updateToolbar);
@@ -93,7 +93,7 @@ function wireEvents() {
     for (const list of state.models.values()) {
       for (const m of list) if (m.sha256 === sha) m.images_count = count;
     }
-    library.render();
+    if (!state.pendingMode) library.updateItem(sha);
   });
   on("model:saved", () => library.render());
   on("library:refresh", () => {
@@ -109,7 +109,9 @@ function wireEvents() {
   });
   on("selection:changed", () => {
     selection.renderSelection();
-    library.render();
+    // LoRAs taken into the list leave the library; a checkpoint pick only moves the highlight
+    if (state.select?.kind === "lora") library.render();
+    else library.updateMarks();
   });
   on("selection:show", (sha) => details.show(sha));
   onLanguageChange(() => {

@@ -57,18 +57,13 @@ function tagChips(tags) {
  * {key, url(item), selected(item), checked?(item), onCheck?(item, on), onClick(item), badge?(item)}.
  */
 export function itemElement(item, a, view) {
-  const selected = a.selected(item);
   const checked = a.checked ? a.checked(item) : false;
   const name = item.name || item.path || "";
-  const classes = [view === "list" ? "row" : "card"];
-  if (selected) classes.push("selected");
-  if (checked) classes.push("checked");
   const el = h("div", {
-    class: classes.join(" "),
+    class: view === "list" ? "row" : "card",
     role: "button",
     tabindex: "0",
     title: [name, (item.tags || []).map((tag) => tag.name).join(", ")].filter(Boolean).join("\n"),
-    "aria-pressed": selected ? "true" : "false",
     dataset: { key: a.key(item), name },
   });
   el.addEventListener("click", () => a.onClick(item));
@@ -102,5 +97,18 @@ export function itemElement(item, a, view) {
       h("div", { class: "card-overlay" }, h("div", { class: "item-name", text: name }), tagChips(item.tags)),
     );
   }
+  markItem(el, item, a);
   return el;
+}
+
+/** Bring an item element's selected/checked state up to date (no rebuild: keeps scroll and focus). */
+export function markItem(el, item, a) {
+  const selected = Boolean(a.selected(item));
+  el.classList.toggle("selected", selected);
+  el.setAttribute("aria-pressed", String(selected));
+  if (!a.checked) return;
+  const checked = Boolean(a.checked(item));
+  el.classList.toggle("checked", checked);
+  const box = el.querySelector(".item-check");
+  if (box) box.checked = checked;
 }

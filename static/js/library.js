@@ -1,6 +1,6 @@
 // The library column: toolbar (search, tags, view, columns, refresh), cards or rows, loading/error.
 import { api, imageUrl, pendingImageUrl } from "./api.js";
-import { itemElement, unobserveAll } from "./cards.js";
+import { itemElement, markItem, unobserveAll } from "./cards.js";
 import { $, h, replace } from "./dom.js";
 import { applyFilters, searchFilter, tagFilterDropdown } from "./filters.js";
 import { t } from "./i18n.js";
@@ -16,6 +16,7 @@ let tagDropdown;
 let searchInput;
 let loadSeq = 0;
 let moreObserver = null;
+let rendered = new Map(); // key -> item of every element now in itemsEl
 
 const activeAdapter = {
   key: (m) => m.sha256,
@@ -34,7 +35,7 @@ const pendingAdapter = {
     if (on) state.pendingChecked.add(p.id);
     else state.pendingChecked.delete(p.id);
     emit("pending:checked");
-    render();
+    updateMarks();
   },
   onClick: (p) => emit("pending:click", p),
 };
@@ -61,9 +62,9 @@ export function mountLibrary(el) {
     "aria-label": t("library.search"), placeholder: t("library.search") });
   searchInput.addEventListener("input", () => {
     state.search = searchInput.value;
-    render();
+    render({ reset: true });
   });
-  tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), render);
+  tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), () => render({ reset: true }));
   const cols = h("input", { type: "number", id: "cols", min: 2, max: 12, value: String(state.cols),
     class: "cols-input" });
   cols.addEventListener("change", () => {
@@ -83,7 +84,7 @@ export function mountLibrary(el) {
       else state.pendingChecked.delete(p.id);
     }
     emit("pending:checked");
-    render();
+    updateMarks();
   });
   pendingTools = h("label", { class: "pending-tools", hidden: true }, selectAll,
     h("span", { dataset: { i18n: "pending.selectAll" }, text: t("pending.selectAll") }));
@@ -119,7 +120,7 @@ export async function load(force = false) {
   const tab = state.tab;
   const needs = state.pendingMode ? (force || !state.pending) : (force || !state.models.has(tab));
   if (!needs) {
-    render();
+    render({ reset: true });
     return;
   }
   unobserveAll(itemsEl);
@@ -137,7 +138,7 @@ export async function load(force = false) {
     if (seq !== loadSeq) return;
     statusEl.replaceChildren();
     statusEl.className = "lib-status";
-    render();
+    render({ reset: true });
   } catch (err) {
     if (seq !== loadSeq) return;
     statusEl.className = "lib-status error";
@@ -157,31 +158,46 @@ export async function refresh() {
   await load(true);
 }
 
-/** Re-draw the items of the current tab from the cache. */
-export function render() {
+const currentAdapter = () => (state.pendingMode ? pendingAdapter : activeAdapter);
+
+function updateSelectAll(shown) {
+  if (!state.pendingMode) return;
+  const box = $("#select-all", pendingTools);
+  const ticked = shown.filter((p) => state.pendingChecked.has(p.id)).length;
+  box.checked = shown.length > 0 && ticked === shown.length;
+  box.indeterminate = ticked > 0 && ticked < shown.length;
+}
+
+/**
+ * Re-draw the items of the current tab from the cache. Keeps the scroll position and at least as
+ * many items as were drawn (so a click far down a big library does not lose its place), unless
+ * `reset` (another tab, search or filter): then it starts again from the top.
+ */
+export function render({ reset = false } = {}) {
   if (!itemsEl) return;
   const all = tabItems();
   const shown = applyFilters(all);
-  const adapter = state.pendingMode ? pendingAdapter : activeAdapter;
+  const adapter = currentAdapter();
   countEl.textContent = t("library.count", { shown: shown.length, total: all.length });
   tagDropdown.refresh();
   pendingTools.hidden = !state.pendingMode;
-  if (state.pendingMode) {
-    const box = $("#select-all", pendingTools);
-    const ticked = shown.filter((p) => state.pendingChecked.has(p.id)).length;
-    box.checked = shown.length > 0 && ticked === shown.length;
-    box.indeterminate = ticked > 0 && ticked < shown.length;
-  }
-  const scroll = itemsEl.scrollTop;
+  updateSelectAll(shown);
+  const before = reset ? 0 : rendered.size;
+  const scroll = reset ? 0 : itemsEl.scrollTop;
   unobserveAll(itemsEl);
   if (moreObserver) moreObserver.disconnect();
   itemsEl.replaceChildren();
+  rendered = new Map();
   if (!statusEl.classList.contains("error") && !statusEl.classList.contains("loading")) {
     statusEl.textContent = shown.length ? "" : t(all.length ? "library.noMatch" : "library.empty");
   }
   let next = 0;
-  const addChunk = () => {
-    const part = shown.slice(next, next + CHUNK).map((item) => itemElement(item, adapter, state.view));
+  const addChunk = (size) => {
+    const part = shown.slice(next, next + size).map((item) => {
+      const el = itemElement(item, adapter, state.view);
+      rendered.set(el.dataset.key, item);
+      return el;
+    });
     next += part.length;
     itemsEl.append(...part);
     if (next < shown.length) {
@@ -191,14 +207,36 @@ export function render() {
         if (entries.some((e) => e.isIntersecting)) {
           moreObserver.disconnect();
           sentinel.remove();
-          addChunk();
+          addChunk(CHUNK);
         }
       }, { root: itemsEl, rootMargin: "400px" });
       moreObserver.observe(sentinel);
     }
   };
-  addChunk();
+  addChunk(Math.max(CHUNK, before));
   itemsEl.scrollTop = scroll;
+}
+
+/** After a selection or tick changed: update the drawn items in place (no rebuild). */
+export function updateMarks() {
+  if (!itemsEl) return;
+  const adapter = currentAdapter();
+  for (const el of itemsEl.querySelectorAll("[data-key]")) {
+    const item = rendered.get(el.dataset.key);
+    if (item) markItem(el, item, adapter);
+  }
+  updateSelectAll(visibleItems());
+}
+
+/** Redraw the one item `key` (e.g. its preview changed), in place. */
+export function updateItem(key) {
+  if (!itemsEl) return;
+  for (const el of itemsEl.querySelectorAll("[data-key]")) {
+    if (el.dataset.key !== key) continue;
+    const item = rendered.get(key);
+    unobserveAll(el);
+    el.replaceWith(itemElement(item, currentAdapter(), state.view));
+  }
 }
 
 /** Re-translate the parts built with t() (static ones carry data-i18n). */
