@@ -356,3 +356,57 @@ def test_big_library_keeps_its_place_when_selecting_and_saving(panel, page):
     after = page.evaluate(WHERE_IS, card["name"])
     assert after["top"] == card["top"] and after["scroll"] == card["scroll"]
     assert after["drawn"] >= drawn and after["selected"] == "true"
+
+
+def _library_status(page):
+    return page.eval_on_selector(".lib-status", "e => [e.className, e.textContent]")
+
+
+def test_status_line_describes_the_tab_on_screen(panel, page, page_errors):
+    panel.write_model("checkpoints", "c1.safetensors")
+    panel.write_model("loras", "l1.safetensors")
+    panel.promote_all()
+    page.route("**/api/models?type=loras", lambda route: route.fulfill(
+        status=500, content_type="application/json", body='{"error": "injected failure"}'))
+    open_panel(page, panel)
+    # a failed load's error stays with its tab
+    page.click(".tab[data-tab='loras']")
+    page.wait_for_selector(".lib-status.error")
+    assert "injected failure" in page.inner_text(".lib-status")
+    page.click(".tab[data-tab='checkpoints']")  # cached
+    assert _library_status(page) == ["lib-status", ""]
+    assert page.locator("#items [data-name='c1.safetensors']").count() == 1
+
+    # a slow tab, left before it loaded: the cached tab shown instead is not "Loading…"
+    held = []
+    page.unroute("**/api/models?type=loras")
+    page.route("**/api/models?type=loras", lambda route: held.append(route))
+    page.click(".tab[data-tab='loras']")
+    page.wait_for_selector(".lib-status.loading")
+    page.click(".tab[data-tab='checkpoints']")
+    assert _library_status(page) == ["lib-status", ""]
+    while not held:
+        page.wait_for_timeout(20)
+    held.pop().continue_()
+    page.wait_for_timeout(300)
+    assert _library_status(page) == ["lib-status", ""]
+    assert page.locator("#items [data-name='c1.safetensors']").count() == 1
+    page.click(".tab[data-tab='loras']")  # loaded meanwhile: cached now
+    page.wait_for_selector("#items [data-name='l1.safetensors']")
+    assert _library_status(page) == ["lib-status", ""]
+    page.click(".tab[data-tab='checkpoints']")
+
+    # pending mode switched on and off while its queue is still loading
+    held_pending = []
+    page.route("**/api/migration/pending_models", lambda route: held_pending.append(route))
+    page.click("#pending-toggle")
+    page.wait_for_selector(".lib-status.loading")
+    page.click("#pending-toggle")
+    assert _library_status(page) == ["lib-status", ""]
+    assert page.locator("#items [data-name='c1.safetensors']").count() == 1
+    while held_pending:
+        held_pending.pop().continue_()
+    page.wait_for_timeout(300)
+    assert _library_status(page) == ["lib-status", ""]
+    assert all("500" in e for e in page_errors), page_errors  # Chromium logs the injected 500
+    page_errors.clear()

@@ -120,6 +120,9 @@ export async function load(force = false) {
   const tab = state.tab;
   const needs = state.pendingMode ? (force || !state.pending) : (force || !state.models.has(tab));
   if (!needs) {
+    // another tab's load may still be running or have failed: its status is not this tab's
+    statusEl.replaceChildren();
+    statusEl.className = "lib-status";
     render({ reset: true });
     return;
   }
