@@ -410,3 +410,45 @@ def test_status_line_describes_the_tab_on_screen(panel, page, page_errors):
     assert _library_status(page) == ["lib-status", ""]
     assert all("500" in e for e in page_errors), page_errors  # Chromium logs the injected 500
     page_errors.clear()
+
+
+def test_edits_typed_while_saving_are_kept_and_stay_unsaved(panel, page):
+    shas = _seed_library(panel)
+    held = []
+    page.route(f"**/api/models/{shas['alpha']}", lambda route: held.append(route)
+               if route.request.method == "PATCH" else route.continue_())
+    open_panel(page, panel)
+    page.click("#items [data-name='Alpha']")
+    page.wait_for_selector("#d-name")
+    page.fill("#d-description", "first part")
+    page.click("#d-save")
+    page.wait_for_selector("#d-status:text('Saving…')")
+    # the save is in flight: keep typing
+    page.fill("#d-positive", "typed while saving")
+    page.press("#d-description", "End")
+    page.keyboard.type(" + more")
+    page.fill("#d-tags", "half typed")
+    while not held:
+        page.wait_for_timeout(20)
+    held.pop().continue_()
+    page.wait_for_selector("#d-status.ok")
+    assert page.inner_text("#d-status") == "Saved. Edits made while saving are kept and not saved yet."
+    assert page.input_value("#d-description") == "first part + more"
+    assert page.input_value("#d-positive") == "typed while saving"
+    assert page.input_value("#d-tags") == "half typed"
+    saved = panel.model(shas["alpha"])["meta_json"]
+    assert saved["description"] == "first part" and saved["prompts"]["positive"] == ""
+    # they count as unsaved edits: leaving asks first, and a second Save sends them
+    page.click("#items [data-name='Gamma']")
+    page.wait_for_selector("dialog.confirm-dialog[open]")
+    page.keyboard.press("Escape")
+    page.click("#d-save")
+    page.wait_for_selector("#d-status:text('Saving…')")
+    while not held:
+        page.wait_for_timeout(20)
+    held.pop().continue_()
+    page.wait_for_selector("#d-status:text('Saved.')")
+    saved = panel.model(shas["alpha"])
+    assert saved["meta_json"]["description"] == "first part + more"
+    assert saved["meta_json"]["prompts"]["positive"] == "typed while saving"
+    assert "half typed" in {t["name"] for t in saved["tags"]}

@@ -152,24 +152,34 @@ async function copyPath() {
   }
 }
 
-/** The fields that differ from the loaded record (tags compared as id sets). */
-function changes(tags) {
+const TEXT_FIELDS = { name: "#d-name", description: "#d-description", link: "#d-link",
+  positive: "#d-positive", negative: "#d-negative" };
+const tagNames = (tags) => tags.map((tag) => tag.name.toLowerCase()).sort().join("\n");
+
+/** What the form holds now: the text fields, the tag chips and the text typed after them. */
+function formValues() {
+  const values = {};
+  for (const [key, selector] of Object.entries(TEXT_FIELDS)) values[key] = $(selector, form).value;
+  values.tags = tagBox.value();
+  values.tagText = tagBox.input.value;
+  return values;
+}
+
+/** The fields of `values` that differ from the loaded record (tags compared as id sets). */
+function changes(values) {
   const meta = record.meta_json || {};
   const out = {};
-  const name = $("#d-name", form).value;
-  if (name !== (record.name || "")) out.name = name;
+  if (values.name !== (record.name || "")) out.name = values.name;
   const metaOut = {};
-  const desc = $("#d-description", form).value;
-  if (desc !== (meta.description || "")) metaOut.description = desc;
-  const link = $("#d-link", form).value.trim();
+  if (values.description !== (meta.description || "")) metaOut.description = values.description;
+  const link = values.link.trim();
   if (link !== (meta.community_links || "")) metaOut.community_links = link;
   const prompts = {};
-  const pos = $("#d-positive", form).value;
-  const neg = $("#d-negative", form).value;
-  if (pos !== (meta.prompts?.positive || "")) prompts.positive = pos;
-  if (neg !== (meta.prompts?.negative || "")) prompts.negative = neg;
+  if (values.positive !== (meta.prompts?.positive || "")) prompts.positive = values.positive;
+  if (values.negative !== (meta.prompts?.negative || "")) prompts.negative = values.negative;
   if (Object.keys(prompts).length) metaOut.prompts = prompts;
   if (Object.keys(metaOut).length) out.meta_json = metaOut;
+  const tags = values.tags;
   const before = (record.tags || []).map((tag) => tag.id).sort((a, b) => a - b).join(",");
   const after = tags.map((tag) => tag.id).sort((a, b) => a - b).join(",");
   if (before !== after || tags.some((tag) => tag.id < 0)) out.tags = tags;
@@ -179,7 +189,32 @@ function changes(tags) {
 /** True when the form holds edits that were not saved. */
 export function isDirty() {
   if (!record || form.hidden) return false;
-  return Object.keys(changes(tagBox.value())).length > 0 || Boolean(tagBox.input.value.trim());
+  const values = formValues();
+  return Object.keys(changes(values)).length > 0 || Boolean(values.tagText.trim());
+}
+
+/**
+ * After a save refilled the form: put back what was typed while the save was in flight (fields
+ * that no longer equal what was sent), so those edits stay in the form, unsaved. True if any.
+ */
+function restoreNewerEdits(sent, now, createdByName) {
+  let kept = false;
+  for (const [key, selector] of Object.entries(TEXT_FIELDS)) {
+    if (now[key] === sent[key]) continue;
+    $(selector, form).value = now[key];
+    kept = true;
+  }
+  form.updateLink();
+  if (tagNames(now.tags) !== tagNames(sent.tags)) {
+    tagBox.set(now.tags.map((tag) => (tag.id < 0
+      ? createdByName.get(tag.name.toLowerCase()) || tag : tag)));
+    kept = true;
+  }
+  if (now.tagText) {
+    tagBox.input.value = now.tagText;
+    kept = true;
+  }
+  return kept;
 }
 
 async function save() {
@@ -187,24 +222,26 @@ async function save() {
   tagBox.flush();
   const sha = record.sha256;
   const saveBtn = $("#d-save", form);
-  let tags = tagBox.value();
-  const diff = changes(tags);
+  const sent = formValues();
+  let tags = sent.tags;
+  const diff = changes(sent);
   if (!Object.keys(diff).length) {
     setStatus(t("details.noChanges"));
     return;
   }
   saveBtn.disabled = true;
   setStatus(t("details.saving"));
+  const createdByName = new Map();
   try {
     const fresh = tags.filter((tag) => tag.id < 0).map((tag) => tag.name);
     if (fresh.length) {
       const created = (await api.addTags(fresh)).tags;
-      const byName = new Map(created.map((tag) => [tag.name.toLowerCase(), tag]));
       for (const tag of created) {
+        createdByName.set(tag.name.toLowerCase(), tag);
         if (!state.tags.some((known) => known.id === tag.id)) state.tags.push(tag);
       }
       state.tags.sort((a, b) => a.name.localeCompare(b.name));
-      tags = tags.map((tag) => (tag.id < 0 ? byName.get(tag.name.toLowerCase()) || tag : tag));
+      tags = tags.map((tag) => (tag.id < 0 ? createdByName.get(tag.name.toLowerCase()) || tag : tag));
     }
     if (diff.tags) diff.tags = [...new Set(tags.map((tag) => tag.id))];
     const saved = await api.patchModel(sha, diff);
@@ -213,8 +250,10 @@ async function save() {
       entry.tags = saved.tags;
     }
     if (record?.sha256 === sha) {
+      const now = formValues();
       fill(saved);
-      setStatus(t("details.saved"), "ok");
+      const kept = restoreNewerEdits(sent, now, createdByName);
+      setStatus(t(kept ? "details.savedNewer" : "details.saved"), "ok");
     }
     emit("model:saved", saved);
   } catch (err) {
