@@ -452,3 +452,33 @@ def test_edits_typed_while_saving_are_kept_and_stay_unsaved(panel, page):
     assert saved["meta_json"]["description"] == "first part + more"
     assert saved["meta_json"]["prompts"]["positive"] == "typed while saving"
     assert "half typed" in {t["name"] for t in saved["tags"]}
+
+
+def test_stored_values_the_inputs_normalise_are_not_edits(panel, page):
+    shas = _seed_library(panel)
+    panel.set_model(shas["alpha"], name="two\nlines", meta_json={
+        "description": "line1\r\nline2", "community_links": "https://example.com/x  ",
+        "prompts": {"positive": "a\rb", "negative": ""}})
+    patches = []
+    page.on("request", lambda r: patches.append(r.post_data_json) if r.method == "PATCH" else None)
+    open_panel(page, panel)
+    page.click(f"#items [data-key='{shas['alpha']}']")
+    page.wait_for_selector("#d-name")
+    assert page.input_value("#d-name") == "twolines"  # what a text input makes of it
+    page.click("#items [data-name='Gamma']")  # nothing was edited: no "discard?" question
+    page.wait_for_function(f"() => document.querySelector('#d-sha')?.value === '{shas['gamma']}'")
+    assert page.query_selector("dialog[open]") is None
+    page.click(f"#items [data-key='{shas['alpha']}']")
+    page.wait_for_function(f"() => document.querySelector('#d-sha')?.value === '{shas['alpha']}'")
+    page.click("#d-save")
+    assert page.inner_text("#d-status") == "Nothing to save: no field changed."
+    # an edit of one field sends that field only: the others are not rewritten
+    page.fill("#d-negative", "blurry")
+    page.click("#d-save")
+    page.wait_for_selector("#d-status.ok")
+    assert patches == [{"meta_json": {"prompts": {"negative": "blurry"}}}]
+    stored = panel.model(shas["alpha"])
+    assert stored["name"] == "two\nlines"
+    assert stored["meta_json"]["description"] == "line1\r\nline2"
+    assert stored["meta_json"]["community_links"] == "https://example.com/x  "
+    assert stored["meta_json"]["prompts"] == {"positive": "a\rb", "negative": "blurry"}

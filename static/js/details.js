@@ -165,18 +165,30 @@ function formValues() {
   return values;
 }
 
+// Compare what inputs can hold: a text input drops line breaks, a URL input also trims, and a
+// textarea turns \r\n and \r into \n. Stored values are read the same way, so a value the form
+// cannot show exactly is neither "changed" by merely showing it nor rewritten by a Save.
+const oneLine = (s) => String(s || "").replace(/[\r\n]/g, "");
+const multiLine = (s) => String(s || "").replace(/\r\n?/g, "\n");
+const linkValue = (s) => oneLine(s).trim();
+
 /** The fields of `values` that differ from the loaded record (tags compared as id sets). */
 function changes(values) {
   const meta = record.meta_json || {};
   const out = {};
-  if (values.name !== (record.name || "")) out.name = values.name;
+  const differs = (norm, value, stored) => norm(value) !== norm(stored);
+  if (differs(oneLine, values.name, record.name)) out.name = oneLine(values.name);
   const metaOut = {};
-  if (values.description !== (meta.description || "")) metaOut.description = values.description;
-  const link = values.link.trim();
-  if (link !== (meta.community_links || "")) metaOut.community_links = link;
+  if (differs(multiLine, values.description, meta.description)) {
+    metaOut.description = multiLine(values.description);
+  }
+  if (differs(linkValue, values.link, meta.community_links)) {
+    metaOut.community_links = linkValue(values.link);
+  }
   const prompts = {};
-  if (values.positive !== (meta.prompts?.positive || "")) prompts.positive = values.positive;
-  if (values.negative !== (meta.prompts?.negative || "")) prompts.negative = values.negative;
+  for (const key of ["positive", "negative"]) {
+    if (differs(multiLine, values[key], meta.prompts?.[key])) prompts[key] = multiLine(values[key]);
+  }
   if (Object.keys(prompts).length) metaOut.prompts = prompts;
   if (Object.keys(metaOut).length) out.meta_json = metaOut;
   const tags = values.tags;
