@@ -242,3 +242,57 @@ def test_lora_payload_reader_cases(panel, page):
         {"name": "only a name", "full_path": "", "strength_model": 1, "strength_clip": 1,
          "sha256": "", "enabled": True},
     ]
+
+
+def test_unsaved_details_edits_are_guarded_in_selection_mode(panel, parent_site, page):
+    _, a = panel.write_model("loras", "a.safetensors")
+    _, b = panel.write_model("loras", "b.safetensors")
+    panel.promote_all()
+    frame = _open(page, panel, parent_site, "lora", "")
+    _wait_for_message(page, "ready")
+    frame.locator("#items [data-name='a.safetensors']").click()
+    frame.locator("#items [data-name='b.safetensors']").click()
+    frame.locator("#lora-list button.link", has_text="a.safetensors").click()
+    frame.locator("#d-name").wait_for()
+    frame.locator("#d-description").fill("my unsaved notes for A")
+
+    # showing another LoRA of the list asks first; keeping the edits keeps A
+    frame.locator("#lora-list button.link", has_text="b.safetensors").click()
+    frame.locator("dialog.confirm-dialog[open]").wait_for()
+    frame.locator("dialog.confirm-dialog [data-action='cancel']").click()
+    assert frame.locator("#d-sha").input_value() == a
+    assert frame.locator("#d-description").input_value() == "my unsaved notes for A"
+
+    # Escape in a field leaves the field; it does not cancel the whole selection
+    frame.locator("#d-description").press("Escape")
+    frame.locator("#lora-list .strength_model >> nth=0").press("Escape")
+    page.wait_for_timeout(200)
+    assert [m["data"]["type"] for m in _messages(page)] == ["ready"]
+
+    # Cancel, Confirm and Escape outside a field ask before closing over unsaved edits
+    frame.locator("#select-cancel").click()
+    frame.locator("dialog.confirm-dialog[open]").wait_for()
+    assert "close the panel" in frame.locator("dialog.confirm-dialog").inner_text()
+    frame.locator("dialog.confirm-dialog [data-action='cancel']").click()
+    frame.locator("#select-confirm").click()
+    frame.locator("dialog.confirm-dialog[open]").wait_for()
+    frame.locator("dialog.confirm-dialog [data-action='cancel']").click()
+    frame.locator("#select-summary").click()
+    page.keyboard.press("Escape")
+    frame.locator("dialog.confirm-dialog[open]").wait_for()
+    frame.locator("dialog.confirm-dialog [data-action='cancel']").click()
+    page.wait_for_timeout(200)
+    assert [m["data"]["type"] for m in _messages(page)] == ["ready"]
+    assert frame.locator("#d-description").input_value() == "my unsaved notes for A"
+
+    # agreeing to drop them shows B, and Confirm then closes without asking again
+    frame.locator("#lora-list button.link", has_text="b.safetensors").click()
+    frame.locator("dialog.confirm-dialog [data-action='confirm']").click()
+    for _ in range(50):
+        if frame.locator("#d-sha").input_value() == b:
+            break
+        page.wait_for_timeout(50)
+    assert frame.locator("#d-sha").input_value() == b
+    frame.locator("#select-confirm").click()
+    assert _wait_for_message(page, "select")["data"]["kind"] == "lora"
+    assert panel.model(a)["meta_json"]["description"] == ""

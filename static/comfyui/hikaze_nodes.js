@@ -248,9 +248,8 @@ class SelectorOverlay {
       position: "fixed", inset: "0", zIndex: Z_INDEX, background: "rgba(0, 0, 0, 0.6)",
       display: "flex", alignItems: "center", justifyContent: "center",
     }, { class: "hikaze-select-backdrop", "data-hikaze-kind": this.spec.kind });
-    this.backdrop.addEventListener("click", (event) => {
-      if (event.target === this.backdrop) this.close();
-    });
+    // No close on a backdrop click: a stray click next to the frame would drop the work in the
+    // panel (unsaved edits, a half-built LoRA list). Close, Escape and the panel's Cancel close.
     // Keep pointer, wheel and key events away from the canvas and ComfyUI's shortcuts underneath
     // (Delete or Ctrl+Z on the focused close button must not edit the graph).
     for (const type of ["pointerdown", "wheel", "contextmenu", "keydown", "keyup", "keypress"]) {

@@ -2,7 +2,7 @@
 import { api } from "./api.js";
 import { importRunning, importSelected } from "./conflicts.js";
 import * as details from "./details.js";
-import { confirmDialog, notify } from "./dialog.js";
+import { notify } from "./dialog.js";
 import { $, h } from "./dom.js";
 import { LANGUAGES, initLanguage, language, onLanguageChange, setLanguage, t,
   translateStatic } from "./i18n.js";
@@ -67,10 +67,7 @@ function wireEvents() {
       selection.addLora(model);
       return;
     }
-    if (model.sha256 !== state.selectedSha && details.isDirty()
-      && !await confirmDialog(t("details.discard"), { okLabel: t("details.discardOk"), danger: true })) {
-      return;
-    }
+    if (model.sha256 !== state.selectedSha && !await details.confirmDiscard()) return;
     if (state.select?.kind === "checkpoint") selection.pickCheckpoint(model);
     state.selectedSha = model.sha256;
     details.show(model.sha256);
@@ -113,7 +110,11 @@ function wireEvents() {
     if (state.select?.kind === "lora") library.render();
     else library.updateMarks();
   });
-  on("selection:show", (sha) => details.show(sha));
+  on("selection:show", async (sha) => {
+    if (sha !== state.selectedSha && !await details.confirmDiscard()) return;
+    state.selectedSha = sha;
+    details.show(sha);
+  });
   onLanguageChange(() => {
     tabs.render();
     library.retranslate();
@@ -181,12 +182,20 @@ function init() {
   wireEvents();
   if (state.select) {
     $("#toolbar").hidden = true;
-    selection.mountSelection($("#select-bar"), $("#selected-loras"));
+    selection.mountSelection($("#select-bar"), $("#selected-loras"),
+      () => details.confirmDiscard("details.discardClose"));
     selection.startSelection();
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !event.defaultPrevented && !document.querySelector("dialog[open]")) {
-        selection.cancelSelection();
+      if (event.key !== "Escape" || event.defaultPrevented || document.querySelector("dialog[open]")) {
+        return;
       }
+      // Escape in a field only leaves the field; it must not throw away the whole selection
+      if (event.target instanceof Element && event.target.matches("input, textarea, select")) {
+        event.target.blur();
+        return;
+      }
+      event.preventDefault(); // or this Escape would also dismiss the "discard?" question it opens
+      selection.cancelSelection();
     });
   } else {
     mountToolbar($("#toolbar"), $("#toolbar-handle"));

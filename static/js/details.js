@@ -1,5 +1,6 @@
 // Details editor of an active model: fields, tags, gallery; Save sends only what changed.
 import { api } from "./api.js";
+import { confirmDialog } from "./dialog.js";
 import { $, formatDate, formatSize, h, replace } from "./dom.js";
 import { gallery } from "./gallery.js";
 import { language, t } from "./i18n.js";
@@ -203,6 +204,12 @@ export function isDirty() {
   if (!record || form.hidden) return false;
   const values = formValues();
   return Object.keys(changes(values)).length > 0 || Boolean(values.tagText.trim());
+}
+
+/** Resolves true when there are no unsaved edits, or the user agreed to drop them. */
+export async function confirmDiscard(messageKey = "details.discard") {
+  if (!isDirty()) return true;
+  return confirmDialog(t(messageKey), { okLabel: t("details.discardOk"), danger: true });
 }
 
 /**

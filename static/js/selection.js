@@ -9,6 +9,7 @@ import { emit, state } from "./state.js";
 const KIND_TABS = { checkpoint: ["checkpoints", "checkpoint"], lora: ["loras", "lora"] };
 let bar;
 let listEl;
+let mayClose = async () => true; // asks about unsaved details edits before the panel is closed
 
 /** Selection settings from the URL, or null when the panel is not in selection mode. */
 export function selectionFromUrl(params) {
@@ -97,10 +98,11 @@ export function addLora(model) {
   emit("selection:changed");
 }
 
-function confirm() {
+async function confirm() {
   const sel = state.select;
+  if (sel.kind === "checkpoint" && !sel.picked) return;
+  if (!await mayClose()) return;
   if (sel.kind === "checkpoint") {
-    if (!sel.picked) return;
     const m = sel.picked;
     post({ type: "select", kind: "checkpoint",
       payload: { ckpt_path: m.path, sha256: m.sha256, name: m.name || "" } });
@@ -109,12 +111,17 @@ function confirm() {
   }
 }
 
-export function cancelSelection() {
+export async function cancelSelection() {
+  if (!await mayClose()) return;
   post({ type: "cancel" });
 }
 
-/** Mount the selection bar (header) and the selected-LoRAs list. */
-export function mountSelection(barEl, listElement) {
+/**
+ * Mount the selection bar (header) and the selected-LoRAs list. `beforeClose()` resolves false
+ * to keep the panel open (Cancel and Confirm close it in ComfyUI).
+ */
+export function mountSelection(barEl, listElement, beforeClose) {
+  if (beforeClose) mayClose = beforeClose;
   bar = barEl;
   listEl = listElement;
   bar.hidden = false;
