@@ -482,3 +482,38 @@ def test_stored_values_the_inputs_normalise_are_not_edits(panel, page):
     assert stored["meta_json"]["description"] == "line1\r\nline2"
     assert stored["meta_json"]["community_links"] == "https://example.com/x  "
     assert stored["meta_json"]["prompts"] == {"positive": "a\rb", "negative": "blurry"}
+
+
+def test_upload_finishing_after_switching_models(panel, page, tmp_path):
+    _, a = panel.write_model("checkpoints", "a.safetensors")
+    _, b = panel.write_model("checkpoints", "b.safetensors")
+    panel.promote_all()
+    pic = tmp_path / "pic.png"
+    pic.write_bytes(png_bytes())
+    held = []
+    page.route("**/api/images/upload", lambda route: held.append(route))
+    open_panel(page, panel)
+    page.click("#items [data-name='a.safetensors']")
+    page.wait_for_selector(".gallery-frame .placeholder")
+    page.set_input_files("#gallery-file", str(pic))
+    page.wait_for_selector(".gallery-status:text('Uploading…')")
+    assert page.is_disabled("#gallery-upload")
+    # B is not busy: its Upload works and its status is its own
+    page.click("#items [data-name='b.safetensors']")
+    page.wait_for_function(f"() => document.querySelector('#d-sha')?.value === '{b}'")
+    assert page.is_enabled("#gallery-upload")
+    assert page.inner_text(".gallery-status") == ""
+    while not held:
+        page.wait_for_timeout(20)
+    held.pop().continue_()
+    # A's upload lands: a notice says so, A's card shows the picture, B's gallery is untouched
+    page.locator(".notice", has_text="Image added to a.safetensors.").wait_for()
+    card = "#items [data-name='a.safetensors']"
+    page.wait_for_function(f"() => document.querySelector(\"{card} img\")?.naturalWidth > 0")
+    assert panel.model(a)["meta_json"]["images_count"] == 1
+    assert page.inner_text(".gallery-status") == ""
+    assert page.inner_text(".gallery-frame") == "No images"
+    assert page.is_enabled("#gallery-upload")
+    # and A shows it when shown again
+    page.click(card)
+    page.wait_for_selector(".gallery-counter:text('1 / 1')")

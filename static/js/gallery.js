@@ -1,16 +1,25 @@
 // Image gallery of one model: high-quality current image, arrows, dots, upload, delete, open.
 import { api, imageUrl } from "./api.js";
-import { confirmDialog } from "./dialog.js";
-import { h, replace } from "./dom.js";
+import { confirmDialog, notify } from "./dialog.js";
+import { basename, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
-import { bumpRev, revOf } from "./state.js";
+import { bumpRev, cachedEntries, revOf } from "./state.js";
 
-/** `onCountChange(sha, count)` runs after an upload or delete changed the number of images. */
+/** A model's name for a notice, from the library cache. */
+function nameOf(sha) {
+  const entry = cachedEntries(sha)[0];
+  return entry ? entry.name || basename(entry.path) : sha.slice(0, 12);
+}
+
+/**
+ * `onCountChange(sha, count)` runs after an upload or delete changed the number of images, also
+ * when it finished after another model was shown (its outcome is then a notice, not the status).
+ */
 export function gallery({ onCountChange }) {
   let sha = null;
   let count = 0;
   let index = 0;
-  let busy = false;
+  const busy = new Map(); // sha -> status key, for models with an upload or delete in flight
   const frame = h("div", { class: "gallery-frame" });
   const dots = h("div", { class: "gallery-dots", role: "group" });
   const status = h("div", { class: "gallery-status", role: "status" });
@@ -42,8 +51,8 @@ export function gallery({ onCountChange }) {
     uploadBtn.textContent = t("gallery.upload");
     deleteBtn.textContent = t("gallery.delete");
     openLink.textContent = t("gallery.open");
-    uploadBtn.disabled = busy || !sha;
-    deleteBtn.disabled = busy || count === 0;
+    uploadBtn.disabled = !sha || busy.has(sha);
+    deleteBtn.disabled = !sha || busy.has(sha) || count === 0;
     openLink.hidden = count === 0;
     if (count === 0) {
       replace(frame, h("div", { class: "placeholder", text: t("gallery.empty") }));
@@ -76,49 +85,60 @@ export function gallery({ onCountChange }) {
     status.className = `gallery-status ${kind}`.trim();
   }
 
+  /** The outcome of an upload or delete of `target`: in the status, or a notice if it left. */
+  function report(target, ok, text, otherText) {
+    if (target === sha) setStatus(text, ok ? "ok" : "error");
+    else notify(otherText, ok ? "info" : "error");
+  }
+
   async function upload(chosen) {
-    if (!sha || busy) return;
-    busy = true;
+    const target = sha;
+    if (!target || busy.has(target)) return;
+    busy.set(target, "gallery.uploading");
     setStatus(t("gallery.uploading"));
     draw();
-    const target = sha;
     try {
       const res = await api.uploadImage(target, chosen);
       bumpRev(target);
-      if (target !== sha) return;
-      count = res.count;
-      index = res.seq;
-      setStatus(t("gallery.uploaded"), "ok");
-      onCountChange(target, count);
+      if (target === sha) {
+        count = res.count;
+        index = res.seq;
+      }
+      report(target, true, t("gallery.uploaded"), t("gallery.uploadedTo", { name: nameOf(target) }));
+      onCountChange(target, res.count);
     } catch (err) {
-      setStatus(t("gallery.uploadFailed", { error: err.message }), "error");
+      report(target, false, t("gallery.uploadFailed", { error: err.message }),
+        t("gallery.uploadFailedFor", { name: nameOf(target), error: err.message }));
     } finally {
-      busy = false;
+      busy.delete(target);
       draw();
     }
   }
 
   async function remove() {
-    if (!sha || busy || count === 0) return;
+    const target = sha;
+    if (!target || busy.has(target) || count === 0) return;
     const seq = index;
     const ok = await confirmDialog(t("gallery.confirmDelete", { n: seq + 1 }),
       { okLabel: t("gallery.delete"), danger: true });
-    if (!ok) return;
-    busy = true;
+    if (!ok || target !== sha || busy.has(target)) return;
+    const left = count - 1;
+    busy.set(target, "");
     draw();
-    const target = sha;
     try {
       await api.deleteImage(target, seq);
       bumpRev(target);
-      if (target !== sha) return;
-      count -= 1;
-      index = Math.min(seq, Math.max(0, count - 1));
-      setStatus(t("gallery.deleted"), "ok");
-      onCountChange(target, count);
+      if (target === sha) {
+        count = left;
+        index = Math.min(seq, Math.max(0, count - 1));
+      }
+      report(target, true, t("gallery.deleted"), t("gallery.deletedFrom", { name: nameOf(target) }));
+      onCountChange(target, left);
     } catch (err) {
-      setStatus(t("gallery.deleteFailed", { error: err.message }), "error");
+      report(target, false, t("gallery.deleteFailed", { error: err.message }),
+        t("gallery.deleteFailedFor", { name: nameOf(target), error: err.message }));
     } finally {
-      busy = false;
+      busy.delete(target);
       draw();
     }
   }
@@ -129,7 +149,7 @@ export function gallery({ onCountChange }) {
       sha = nextSha;
       count = Number(nextCount) || 0;
       index = 0;
-      setStatus("");
+      setStatus(busy.get(sha) ? t(busy.get(sha)) : "");
       draw();
     },
     redraw: draw,
