@@ -131,6 +131,11 @@ def test_import_with_conflict_dialog_and_merge(panel, page):
     text = page.inner_text(row)
     assert "renamed_copy.safetensors" in text and "original.safetensors" in text
     assert sha[:16] in text
+    # "Apply to all" starts at the rows' safe default: applying it untouched changes nothing
+    assert page.input_value(f"{row} select") == "ignore"
+    assert page.input_value("#conflict-all") == "ignore"
+    page.click("#conflict-apply-all")
+    assert page.input_value(f"{row} select") == "ignore"
     page.select_option("#conflict-all", "delete")
     page.click("#conflict-apply-all")
     assert page.input_value(f"{row} select") == "delete"

@@ -53,6 +53,7 @@ export function conflictDialog(conflicts) {
     });
     const all = h("select", { id: "conflict-all", "aria-label": t("conflict.applyAll") },
       STRATEGIES.map(option));
+    all.value = "ignore"; // the rows' default: "Apply to all" must not turn into an override
     const applyAll = h("button", { type: "button", class: "btn small", id: "conflict-apply-all",
       onclick: () => { for (const s of selects) s.value = all.value; } }, t("conflict.applyAll"));
     openDialog({
