@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,6 +149,26 @@ class Panel:
 
     def model(self, sha: str) -> dict:
         return self.get(f"/api/models/{sha}")
+
+
+def read_only_panel(tmp_path: Path, seed=None, **kwargs) -> Panel:
+    """A panel whose library opens read-only: its database claims a newer schema version.
+    ``seed(panel)`` fills the library first, while it is still writable."""
+    first = Panel(tmp_path, **kwargs)
+    try:
+        if seed:
+            seed(first)
+    finally:
+        first.stop()
+    db = sqlite3.connect(first.app.config["DATABASE"])
+    try:
+        db.execute("PRAGMA user_version = 999")
+        db.commit()
+    finally:
+        db.close()
+    server = Panel(tmp_path, **kwargs)
+    assert server.get("/api/panel/config")["read_only_reason"], "expected a read-only library"
+    return server
 
 
 class ParentSite:

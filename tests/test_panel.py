@@ -517,3 +517,42 @@ def test_upload_finishing_after_switching_models(panel, page, tmp_path):
     # and A shows it when shown again
     page.click(card)
     page.wait_for_selector(".gallery-counter:text('1 / 1')")
+
+
+def test_read_only_library_disables_write_controls(tmp_path, browser, page_errors):
+    from panel_support import read_only_panel
+
+    def seed(panel):
+        panel.write_model("checkpoints", "c1.safetensors")
+        panel.promote_all()
+        panel.write_model("checkpoints", "c2.safetensors")
+        panel.scan()  # c2 stays pending
+
+    server = read_only_panel(tmp_path, seed)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        pg = context.new_page()
+        page_errors.attach(pg)
+        open_panel(pg, server)
+        pg.wait_for_selector("#banner:not([hidden])")
+        banner = pg.inner_text("#banner")
+        assert banner.startswith("The library is read-only: ")
+        for button in ("#scan", "#legacy"):
+            assert pg.is_disabled(button)
+            assert pg.get_attribute(button, "title") == banner
+        pg.click("#items [data-name='c1.safetensors']")
+        pg.wait_for_selector("#d-name")
+        for button in ("#d-save", "#gallery-upload"):
+            assert pg.is_disabled(button)
+            assert pg.get_attribute(button, "title") == banner
+        pg.fill("#d-description", "edit")  # editing is harmless; saving it is what cannot be
+        assert pg.is_disabled("#d-save")
+        pg.click("#pending-toggle")
+        pg.wait_for_selector("#items [data-name='c2.safetensors']")
+        pg.check("#select-all")
+        assert pg.text_content("#import-selected") == "Import Selected (1)"
+        assert pg.is_disabled("#import-selected")
+        assert pg.get_attribute("#import-selected", "title") == banner
+    finally:
+        context.close()
+        server.stop()

@@ -338,3 +338,27 @@ def test_ticking_far_down_a_big_queue_keeps_the_place(panel, page):
     page.wait_for_selector("#p-path")
     assert page.evaluate(where, card["name"]) == [True, card["top"], card["scroll"], True]
     assert page.get_attribute(f"#items [data-name='{card['name']}']", "aria-pressed") == "true"
+
+
+def test_a_failed_import_keeps_the_ticked_items(panel, page, page_errors):
+    panel.write_model("checkpoints", "one.safetensors")
+    panel.write_model("checkpoints", "two.safetensors")
+    panel.scan()
+    page.route("**/api/migration/import_models", lambda route: route.fulfill(
+        status=500, content_type="application/json", body='{"error": "injected failure"}'))
+    open_panel(page, panel)
+    _enter_pending(page)
+    page.check("#select-all")
+    page.click("#import-selected")
+    page.locator(".notice.error", has_text="injected failure").wait_for()
+    page.wait_for_function("() => !document.querySelector('#import-selected').disabled")
+    assert page.text_content("#import-selected") == "Import Selected (2)"
+    assert page.is_checked("#items [data-name='one.safetensors'] .item-check")
+    assert page.is_checked("#items [data-name='two.safetensors'] .item-check")
+    # so trying again needs no re-ticking
+    page.unroute("**/api/migration/import_models")
+    page.click("#import-selected")
+    page.wait_for_selector("dialog.results-dialog[open]")
+    assert page.inner_text("dialog.results-dialog dd[data-key='success']") == "2"
+    assert all("500" in e for e in page_errors), page_errors  # Chromium logs the injected 500
+    page_errors.clear()

@@ -296,3 +296,28 @@ def test_unsaved_details_edits_are_guarded_in_selection_mode(panel, parent_site,
     frame.locator("#select-confirm").click()
     assert _wait_for_message(page, "select")["data"]["kind"] == "lora"
     assert panel.model(a)["meta_json"]["description"] == ""
+
+
+def test_read_only_library_shows_the_banner_in_selection_mode(tmp_path, parent_site, page):
+    from panel_support import read_only_panel
+
+    def seed(server):
+        server.write_model("checkpoints", "c1.safetensors")
+        server.promote_all()
+
+    server = read_only_panel(tmp_path, seed, allowed_origins=[parent_site.origin])
+    try:
+        frame = _open(page, server, parent_site, "checkpoint", "")
+        _wait_for_message(page, "ready")
+        frame.locator("#banner:not([hidden])").wait_for()
+        assert frame.locator("#banner").inner_text().startswith("The library is read-only: ")
+        assert "error" in frame.locator("#banner").get_attribute("class")
+        frame.locator("#items [data-name='c1.safetensors']").click()
+        frame.locator("#d-name").wait_for()
+        assert frame.locator("#d-save").is_disabled()
+        assert frame.locator("#gallery-upload").is_disabled()
+        # picking a model writes nothing: Confirm still works
+        frame.locator("#select-confirm").click()
+        assert _wait_for_message(page, "select")["data"]["payload"]["name"] == "c1.safetensors"
+    finally:
+        server.stop()

@@ -10,8 +10,9 @@ import { mountSplitter, mountToolbar } from "./layout.js";
 import { openLegacyDialog } from "./legacy.js";
 import * as library from "./library.js";
 import * as pending from "./pending.js";
+import { gateWrite, readOnlyText } from "./readonly.js";
 import * as selection from "./selection.js";
-import { on, state } from "./state.js";
+import { emit, on, state } from "./state.js";
 import * as tabs from "./tabs.js";
 
 const params = new URLSearchParams(location.search);
@@ -41,7 +42,9 @@ function updateToolbar() {
   toggle.classList.toggle("active", state.pendingMode);
   const importBtn = $("#import-selected");
   importBtn.hidden = !state.pendingMode;
-  importBtn.disabled = state.pendingChecked.size === 0 || importRunning();
+  gateWrite(importBtn, state.pendingChecked.size === 0 || importRunning());
+  gateWrite($("#scan"));
+  gateWrite($("#legacy"));
   $("#import-count").textContent = state.pendingChecked.size ? ` (${state.pendingChecked.size})` : "";
   $("#toolbar").dataset.activeTab = state.tab || "";
 }
@@ -93,6 +96,11 @@ function wireEvents() {
     if (!state.pendingMode) library.updateItem(sha);
   });
   on("model:saved", () => library.render());
+  on("config:loaded", () => {
+    // write controls follow the read-only state
+    if (!state.select) updateToolbar();
+    details.retranslate();
+  });
   on("library:refresh", () => {
     loadTags();
     if (!state.pendingMode) pending.reloadPending();
@@ -140,11 +148,12 @@ async function checkWritable() {
     notify(err.message, "error");
     return;
   }
-  const reason = state.config.read_only_reason;
+  const text = readOnlyText();
   const banner = $("#banner");
-  banner.hidden = !reason;
+  banner.hidden = !text;
   banner.className = "banner error";
-  banner.textContent = reason ? t("app.readOnly", { reason }) : "";
+  banner.textContent = text;
+  emit("config:loaded");
 }
 
 async function start() {

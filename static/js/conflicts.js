@@ -119,6 +119,7 @@ export async function importSelected() {
   emit("pending:checked");
   const total = emptyReport();
   let unresolved = [];
+  let failed = false;
   try {
     const conflicts = await importJob(ids, null, total);
     unresolved = conflicts;
@@ -136,12 +137,15 @@ export async function importSelected() {
         }
       }
     }
+    failed = total.notes.length > 0; // a job failed or was cancelled
     showResults(total, unresolved);
   } catch (err) {
+    failed = true;
     notify(t("import.failedAll", { error: err.message }), "error", 0);
   } finally {
     running = false;
-    state.pendingChecked.clear();
+    // after a failure the ticks stay, for another try (imported items leave the queue anyway)
+    if (!failed) state.pendingChecked.clear();
     state.models.clear();
     emit("import:done");
   }

@@ -4,6 +4,7 @@ import { confirmDialog } from "./dialog.js";
 import { $, formatDate, formatSize, h, replace } from "./dom.js";
 import { gallery } from "./gallery.js";
 import { language, t } from "./i18n.js";
+import { gateWrite, readOnlyReason } from "./readonly.js";
 import { cachedEntries, emit, state } from "./state.js";
 import { tagsInput } from "./tags-input.js";
 
@@ -132,6 +133,7 @@ function fill(rec) {
   form.updateLink();
   tagBox.set(rec.tags);
   pics.show(rec.sha256, meta.images_count);
+  gateWrite($("#d-save", form));
   setStatus("");
   emptyEl.hidden = true;
   form.hidden = false;
@@ -237,7 +239,7 @@ function restoreNewerEdits(sent, now, createdByName) {
 }
 
 async function save() {
-  if (!record) return;
+  if (!record || readOnlyReason()) return;
   tagBox.flush();
   const sha = record.sha256;
   const saveBtn = $("#d-save", form);
@@ -248,7 +250,7 @@ async function save() {
     setStatus(t("details.noChanges"));
     return;
   }
-  saveBtn.disabled = true;
+  gateWrite(saveBtn, true);
   setStatus(t("details.saving"));
   const createdByName = new Map();
   try {
@@ -278,13 +280,14 @@ async function save() {
   } catch (err) {
     setStatus(t("details.saveFailed", { error: err.message }), "error");
   } finally {
-    saveBtn.disabled = false;
+    gateWrite(saveBtn);
   }
 }
 
 /** Redraw language-dependent values (dates, gallery buttons) after a language switch. */
 export function retranslate() {
   if (record) $("#d-created", form).value = formatDate(record.created_at, language());
+  gateWrite($("#d-save", form));
   pics.redraw();
   if (!record && !emptyEl.hidden && !emptyEl.querySelector(".loading, .error")) showEmpty();
 }

@@ -3,6 +3,7 @@ import { api, imageUrl } from "./api.js";
 import { confirmDialog, notify } from "./dialog.js";
 import { basename, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { gateWrite } from "./readonly.js";
 import { bumpRev, cachedEntries, revOf } from "./state.js";
 
 /** A model's name for a notice, from the library cache. */
@@ -51,8 +52,8 @@ export function gallery({ onCountChange }) {
     uploadBtn.textContent = t("gallery.upload");
     deleteBtn.textContent = t("gallery.delete");
     openLink.textContent = t("gallery.open");
-    uploadBtn.disabled = !sha || busy.has(sha);
-    deleteBtn.disabled = !sha || busy.has(sha) || count === 0;
+    gateWrite(uploadBtn, !sha || busy.has(sha));
+    gateWrite(deleteBtn, !sha || busy.has(sha) || count === 0);
     openLink.hidden = count === 0;
     if (count === 0) {
       replace(frame, h("div", { class: "placeholder", text: t("gallery.empty") }));

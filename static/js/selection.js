@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { loraDocument, parseCheckpointPayload, parseLoraPayload } from "./lora-doc.js";
+import { readOnlyText } from "./readonly.js";
 import { emit, state } from "./state.js";
 
 const KIND_TABS = { checkpoint: ["checkpoints", "checkpoint"], lora: ["loras", "lora"] };
@@ -74,6 +75,7 @@ export async function startSelection() {
     emit("selection:changed");
     return;
   }
+  emit("config:loaded");
   const allowed = (state.config.allowed_origins || []).map((o) => String(o).toLowerCase());
   if (!sel.parent || !allowed.includes(sel.parent)) {
     sel.error = t("select.badOrigin", { origin: sel.parent || "?" });
@@ -195,10 +197,11 @@ export function renderSelection() {
       disabled: !sel.allowed || (sel.kind === "checkpoint" && !sel.picked),
       onclick: () => confirm() }, t("select.confirm")));
   const banner = document.getElementById("banner");
-  const message = sel.error || sel.warning;
-  banner.hidden = !message;
-  banner.className = `banner ${sel.error ? "error" : "warn"}`;
-  banner.textContent = message;
+  const readOnly = readOnlyText();
+  const messages = [sel.error, readOnly, sel.warning].filter(Boolean);
+  banner.hidden = !messages.length;
+  banner.className = `banner ${sel.error || readOnly ? "error" : "warn"}`;
+  replace(banner, messages.map((text) => h("div", { text })));
   if (sel.kind !== "lora") return;
   const known = new Set((state.models.get(state.tab) || []).map((m) => m.sha256));
   replace(listEl,
