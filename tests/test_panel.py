@@ -556,3 +556,50 @@ def test_read_only_library_disables_write_controls(tmp_path, browser, page_error
     finally:
         context.close()
         server.stop()
+
+
+def test_keyboard_and_screen_reader_basics(panel, page):
+    _seed_library(panel)
+    open_panel(page, panel)
+    # the splitter reports its position from the start, not only after a drag
+    width = page.eval_on_selector(".details-col", "e => e.getBoundingClientRect().width")
+    assert page.get_attribute("#splitter", "aria-valuenow") == str(round(width / 1400 * 100))
+
+    # tabs: one tab stop, Left/Right move between tabs and show them
+    tabs = page.eval_on_selector_all("[role=tab]", "els => els.map(e => [e.dataset.tab, "
+                                     "e.getAttribute('aria-selected'), e.tabIndex])")
+    assert tabs == [["checkpoints", "true", 0], ["loras", "false", -1], ["others", "false", -1]]
+    page.focus(".tab[data-tab='checkpoints']")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#items [data-name='lora_one.safetensors']")
+    assert page.evaluate("document.activeElement.dataset.tab") == "loras"
+    assert page.get_attribute(".tab[data-tab='loras']", "aria-selected") == "true"
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#items [data-name='Odd VAE']")
+    page.keyboard.press("ArrowRight")  # wraps around
+    page.wait_for_selector("#items [data-name='Alpha']")
+    assert page.evaluate("document.activeElement.dataset.tab") == "checkpoints"
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_selector("#items [data-name='Odd VAE']")
+    assert page.evaluate("document.activeElement.dataset.tab") == "others"
+    page.click(".tab[data-tab='checkpoints']")
+
+    # the tag input is a combobox that points at its suggestion list and the active option
+    page.click("#items [data-name='Alpha']")
+    page.wait_for_selector("#d-name")
+    combo = "#d-tags"
+    assert page.get_attribute(combo, "role") == "combobox"
+    assert page.get_attribute(combo, "aria-expanded") == "false"
+    listbox = page.get_attribute(combo, "aria-controls")
+    assert page.get_attribute(f"#{listbox}", "role") == "listbox"
+    page.fill(combo, "s")
+    page.wait_for_selector(f"#{listbox} li")
+    assert page.get_attribute(combo, "aria-expanded") == "true"
+    assert page.get_attribute(combo, "aria-activedescendant") is None
+    page.press(combo, "ArrowDown")
+    active = page.get_attribute(combo, "aria-activedescendant")
+    assert page.get_attribute(f"#{active}", "aria-selected") == "true"
+    assert page.inner_text(f"#{active}") == page.inner_text(f"#{listbox} li.active")
+    page.press(combo, "Escape")
+    assert page.get_attribute(combo, "aria-expanded") == "false"
+    assert page.get_attribute(combo, "aria-activedescendant") is None

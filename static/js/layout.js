@@ -5,10 +5,13 @@ const SPLIT_KEY = "hikaze.detailsWidth";
 /** Drag (or arrow keys) to size the details pane: 10-80 % of the window width, remembered. */
 export function mountSplitter(splitter, layout) {
   const clamp = (px) => Math.min(window.innerWidth * 0.8, Math.max(window.innerWidth * 0.1, px));
+  const announce = (width) => splitter.setAttribute("aria-valuenow",
+    String(Math.round((width / window.innerWidth) * 100)));
+  const detailsWidth = () => layout.querySelector(".details-col").getBoundingClientRect().width;
   const set = (px) => {
     const width = Math.round(clamp(px));
     layout.style.setProperty("--details-width", `${width}px`);
-    splitter.setAttribute("aria-valuenow", String(Math.round((width / window.innerWidth) * 100)));
+    announce(width);
     return width;
   };
   let saved = null;
@@ -18,6 +21,8 @@ export function mountSplitter(splitter, layout) {
     saved = null;
   }
   if (saved) set(saved);
+  else announce(detailsWidth()); // the CSS default width, reported from the start
+  window.addEventListener("resize", () => announce(detailsWidth()));
   const remember = (px) => {
     try {
       localStorage.setItem(SPLIT_KEY, String(px));
@@ -42,8 +47,7 @@ export function mountSplitter(splitter, layout) {
   splitter.addEventListener("keydown", (event) => {
     if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
     event.preventDefault();
-    const details = layout.querySelector(".details-col").getBoundingClientRect().width;
-    remember(set(details + (event.key === "ArrowLeft" ? 32 : -32)));
+    remember(set(detailsWidth() + (event.key === "ArrowLeft" ? 32 : -32)));
   });
 }
 

@@ -16,6 +16,19 @@ export function tabLabel(type) {
 export function mountTabs(el, pick) {
   nav = el;
   onPick = pick;
+  // a tablist: Left/Right (and Home/End) move to the neighbouring tab and show it
+  nav.addEventListener("keydown", (event) => {
+    const moves = { ArrowLeft: -1, ArrowRight: 1, Home: "first", End: "last" };
+    if (!(event.key in moves) || !event.target.matches?.("[role=tab]")) return;
+    event.preventDefault();
+    const all = [...nav.querySelectorAll("[role=tab]")];
+    const at = all.indexOf(event.target);
+    const move = moves[event.key];
+    const to = move === "first" ? 0 : move === "last" ? all.length - 1
+      : (at + move + all.length) % all.length;
+    select(all[to].dataset.tab);
+    nav.querySelector(".tab.active")?.focus();
+  });
   render();
 }
 
@@ -64,6 +77,8 @@ export function render() {
       role: "tab",
       class: `tab${type === state.tab ? " active" : ""}`,
       "aria-selected": String(type === state.tab),
+      tabindex: type === state.tab ? "0" : "-1",
+      "aria-controls": "library",
       dataset: { tab: type },
       onclick: () => select(type),
     }, tabLabel(type), count !== null ? h("span", { class: "tab-count", text: String(count) }) : "");

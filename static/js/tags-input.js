@@ -11,10 +11,18 @@ export function tagsInput({ id, allTags, onChange = () => {}, readOnly = false }
   let chips = [];
   let active = -1;
   const list = h("div", { class: "chips" });
+  const menuId = `${id}-suggestions`;
   const input = h("input", { type: "text", id, class: "chip-input", autocomplete: "off",
-    placeholder: t("details.tagsPlaceholder"), "aria-autocomplete": "list",
+    placeholder: t("details.tagsPlaceholder"), role: "combobox", "aria-autocomplete": "list",
+    "aria-expanded": "false", "aria-controls": menuId,
     dataset: { i18nPlaceholder: "details.tagsPlaceholder" } });
-  const menu = h("ul", { class: "suggestions", role: "listbox", hidden: true });
+  const menu = h("ul", { class: "suggestions", id: menuId, role: "listbox", hidden: true });
+  const optionId = (index) => `${menuId}-${index}`;
+  const expand = (open) => {
+    input.setAttribute("aria-expanded", String(open));
+    if (open && active >= 0) input.setAttribute("aria-activedescendant", optionId(active));
+    else input.removeAttribute("aria-activedescendant");
+  };
   const el = h("div", { class: `tags-input${readOnly ? " readonly" : ""}` }, list, input, menu);
   if (readOnly) input.hidden = true;
 
@@ -63,14 +71,16 @@ export function tagsInput({ id, allTags, onChange = () => {}, readOnly = false }
   function hideMenu() {
     menu.hidden = true;
     active = -1;
+    expand(false);
   }
 
   function showMenu() {
     const found = suggestions();
     active = Math.min(active, found.length - 1);
     replace(menu, found.map((tag, index) => {
-      const item = h("li", { role: "option", class: index === active ? "active" : "",
-        "aria-selected": String(index === active), text: tag.name });
+      const item = h("li", { role: "option", id: optionId(index),
+        class: index === active ? "active" : "", "aria-selected": String(index === active),
+        text: tag.name });
       item.addEventListener("mousedown", (event) => {
         event.preventDefault(); // keep focus in the input
         input.value = "";
@@ -80,6 +90,7 @@ export function tagsInput({ id, allTags, onChange = () => {}, readOnly = false }
       return item;
     }));
     menu.hidden = found.length === 0;
+    expand(!menu.hidden);
     return found;
   }
 
