@@ -237,6 +237,7 @@ class SelectorOverlay {
     this.panelOrigin = null;
     this.aborter = new AbortController();
     this.readyTimer = null;
+    this.hintShown = false;
     this.previousFocus = document.activeElement;
     this.onMessage = this.onMessage.bind(this);
     this.onKeyDown = this.onKeyDown.bind(this);
@@ -340,6 +341,7 @@ class SelectorOverlay {
     this.setStatus("");
     this.body.append(this.iframe);
     this.readyTimer = setTimeout(() => {
+      this.hintShown = true;
       this.setStatus(`Hikaze Manager at ${this.panelOrigin} has not answered yet. If the panel ` +
         "below stays empty, check ComfyUI's console for lines starting with [Hikaze].");
     }, READY_HINT_MS);
@@ -352,7 +354,10 @@ class SelectorOverlay {
     if (!isPlainObject(data) || data.source !== PANEL_SOURCE) return;
     if (data.type === "ready") {
       clearTimeout(this.readyTimer);
-      this.setStatus("");
+      if (this.hintShown) {  // only the "not answered yet" hint goes; an error stays readable
+        this.hintShown = false;
+        this.setStatus("");
+      }
       this.iframe.contentWindow.postMessage({
         source: PAGE_SOURCE, type: "init", kind: this.spec.kind,
         payload: String(this.widget.value ?? ""),
