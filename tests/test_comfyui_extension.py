@@ -500,7 +500,7 @@ def test_invalid_or_mismatched_selection_is_refused_with_a_message(page, comfy, 
     page.locator(STATUS).get_by_text("strength_model").wait_for()
     assert "not applied" in status_text(page)
     post_from(frame, {"source": "hikaze-panel", "type": "ready"})  # a late greeting (a reload)
-    page.wait_for_function("() => window.harness !== undefined")
+    page.evaluate("() => new Promise(done => setTimeout(done, 200))")  # let the message land
     assert "not applied" in status_text(page)  # an error stays until something replaces it
     post_from(frame, {"source": "hikaze-panel", "type": "select", "kind": "checkpoint",
                       "payload": {"ckpt_path": "/c.safetensors"}})
