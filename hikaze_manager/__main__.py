@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if host_name(host) not in LOOPBACK_NAMES and not app.config.get("AUTH_TOKEN"):
         app.config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
     token = app.config.get("AUTH_TOKEN")
+    # Ctrl-C and SIGTERM only set a flag, from the moment the URL can be printed: no window
+    # in which a KeyboardInterrupt could escape before the clean stop below.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         handle = start_server(app, host, port, threads=args.threads)
     except OSError as exc:
@@ -72,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if token:
         print(f"[Hikaze] clients not on this machine must send {token!r} as X-Hikaze-Token "
               "(or ?token=); they must use a Host name given with --allow-host", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    while not stop.wait(0.5):
         pass
     print("[Hikaze] stopping", flush=True)
     handle.stop()

@@ -80,7 +80,14 @@ def running_module(args: list[str], env: dict):
         assert "running at http://127.0.0.1:" in line, line + process.stderr.read()
         yield int(line.rsplit(":", 1)[1].strip(" /\n"))
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0  # a clean stop, not a traceback
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError("no clean stop after Ctrl-C:\n" + process.stderr.read()) from None
+        assert code == 0, process.stderr.read()  # a clean stop, not a traceback
+        assert "stopping" in process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
