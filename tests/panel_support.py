@@ -42,7 +42,8 @@ def chromium_executable() -> str | None:
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
 
 
-def _unavailable(reason: str):
+def browser_unavailable(reason: str):
+    """Skip, or fail when the environment demands a browser (CI sets HIKAZE_REQUIRE_BROWSER=1)."""
     if os.environ.get("HIKAZE_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{reason} (HIKAZE_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
@@ -53,11 +54,11 @@ def browser():
     """One headless Chromium per test module."""
     executable = chromium_executable()
     if not executable:
-        _unavailable("Chromium not installed")
+        browser_unavailable("Chromium not installed")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - depends on the environment
-        _unavailable("playwright not installed")
+        browser_unavailable("playwright not installed")
     with sync_playwright() as p:
         instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

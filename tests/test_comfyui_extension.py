@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, parse_qs
 import pytest
 
 import comfy_node
+from panel_support import CHROMIUM_ARGS, browser_unavailable, chromium_executable
 from hikaze_manager import create_app
 from hikaze_manager.db import connection
 from hikaze_manager.server import start_server
@@ -44,33 +45,23 @@ LORA_B_SHA = "c" * 64
 # Browser
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or (
-        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-
-
 @pytest.fixture(scope="module")
 def browser():
+    executable = chromium_executable()
+    if not executable:
+        browser_unavailable("Chromium not installed (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    executable = _chromium()
-    if sync_playwright is None or executable is None:
-        reason = "needs Python Playwright and a Chromium (apt-get install chromium)"
-        if os.environ.get("HIKAZE_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    except ImportError:  # pragma: no cover - depends on the environment
+        browser_unavailable("playwright not installed")
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  # A non-loopback name for the ComfyUI page (still served from loopback).
-                  "--host-resolver-rules=MAP comfy.test 127.0.0.1"],
-        )
-        yield browser
-        browser.close()
+        # A non-loopback name for the ComfyUI page (still served from loopback).
+        args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP comfy.test 127.0.0.1"]
+        browser = p.chromium.launch(executable_path=executable, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 # ------------------------------------------------------------------------------------------------
