@@ -9,9 +9,7 @@ inside ComfyUI. Node definitions come from the real comfy_node classes.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
