@@ -276,3 +276,27 @@ def card_names(page) -> list[str]:
 
 def dump(obj) -> str:
     return json.dumps(obj, ensure_ascii=False)
+
+
+def scroll_until_drawn(page, n: int) -> None:
+    """Scroll ``#items`` down until at least ``n`` items are drawn (they come in chunks of 150)."""
+    for _ in range(10):
+        if page.locator("#items [data-key]").count() >= n:
+            return
+        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
+        page.wait_for_timeout(150)
+    raise AssertionError("the list did not grow while scrolling")
+
+
+# A card well inside the visible part of #items, tagged so we can tell if it gets rebuilt.
+MARK_VISIBLE_CARD = """() => {
+  const box = document.getElementById('items');
+  const view = box.getBoundingClientRect();
+  const cards = [...box.querySelectorAll('[data-key]')].filter((c) => {
+    const r = c.getBoundingClientRect();
+    return r.top > view.top && r.bottom < view.bottom;
+  });
+  const card = cards[Math.floor(cards.length / 2)];
+  card.__original = true;
+  return {name: card.dataset.name, top: card.getBoundingClientRect().top, scroll: box.scrollTop};
+}"""

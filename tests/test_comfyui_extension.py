@@ -246,6 +246,16 @@ def panel_frame(page):
     return frame
 
 
+def run_clock_until_frame(page):
+    """Advance the fake clock through the port retries until the overlay shows its iframe."""
+    for _ in range(100):
+        if page.locator(FRAME).count():
+            return panel_frame(page)
+        page.clock.run_for(600)
+        time.sleep(0.05)  # let the real sniffer requests of each retry complete
+    raise AssertionError("the overlay never showed the panel")
+
+
 def post_from(frame, message):
     """Post `message` to the ComfyUI page from inside `frame` (i.e. from the frame's origin)."""
     frame.evaluate("m => window.parent.postMessage(m, '*')", message)
@@ -551,12 +561,7 @@ def test_port_zero_retries_then_opens(page, comfy, hikaze):
     page.get_by_role("button", name=CKPT_BUTTON).click()
     page.locator(STATUS).get_by_text("Hikaze Manager is starting…").wait_for()
     assert page.locator(FRAME).count() == 0
-    for _ in range(100):
-        if page.locator(FRAME).count():
-            break
-        page.clock.run_for(600)
-        time.sleep(0.05)
-    panel_frame(page)
+    run_clock_until_frame(page)
     assert comfy.sniffer_requests == 3
     assert page.locator(STATUS).is_hidden()
 
@@ -619,12 +624,7 @@ def test_comfyui_errors_are_retried_then_named(page, comfy, hikaze):
     open_harness(page, comfy.origin)
     page.get_by_role("button", name=CKPT_BUTTON).click()
     page.locator(STATUS).get_by_text("again (ComfyUI answered 500").wait_for()
-    for _ in range(100):
-        if page.locator(FRAME).count():
-            break
-        page.clock.run_for(600)
-        time.sleep(0.05)
-    panel_frame(page)
+    run_clock_until_frame(page)
     assert comfy.sniffer_requests == 3
     page.keyboard.press("Escape")
     wait_closed(page)

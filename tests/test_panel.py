@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from panel_support import (  # noqa: F401  (fixtures)
+    MARK_VISIBLE_CARD,
     browser,
     card_names,
     open_panel,
@@ -13,6 +14,7 @@ from panel_support import (  # noqa: F401  (fixtures)
     panel,
     parent_site,
     png_bytes,
+    scroll_until_drawn,
 )
 
 
@@ -299,29 +301,6 @@ def test_types_error_then_retry_and_clamped_splitter(panel, page, page_errors):
     assert abs(details_width() - (1400 * 0.1 + 32)) < 2
 
 
-# Scroll #items to the bottom until at least `n` items are drawn (more come in steps of 150).
-def _scroll_until_drawn(page, n):
-    for _ in range(10):
-        if page.locator("#items [data-key]").count() >= n:
-            return
-        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
-        page.wait_for_timeout(150)
-    raise AssertionError("the list did not grow while scrolling")
-
-
-# A card well inside the visible part of #items, tagged so we can tell if it gets rebuilt.
-MARK_VISIBLE_CARD = """() => {
-  const box = document.getElementById('items');
-  const view = box.getBoundingClientRect();
-  const cards = [...box.querySelectorAll('[data-key]')].filter((c) => {
-    const r = c.getBoundingClientRect();
-    return r.top > view.top && r.bottom < view.bottom;
-  });
-  const card = cards[Math.floor(cards.length / 2)];
-  card.__original = true;
-  return {name: card.dataset.name, top: card.getBoundingClientRect().top, scroll: box.scrollTop};
-}"""
-
 WHERE_IS = """(name) => {
   const box = document.getElementById('items');
   const card = box.querySelector(`[data-name='${name}']`);
@@ -337,7 +316,7 @@ def test_big_library_keeps_its_place_when_selecting_and_saving(panel, page):
     panel.promote_all()
     open_panel(page, panel)
     assert page.locator("#items [data-key]").count() == 150  # one chunk at first
-    _scroll_until_drawn(page, 300)
+    scroll_until_drawn(page, 300)
     drawn = page.locator("#items [data-key]").count()
     card = page.evaluate(MARK_VISIBLE_CARD)
     assert card["scroll"] > 0

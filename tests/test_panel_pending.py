@@ -9,6 +9,7 @@ import sqlite3
 from PIL import Image
 
 from panel_support import (  # noqa: F401  (fixtures)
+    MARK_VISIBLE_CARD,
     browser,
     card_names,
     open_panel,
@@ -16,6 +17,7 @@ from panel_support import (  # noqa: F401  (fixtures)
     page_errors,
     panel,
     parent_site,
+    scroll_until_drawn,
 )
 
 
@@ -305,22 +307,8 @@ def test_ticking_far_down_a_big_queue_keeps_the_place(panel, page):
     panel.scan()
     open_panel(page, panel)
     _enter_pending(page)
-    for _ in range(10):
-        if page.locator("#items [data-key]").count() >= 300:
-            break
-        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
-        page.wait_for_timeout(150)
-    card = page.evaluate("""() => {
-      const box = document.getElementById('items');
-      const view = box.getBoundingClientRect();
-      const cards = [...box.querySelectorAll('[data-key]')].filter((c) => {
-        const r = c.getBoundingClientRect();
-        return r.top > view.top && r.bottom < view.bottom;
-      });
-      const card = cards[Math.floor(cards.length / 2)];
-      card.__original = true;
-      return {name: card.dataset.name, top: card.getBoundingClientRect().top, scroll: box.scrollTop};
-    }""")
+    scroll_until_drawn(page, 300)
+    card = page.evaluate(MARK_VISIBLE_CARD)
     assert card["scroll"] > 0
     where = """(name) => {
       const box = document.getElementById('items');
