@@ -126,15 +126,35 @@ def _add_headers(response):
         response.headers["Access-Control-Max-Age"] = "600"
     response.vary.add("Origin")
     if response.mimetype == "text/html":
-        ancestors = " ".join(
-            ["'self'", *(normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ())]
-        )
+        response.vary.add("Referer")
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-            f"object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}",
+            f"object-src 'none'; base-uri 'none'; frame-ancestors {frame_ancestors()}",
         )
     return response
+
+
+def _is_ipv6_origin(origin: str) -> bool:
+    return urlsplit(origin).netloc.startswith("[")
+
+
+def frame_ancestors() -> str:
+    """The ``frame-ancestors`` sources for this request: ourselves and the allowed origins.
+
+    Chromium drops an IPv6 literal (``http://[::1]:8188``) as a source expression, so such an
+    origin cannot be listed. When the page framing us is one (its iframe request names it in
+    ``Referer``, which a page cannot forge), that page's scheme and port with any host stand in
+    for it; every other request gets only the exact origins.
+    """
+    allowed = [normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()]
+    sources = ["'self'", *(o for o in allowed if not _is_ipv6_origin(o))]
+    framer = normalized_origin(request.headers.get("Referer") or "")
+    if framer in allowed and _is_ipv6_origin(framer):
+        parts = urlsplit(framer)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        sources.append(f"{parts.scheme}://*:{port}")
+    return " ".join(sources)
 
 
 def init_app(app: Flask) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,7 +76,15 @@ def comfy():
 
 
 @pytest.fixture(scope="module")
-def hikaze(tmp_path_factory, comfy):
+def comfy6():
+    """The same fake ComfyUI, opened at its IPv6 loopback origin ``http://[::1]:PORT``."""
+    server = FakeComfyUI("::1")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def hikaze(tmp_path_factory, comfy, comfy6):
     root = tmp_path_factory.mktemp("hikaze")
     models = root / "models"
     (models / "checkpoints").mkdir(parents=True)
@@ -85,7 +94,7 @@ def hikaze(tmp_path_factory, comfy):
         "DATA_DIR": str(root / "data"),
         "MODEL_TYPES": {"checkpoints": {"roots": [str(models / "checkpoints")]},
                         "loras": {"roots": [str(models / "loras")]}},
-        "ALLOWED_ORIGINS": [comfy.origin, f"http://localhost:{comfy.port}"],
+        "ALLOWED_ORIGINS": [comfy.origin, f"http://localhost:{comfy.port}", comfy6.origin],
     })
     seeded = {
         "ckpt": (CKPT_SHA, models / "checkpoints" / "dream_v1.safetensors", "Dream Shaper Test",
@@ -104,7 +113,7 @@ def hikaze(tmp_path_factory, comfy):
     handle = start_server(app, "127.0.0.1", 0)
     handle.seeded = {key: (sha, str(path), name) for key, (sha, path, name, _) in seeded.items()}
     handle.origin = f"http://127.0.0.1:{handle.port}"
-    comfy.hikaze_port = handle.port
+    comfy.hikaze_port = comfy6.hikaze_port = handle.port
     yield handle
     handle.stop()
 
@@ -127,10 +136,14 @@ def _object_info() -> dict:
     return info
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class FakeComfyUI:
     """ComfyUI's page, its frontend shims, its /extensions listing and the Hikaze sniffer route."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.hikaze_port = 0
         self.sniffer = None  # callable(n) -> (status, body) for the n-th request; None = real port
         self.sniffer_requests = 0
@@ -144,10 +157,11 @@ class FakeComfyUI:
             def do_GET(self):
                 owner.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self.server = server_class((host, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.origin = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -604,18 +618,106 @@ def test_closing_while_waiting_stops_polling(page, comfy, hikaze):
     assert comfy.sniffer_requests == asked
 
 
-def test_silent_panel_gets_a_hint_after_a_while(page, comfy, hikaze):
-    # A port where something answers but no Hikaze panel greets (here: the ComfyUI page itself).
+def test_port_of_another_program_is_named(page, comfy, hikaze):
+    # A port where something answers but it is not Hikaze (here: the ComfyUI page itself).
     comfy.sniffer = lambda n: (200, {"port": comfy.port})
-    page.clock.install()
     open_harness(page, comfy.origin)
     page.get_by_role("button", name=CKPT_BUTTON).click()
-    page.wait_for_selector(FRAME)
-    assert page.locator(STATUS).is_hidden()
-    page.clock.run_for(21_000)
-    hint = page.locator(STATUS).get_by_text("has not answered yet")
-    hint.wait_for()
-    assert comfy.origin in page.locator(STATUS).inner_text()
+    error = page.locator(STATUS + "[data-state=error]")
+    error.wait_for()
+    assert f"{comfy.origin} answered 404 where Hikaze Manager should be" in error.inner_text()
+    assert page.locator(FRAME).count() == 0
+
+
+class RefusingPanel:
+    """A panel server that answers this page but refuses to be framed by it: what the previous
+    Hikaze build sent an ``[::1]`` page (the IPv6 literal in frame-ancestors, dropped by Chromium).
+    Its page greets at once, so only the browser's refusal can keep it silent."""
+
+    def __init__(self, framer: str):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path.startswith("/api/panel/config"):
+                    body, kind = json.dumps({"allowed_origins": [framer]}).encode(), "application/json"
+                else:
+                    body = (b"<!doctype html><script>parent.postMessage("
+                            b"{source: 'hikaze-panel', type: 'ready'}, '*')</script>")
+                    kind = "text/html"
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Access-Control-Allow-Origin", framer)
+                self.send_header("Content-Security-Policy", f"frame-ancestors 'self' {framer}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_refused_framing_is_named_not_called_slow(page, comfy6, hikaze):
+    refusing = RefusingPanel(comfy6.origin)
+    try:
+        comfy6.sniffer = lambda n: (200, {"port": refusing.port})
+        page.clock.install()
+        open_harness(page, comfy6.origin)
+        page.get_by_role("button", name=CKPT_BUTTON).click()
+        page.wait_for_selector(FRAME)
+        time.sleep(0.5)  # the frame's (refused) load
+        page.clock.run_for(6_000)
+        error = page.locator(STATUS + "[data-state=error]")
+        error.wait_for()
+        text = error.inner_text()
+        assert "The browser refused to show Hikaze Manager" in text
+        assert comfy6.origin in text and "frame-ancestors" in text
+        assert "has not answered yet" not in text
+    finally:
+        comfy6.reset()
+        refusing.close()
+
+
+def test_untrusted_page_origin_is_named(browser, comfy, hikaze):
+    other = FakeComfyUI("127.0.0.2")  # loopback, but not an origin the Hikaze server was told
+    other.hikaze_port = hikaze.port
+    context = browser.new_context()
+    try:
+        page = open_harness(context.new_page(), other.origin)
+        page.get_by_role("button", name=CKPT_BUTTON).click()
+        error = page.locator(STATUS + "[data-state=error]")
+        error.wait_for()
+        assert f"does not answer this page ({other.origin})" in error.inner_text()
+        assert "does not trust this origin" in error.inner_text()
+        assert page.locator(FRAME).count() == 0
+    finally:
+        context.close()
+        other.close()
+
+
+def test_ipv6_loopback_comfyui_page_uses_the_real_panel(page, comfy6, hikaze):
+    """ComfyUI opened at http://[::1]:PORT: the panel is framed, greets, and the pick lands."""
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    open_harness(page, comfy6.origin)
+    page.get_by_role("button", name=CKPT_BUTTON).click()
+    frame = panel_frame(page)
+    assert parse_qs(urlsplit(frame.url).query)["parent"] == [comfy6.origin]
+    panel = page.frame_locator(FRAME)
+    sha, path, name = hikaze.seeded["ckpt"]
+    panel.get_by_text(name, exact=True).first.click(timeout=15000)
+    panel.get_by_role("button", name=re.compile(r"^\s*(Confirm|确认)")).click()
+    wait_closed(page)
+    assert json.loads(payload_of(page, "HikazeCheckpointLoader"))["ckpt_path"] == path
+    # No "does not support the source expression" and no refused framing on the way.
+    assert not [m for m in console if "frame-ancestors" in m or "source expression" in m], console
 
 
 def test_comfyui_errors_are_retried_then_named(page, comfy, hikaze):

@@ -75,6 +75,27 @@ def test_panel_page_may_only_be_framed_by_itself_and_comfyui(app_config):
         assert "default-src 'self'" in policy and "object-src 'none'" in policy
 
 
+def test_ipv6_loopback_comfyui_page_may_frame_the_panel(app_config):
+    """Chromium drops IPv6 literals in frame-ancestors: such an origin is never listed; the page
+    framing us, when it is that allowed origin, gets its scheme and port with any host."""
+    app_config["ALLOWED_ORIGINS"] = ["http://127.0.0.1:8188", "http://[::1]:8188"]
+    client = create_app(app_config).test_client()
+
+    def ancestors(**headers):
+        with client.get("/?mode=select", headers=headers) as response:
+            assert "Referer" in response.headers["Vary"]
+            return response.headers["Content-Security-Policy"].split("frame-ancestors ")[1]
+
+    strict = "'self' http://127.0.0.1:8188"
+    assert ancestors() == strict
+    assert ancestors(Referer="http://[::1]:8188/") == strict + " http://*:8188"
+    assert ancestors(Referer="http://[::1]:9999/") == strict  # not an allowed origin
+    assert ancestors(Referer="http://evil.example:8188/") == strict
+    assert ancestors(Referer="http://127.0.0.1:8188/") == strict
+    with client.get("/api/panel/config", headers={"Referer": "http://[::1]:8188/"}) as response:
+        assert "Content-Security-Policy" not in response.headers  # HTML only
+
+
 def test_panel_config_tells_the_panel_its_parent_origins(app_config):
     app_config["ALLOWED_ORIGINS"] = ["http://127.0.0.1:8188/", "HTTP://LOCALHOST:8188"]
     body = create_app(app_config).test_client().get("/api/panel/config").get_json()

@@ -38,6 +38,10 @@ const PORT_RETRY_DELAYS_MS = [250, 500, 1000, 2000]; // then every 2 s until POR
 const PORT_REQUEST_TIMEOUT_MS = 5000;
 // If the panel has not said "ready" by then, say so (the iframe stays: it may still come).
 const READY_HINT_MS = 20000;
+// The panel greets within a moment of its page loading; a frame that loaded and stays silent
+// this long was almost always refused by the browser (the panel's frame-ancestors policy).
+export const FRAME_SILENT_MS = 5000;
+const CHECK_TIMEOUT_MS = 10000;
 const Z_INDEX = "10000";
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +241,8 @@ class SelectorOverlay {
     this.panelOrigin = null;
     this.aborter = new AbortController();
     this.readyTimer = null;
+    this.silentTimer = null;
+    this.greeted = false;
     this.hintShown = false;
     this.previousFocus = document.activeElement;
     this.onMessage = this.onMessage.bind(this);
@@ -329,15 +335,75 @@ class SelectorOverlay {
       return;
     }
     if (this.aborter.signal.aborted || !port) return;
+    const problem = await this.checkPanel(`http://${host}:${port}`);
+    if (this.aborter.signal.aborted) return;
+    if (problem) {
+      this.setStatus(problem, true);
+      return;
+    }
     this.showPanel(host, port);
+  }
+
+  /**
+   * Ask the panel's server, cross-origin, whether it answers this page: null when it does, else
+   * the reason. A server that does not trust this origin sends no CORS header, so the browser
+   * hides its answer; framing would be refused the same way.
+   */
+  async checkPanel(panelOrigin) {
+    const origin = window.location.origin;
+    const request = new AbortController();
+    const stop = () => request.abort();
+    this.aborter.signal.addEventListener("abort", stop, { once: true });
+    const timer = setTimeout(stop, CHECK_TIMEOUT_MS);
+    try {
+      const response = await fetch(`${panelOrigin}/api/panel/config`, {
+        mode: "cors", credentials: "omit", cache: "no-store", signal: request.signal,
+      });
+      if (!response.ok) {
+        return `${panelOrigin} answered ${response.status} where Hikaze Manager should be: ` +
+          "the port ComfyUI reported belongs to another program. Restart ComfyUI and look " +
+          "for lines starting with [Hikaze] in its console.";
+      }
+      const allowed = (await response.json())?.allowed_origins;
+      if (Array.isArray(allowed) && !allowed.includes(origin.toLowerCase())) {
+        return `Hikaze Manager at ${panelOrigin} does not trust this page's origin ${origin} ` +
+          `(it trusts ${allowed.join(", ") || "no other origin"}). Open ComfyUI at one of those ` +
+          "addresses.";
+      }
+      return null;
+    } catch (error) {
+      if (this.aborter.signal.aborted) return null;
+      return `Hikaze Manager at ${panelOrigin} does not answer this page (${origin}): either it ` +
+        "does not trust this origin (it trusts the addresses ComfyUI listens on) or it is not " +
+        "reachable. Look for lines starting with [Hikaze] in ComfyUI's console.";
+    } finally {
+      clearTimeout(timer);
+      this.aborter.signal.removeEventListener("abort", stop);
+    }
   }
 
   showPanel(host, port) {
     this.panelOrigin = `http://${host}:${port}`;
     const src = panelUrl(host, port, this.spec.kind, window.location.origin);
+    // The panel's server names this page as a framer from the Referer (IPv6 origins cannot be
+    // listed in frame-ancestors), so send our origin even if ComfyUI's page sends no referrer.
     this.iframe = element("iframe", {
       flex: "1 1 auto", width: "100%", border: "0", background: "#1e1e1e",
-    }, { class: "hikaze-select-frame", title: this.spec.title, src });
+    }, { class: "hikaze-select-frame", title: this.spec.title, referrerpolicy: "origin", src });
+    this.iframe.addEventListener("load", () => {
+      if (this.greeted) return;
+      clearTimeout(this.silentTimer);
+      this.silentTimer = setTimeout(() => {
+        if (this.greeted) return;
+        clearTimeout(this.readyTimer);
+        this.hintShown = true;
+        this.setStatus(`The browser refused to show Hikaze Manager (${this.panelOrigin}) inside ` +
+          `this page (${window.location.origin}): the panel loaded but never answered, which ` +
+          "happens when its frame-ancestors policy does not admit this origin (the browser " +
+          "console names it). Update Hikaze Manager, or open ComfyUI at " +
+          `http://127.0.0.1:${window.location.port || "8188"}/.`, true);
+      }, FRAME_SILENT_MS);
+    });
     this.setStatus("");
     this.body.append(this.iframe);
     this.readyTimer = setTimeout(() => {
@@ -353,8 +419,10 @@ class SelectorOverlay {
     const data = event.data;
     if (!isPlainObject(data) || data.source !== PANEL_SOURCE) return;
     if (data.type === "ready") {
+      this.greeted = true;
       clearTimeout(this.readyTimer);
-      if (this.hintShown) {  // only the "not answered yet" hint goes; an error stays readable
+      clearTimeout(this.silentTimer);
+      if (this.hintShown) {  // only the "not answered yet" hints go; an error stays readable
         this.hintShown = false;
         this.setStatus("");
       }
@@ -415,6 +483,7 @@ class SelectorOverlay {
   close() {
     this.aborter.abort();
     clearTimeout(this.readyTimer);
+    clearTimeout(this.silentTimer);
     window.removeEventListener("message", this.onMessage);
     document.removeEventListener("keydown", this.onKeyDown, true);
     this.backdrop.remove();
