@@ -19,6 +19,7 @@ CATEGORY = "Hikaze Model Manager 2 nodes"
 NON_MODEL_TYPES = frozenset({"custom_nodes", "configs", "classifiers", "diffusers"})
 
 _port = 0
+_database = ""  # the running server's library (set when it starts)
 _start_lock = threading.Lock()
 _start_requested = False
 
@@ -70,7 +71,7 @@ def comfyui_origins(listen: str, port: int, tls: bool = False) -> list[str]:
 
 
 def _serve() -> None:
-    global _port
+    global _port, _database
     try:
         from .hikaze_manager import create_app
         from .hikaze_manager.server import start_server
@@ -78,6 +79,7 @@ def _serve() -> None:
         listen, comfy_port, tls = _comfy_address()
         origins = comfyui_origins(listen, comfy_port, tls)
         app = create_app({"MODEL_TYPES": comfy_model_types, "ALLOWED_ORIGINS": origins})
+        _database = app.config["DATABASE"]
         handle = start_server(app, "127.0.0.1", comfy_port + 1)
         _port = handle.port
         logger.info("[Hikaze] Hikaze Manager is running at %s", handle.url)
@@ -116,6 +118,85 @@ def _register_with_comfyui() -> None:
         logger.exception("[Hikaze] could not register with ComfyUI")
 
 
+_caches: dict = {}
+
+
+def _cache(name: str):
+    """The node's cache of what its previous run loaded (created on first use)."""
+    from .hikaze_manager.services.load_cache import LastRunCache
+
+    return _caches.setdefault(name, LastRunCache())
+
+
+def _library_database() -> str:
+    """The library the server uses, or (server not started) the one it would use."""
+    if _database:
+        return _database
+    from .hikaze_manager.config import DefaultConfig
+    from .hikaze_manager.state import DataPaths
+
+    data_dir = os.environ.get("HIKAZE_DATA_DIR") or DefaultConfig.DATA_DIR
+    return str(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
+
+
+def _find_by_hash(sha256: str, skip: str) -> str | None:
+    """A file with this content that the library knows of, or None (no library: None)."""
+    import sqlite3
+
+    from .hikaze_manager.db import connect
+    from .hikaze_manager.services.resolve import find_by_hash
+
+    database = _library_database()
+    if not os.path.isfile(database):
+        return None
+    try:
+        conn = connect(database, read_only=True)
+    except sqlite3.Error as exc:
+        logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
+        return None
+    try:
+        return find_by_hash(conn, sha256, skip=skip)
+    except sqlite3.Error as exc:
+        logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
+        return None
+    finally:
+        conn.close()
+
+
+def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str:
+    """The file to load for one payload entry; errors name the entry, the path and the hash."""
+    import folder_paths
+
+    from .hikaze_manager.services import resolve
+
+    try:
+        roots = folder_paths.get_folder_paths(kind)
+    except (KeyError, ValueError):
+        roots = []
+    found = resolve.locate(path, sha256, roots, None)
+    if found is None and resolve.is_sha256(sha256):
+        hit = _find_by_hash(sha256, os.path.expanduser(path))
+        if hit:
+            found = resolve.Resolved(hit, "hash")
+            logger.warning("[Hikaze] %s: %s is not at %s; loading %s (same SHA-256 %s)",
+                           node, label, path, hit, sha256)
+    if found is None:
+        where = path if os.path.isabs(os.path.expanduser(path)) else (
+            f"{path} (in none of the {kind} folders: {', '.join(roots) or 'none configured'})")
+        if resolve.is_sha256(sha256):
+            raise resolve.ModelNotFoundError(
+                f"{node}: {label} not found: {where}, and the Hikaze library knows no file with "
+                f"SHA-256 {sha256}. Scan the model folders in Hikaze Manager or select it again.")
+        raise resolve.ModelNotFoundError(
+            f"{node}: {label} not found: {where}. The payload has no sha256 to find it by; "
+            "select it again in the Hikaze panel.")
+    problem = resolve.model_file_problem(found.path)
+    if problem:
+        raise resolve.ModelFileError(f"{node}: {label} is not a model file ({problem}): {found.path}")
+    logger.info("[Hikaze] %s: %s -> %s", node, label, found.path)
+    return found.path
+
+
 class HikazeCheckpointLoader:
     """Load the checkpoint chosen in the Hikaze panel."""
 
@@ -134,16 +215,24 @@ class HikazeCheckpointLoader:
         import comfy.sd
         import folder_paths
 
-        from .hikaze_manager.services.payloads import checkpoint_path
+        from .hikaze_manager.services.payloads import checkpoint_choice
 
-        path = os.path.abspath(os.path.expanduser(checkpoint_path(hikaze_payload)))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"HikazeCheckpointLoader: checkpoint not found: {path}")
-        out = comfy.sd.load_checkpoint_guess_config(
-            path, output_vae=True, output_clip=True,
-            embedding_directory=folder_paths.get_folder_paths("embeddings"),
-        )
-        return out[:3]
+        choice = checkpoint_choice(hikaze_payload)
+        label = f"checkpoint ({choice.name or os.path.basename(choice.path)})"
+        path = _model_file("HikazeCheckpointLoader", label, "checkpoints", choice.path, choice.sha256)
+
+        def read(file):
+            return tuple(comfy.sd.load_checkpoint_guess_config(
+                file, output_vae=True, output_clip=True,
+                embedding_directory=folder_paths.get_folder_paths("embeddings"),
+            )[:3])
+
+        # ComfyUI re-runs the node whenever the payload text changes; the same file need not be
+        # read again for that (e.g. a sha256 added, or a moved file found by its hash).
+        used = {}
+        out = _cache("checkpoint").get(path, read, used)
+        _cache("checkpoint").keep(used)
+        return out
 
 
 class HikazeLoraPowerLoader:
@@ -166,22 +255,25 @@ class HikazeLoraPowerLoader:
     def load(self, model, clip, hikaze_payload):
         import comfy.sd
         import comfy.utils
-        import folder_paths
 
         from .hikaze_manager.services.payloads import lora_entries
 
-        for entry in lora_entries(hikaze_payload):
-            if not entry.enabled:
+        # Every file is found and checked before the first one is read: a bad entry fails fast.
+        chosen = []
+        for index, entry in enumerate(lora_entries(hikaze_payload)):
+            if not entry.enabled or (entry.strength_model == 0 and entry.strength_clip == 0):
                 continue
-            path = entry.full_path
-            if not os.path.isabs(path):
-                path = folder_paths.get_full_path("loras", path) or path
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"HikazeLoraPowerLoader: LoRA file not found: {entry.full_path}")
-            lora = comfy.utils.load_torch_file(path, safe_load=True)
+            label = f"LoRA #{index + 1} ({entry.name or os.path.basename(entry.full_path)})"
+            path = _model_file("HikazeLoraPowerLoader", label, "loras", entry.full_path, entry.sha256)
+            chosen.append((path, entry))
+        used = {}
+        for path, entry in chosen:
+            lora = _cache("lora").get(path, lambda file: comfy.utils.load_torch_file(file, safe_load=True),
+                                   used)
             model, clip = comfy.sd.load_lora_for_models(
                 model, clip, lora, entry.strength_model, entry.strength_clip
             )
+        _cache("lora").keep(used)
         return (model, clip)
 
 

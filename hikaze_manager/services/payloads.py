@@ -12,6 +12,18 @@ LORA_LIST_KEYS = ("loras", "LoRAs", "LoRAList", "loRAList")
 class PayloadError(ValueError):
     """A node payload that cannot be used; the message says what is wrong."""
 
+    # ComfyUI names the error type by module + class; ours would include the install folder.
+    __module__ = "hikaze"
+
+
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """The checkpoint payload: path, plus the content hash and name when the panel wrote them."""
+
+    path: str
+    sha256: str = ""
+    name: str = ""
+
 
 @dataclass(frozen=True)
 class LoraEntry:
@@ -33,6 +45,18 @@ def _load_json(text: str, node: str):
         return json.loads(text)
     except ValueError as exc:
         raise PayloadError(f"{node}: hikaze_payload is not valid JSON ({exc})") from None
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def checkpoint_choice(text: str) -> CheckpointChoice:
+    """A checkpoint payload ``{"ckpt_path": "...", "sha256": "...", "name": "..."}`` (only
+    ``ckpt_path`` is required: older payloads have nothing else)."""
+    path = checkpoint_path(text)
+    data = json.loads(text)
+    return CheckpointChoice(path, _text(data.get("sha256")).lower(), _text(data.get("name")))
 
 
 def checkpoint_path(text: str) -> str:
@@ -57,7 +81,9 @@ def _first(entry: dict, *keys: str):
 
 def _strength(entry: dict, index: int, *keys: str) -> float:
     value = _first(entry, *keys)
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return 1.0  # a missing strength means full strength (the ComfyUI-side script agrees)
+    if isinstance(value, bool):
         raise PayloadError(f"HikazeLoraPowerLoader: LoRA #{index + 1} needs a numeric {keys[0]}")
     try:
         number = float(value)
