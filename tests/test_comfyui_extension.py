@@ -231,12 +231,12 @@ def page(browser, comfy, hikaze):
     comfy.reset()
 
 
-def open_harness(page, origin):
+def open_harness(page, origin, path="/"):
     # Record every message the page receives, to see what the panel said (harness-side only).
     page.add_init_script(
         "window.__messages = [];"
         "addEventListener('message', e => window.__messages.push({origin: e.origin, data: e.data}));")
-    page.goto(origin + "/")
+    page.goto(origin + path)
     page.wait_for_function("window.harness && (window.harness.ready || window.harness.error)")
     assert page.evaluate("window.harness.error || null") is None
     return page
@@ -301,10 +301,12 @@ def test_buttons_on_both_hikaze_nodes_only_and_never_serialized(page, comfy):
                                             w.serialize ?? null, w.options?.serialize ?? null])]))""")
     assert widgets == {
         "HikazeCheckpointLoader": [["customtext", "hikaze_payload", DEFAULT_CKPT, None, None],
-                                   ["button", CKPT_BUTTON, None, False, False]],
+                                   ["button", CKPT_BUTTON, None, False, False],
+                                   ["hikaze-summary", "hikaze_summary", None, False, False]],
         "HikazeLoraPowerLoader": [["customtext", "hikaze_payload", '{"version": 2, "loras": []}',
                                    None, None],
-                                  ["button", LORA_BUTTON, None, False, False]],
+                                  ["button", LORA_BUTTON, None, False, False],
+                                  ["hikaze-summary", "hikaze_summary", None, False, False]],
         "OtherNode": [["customtext", "text", "", None, None]],
     }
     assert page.evaluate("window.harness.app.extensions.map(e => e.name)") == ["Hikaze.Manager.Select"]
@@ -368,7 +370,8 @@ def test_checkpoint_select_writes_compact_json_marks_dirty_and_closes(page, comf
                       "payload": {"ckpt_path": "/models/checkpoints/dream v1 \"q\".safetensors",
                                   "sha256": CKPT_SHA, "name": "Dream"}})
     wait_closed(page)
-    expected = '{"ckpt_path":"/models/checkpoints/dream v1 \\"q\\".safetensors"}'
+    expected = ('{"ckpt_path":"/models/checkpoints/dream v1 \\"q\\".safetensors",'
+                f'"sha256":"{CKPT_SHA}","name":"Dream"}}')
     assert payload_of(page, "HikazeCheckpointLoader") == expected
     state = page.evaluate("""() => { const n = window.harness.nodes.HikazeCheckpointLoader;
         const w = n.widgets.find(w => w.name === 'hikaze_payload');
@@ -378,7 +381,9 @@ def test_checkpoint_select_writes_compact_json_marks_dirty_and_closes(page, comf
     assert state == {"callback": [expected],
                      "changes": [{"name": "hikaze_payload", "value": expected,
                                   "oldValue": DEFAULT_CKPT, "same": True}],
-                     "nodeDirty": [[True, True]], "graphDirty": [[True, True]], "checks": 1}
+                     # the summary's redraw, then the commit's
+                     "nodeDirty": [[True, False], [True, True]], "graphDirty": [[True, True]],
+                     "checks": 1}
     # The other node is untouched.
     assert payload_of(page, "HikazeLoraPowerLoader") == '{"version": 2, "loras": []}'
     assert page.errors == []
@@ -410,7 +415,8 @@ def test_lora_select_writes_pretty_json_in_canonical_key_order(page, comfy, hika
     from hikaze_manager.services.payloads import lora_entries
     assert [(e.name, e.strength_model, e.enabled) for e in lora_entries(value)] == [
         ("Ink", 0.75, False), ("Glow", 1.0, True)]
-    assert page.evaluate("window.harness.nodes.HikazeLoraPowerLoader.dirtyCalls") == [[True, True]]
+    assert page.evaluate("window.harness.nodes.HikazeLoraPowerLoader.dirtyCalls") == [
+        [True, False], [True, True]]
 
 
 def test_messages_from_another_window_or_origin_are_ignored(page, comfy, hikaze):
@@ -534,6 +540,7 @@ def test_serialize_selection_rules(page, comfy):
           run('checkpoint', {ckpt_path: 5}),
           run('checkpoint', null),
           run('checkpoint', {ckpt_path: '/a', sha256: 'x', name: 'n'}),
+          run('checkpoint', {ckpt_path: '/a', sha256: ' ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB ', name: ''}),
           run('lora', {loras: []}),
           run('lora', {version: 3, loras: []}),
           run('lora', {version: 2, loras: {}}),
@@ -548,7 +555,8 @@ def test_serialize_selection_rules(page, comfy):
         "ERROR the selected checkpoint has no ckpt_path",
         "ERROR the selected checkpoint has no ckpt_path",
         "ERROR the selection is not an object",
-        '{"ckpt_path":"/a"}',
+        '{"ckpt_path":"/a","name":"n"}',
+        '{"ckpt_path":"/a","sha256":"abababababababababababababababababababababababababababababababab"}',
         '{\n  "version": 2,\n  "loras": []\n}',
         "ERROR unsupported LoRA list version 3",
         "ERROR 'loras' must be a list",
@@ -786,8 +794,8 @@ def test_end_to_end_checkpoint_through_the_real_panel(page, comfy, hikaze):
     panel.get_by_text(name, exact=True).first.click(timeout=15000)
     panel.get_by_role("button", name=re.compile(r"^\s*(Confirm|确认)")).click()
     wait_closed(page)
-    assert payload_of(page, "HikazeCheckpointLoader") == json.dumps({"ckpt_path": path},
-                                                                     separators=(",", ":"))
+    assert payload_of(page, "HikazeCheckpointLoader") == json.dumps(
+        {"ckpt_path": path, "sha256": sha, "name": name}, separators=(",", ":"))
 
 
 def test_end_to_end_lora_list_through_the_real_panel(page, comfy, hikaze):
@@ -829,3 +837,75 @@ def test_end_to_end_escape_inside_the_panel_cancels(page, comfy, hikaze):
     page.keyboard.press("Escape")
     wait_closed(page)
     assert payload_of(page, "HikazeCheckpointLoader") == DEFAULT_CKPT
+
+
+# ------------------------------------------------------------------------------------------------
+# The readable summary on the node, in both canvas modes
+
+
+@pytest.mark.parametrize("vue", [False, True], ids=["classic-canvas", "vue-nodes"])
+def test_nodes_show_the_choice_readably_and_the_json_stays_editable(page, comfy, hikaze, vue):
+    open_harness(page, comfy.origin, "/?vue=1" if vue else "/")
+    assert page.evaluate("window.LiteGraph.vueNodesMode") is vue
+    lora_node = "section[data-type=HikazeLoraPowerLoader]"
+    holder = (f"{lora_node} .dom-widget" if vue
+              else "#dom-widgets .dom-widget[data-node=HikazeLoraPowerLoader]")
+    summary = page.locator(holder + " .hikaze-summary")
+    assert summary.inner_text() == "No LoRAs selected."
+    # Typed by hand into the JSON (a missing strength means 1, as on the node).
+    page.locator(f"{lora_node} textarea").fill(json.dumps({"version": 2, "loras": [
+        {"name": "Ink Style", "full_path": "/m/ink.safetensors", "strength_model": 0.75,
+         "strength_clip": 0.5, "enabled": True},
+        {"full_path": "/m/sub/glow.safetensors", "enabled": False},
+    ]}))
+    rows = summary.locator(".hikaze-summary-lora")
+    rows.nth(1).wait_for()
+    assert rows.all_inner_texts() == ["● 1. Ink Style · model 0.75 · clip 0.5",
+                                      "○ 2. glow.safetensors · model 1 · clip 1 (off)"]
+    assert [r.get_attribute("data-state") for r in rows.all()] == ["on", "off"]
+    opacities = rows.evaluate_all("rs => rs.map(r => getComputedStyle(r).opacity)")
+    assert opacities == ["1", "0.45"]  # the off one is dimmed
+    assert rows.nth(1).get_attribute("title") == "/m/sub/glow.safetensors"
+    assert summary.is_visible()
+    page.locator(f"{lora_node} textarea").fill("{broken")
+    summary.locator(".hikaze-summary-error").get_by_text("not valid JSON").wait_for()
+    # A pick from the panel updates the checkpoint's summary (name, with the path as tooltip).
+    ckpt = page.locator(("section[data-type=HikazeCheckpointLoader] .dom-widget" if vue else
+                         "#dom-widgets .dom-widget[data-node=HikazeCheckpointLoader]")
+                        + " .hikaze-summary")
+    assert ckpt.inner_text() == "No checkpoint selected."
+    frame = open_selector(page, hikaze)
+    post_from(frame, {"source": "hikaze-panel", "type": "select", "kind": "checkpoint",
+                      "payload": {"ckpt_path": "/m/dream_v1.safetensors", "sha256": CKPT_SHA,
+                                  "name": "Dream Shaper"}})
+    wait_closed(page)
+    assert ckpt.inner_text() == "Checkpoint: Dream Shaper"
+    assert ckpt.locator(".hikaze-summary-checkpoint").get_attribute("title") == "/m/dream_v1.safetensors"
+    # A workflow loaded later (values set, then onConfigure) is shown too.
+    page.evaluate("""() => { const n = window.harness.nodes.HikazeCheckpointLoader;
+        n.widgets.find(w => w.name === 'hikaze_payload').value = '{"ckpt_path": "/x/other.ckpt"}';
+        n.onConfigure?.({}); }""")
+    assert ckpt.inner_text() == "Checkpoint: other.ckpt"
+    assert page.errors == []
+
+
+def test_summary_rules(page, comfy):
+    open_harness(page, comfy.origin)
+    results = page.evaluate("""async (windowsPath) => {
+        const m = await import('/extensions/hikaze/hikaze_nodes.js');
+        return [
+          m.summarize('checkpoint', ''),
+          m.summarize('checkpoint', windowsPath),
+          m.summarize('checkpoint', '[1]'),
+          m.summarize('lora', '[{"path": "b.pt", "MStrength": "0.5", "toggleOn": false}]'),
+          m.summarize('lora', '{"LoRAs": [{"name": "n", "strength_model": "x"}]}'),
+          m.summarize('lora', '{"loras": 5}'),
+        ]; }""", json.dumps({"ckpt_path": "C:\\m\\a.safetensors"}))
+    assert results == [
+        {"checkpoint": None},
+        {"checkpoint": {"name": "a.safetensors", "path": "C:\\m\\a.safetensors"}},
+        {"error": "The payload must be a JSON object."},
+        {"loras": [{"name": "b.pt", "path": "b.pt", "model": "0.5", "clip": "1", "enabled": False}]},
+        {"loras": [{"name": "n", "path": "", "model": "?", "clip": "1", "enabled": True}]},
+        {"error": "The payload has no list of LoRAs."},
+    ]

@@ -2,7 +2,15 @@
 // /api/object_info through the extensions' beforeRegisterNodeDef, creates one node of each type the
 // way LiteGraph does (constructor adds the input widgets, then onNodeCreated), and renders each
 // node's widgets as plain DOM so a test can click a button widget like a user.
+//
+// Two renderings, like ComfyUI's two canvas modes: the classic one (`/`) keeps the node's own
+// widgets on the "canvas" and lays DOM widgets (addDOMWidget) over it in a separate layer; the Vue
+// nodes one (`/?vue=1`, LiteGraph.vueNodesMode) builds each node as DOM and moves a DOM widget's
+// element into the node, as ComfyUI's WidgetDOM component does.
 import { app } from "/scripts/app.js";
+
+const VUE_MODE = new URLSearchParams(location.search).get("vue") === "1";
+globalThis.LiteGraph = { vueNodesMode: VUE_MODE };
 
 class FakeNode {
   // The parts of LGraphNode the Hikaze extension uses.
@@ -16,6 +24,15 @@ class FakeNode {
 
   addWidget(type, name, value, callback, options) {
     const widget = { type, name, value, callback, options: options || {} };
+    this.widgets.push(widget);
+    return widget;
+  }
+
+  addDOMWidget(name, type, element, options) {
+    // ComfyUI's DOM widget: its value comes from options.getValue, its element is shown on the node.
+    const widget = { type, name, element, options: options || {}, dom: true };
+    Object.defineProperty(widget, "value", { get: () => widget.options.getValue?.(),
+      set: (v) => widget.options.setValue?.(v), enumerable: true, configurable: true });
     this.widgets.push(widget);
     return widget;
   }
@@ -47,8 +64,9 @@ function nodeClassFor(def) {
 
 function render(node) {
   const box = document.createElement("section");
-  box.className = "node";
+  box.className = VUE_MODE ? "node lg-node" : "node";
   box.dataset.type = node.type;
+  box.dataset.nodeId = node.type;
   const title = document.createElement("h3");
   title.textContent = node.type;
   box.append(title);
@@ -60,10 +78,23 @@ function render(node) {
       // LiteGraph calls a button widget's callback as (widget, canvas, node, pos, event).
       button.addEventListener("click", (event) => widget.callback?.(widget, null, node, [0, 0], event));
       box.append(button);
+    } else if (widget.dom) {
+      const holder = document.createElement("div");
+      holder.className = "dom-widget";
+      holder.dataset.widget = widget.name;
+      holder.dataset.node = node.type;
+      holder.replaceChildren(widget.element);
+      // Classic canvas: DOM widgets live in a layer over the canvas; Vue nodes: inside the node.
+      (VUE_MODE ? box : document.getElementById("dom-widgets")).append(holder);
     } else {
       const area = document.createElement("textarea");
       area.name = widget.name;
       area.value = widget.value;
+      // Typing edits the widget like ComfyUI's text widget: the value, then the callback.
+      area.addEventListener("input", () => {
+        widget.value = area.value;
+        widget.callback?.(widget.value);
+      });
       box.append(area);
     }
   }
@@ -88,7 +119,7 @@ async function main() {
     nodes[name] = node;
     render(node);
   }
-  window.harness = { app, nodes, ready: true };
+  window.harness = { app, nodes, vueMode: VUE_MODE, ready: true };
 }
 
 main().catch((error) => {
