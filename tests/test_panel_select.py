@@ -321,3 +321,54 @@ def test_read_only_library_shows_the_banner_in_selection_mode(tmp_path, parent_s
         assert _wait_for_message(page, "select")["data"]["payload"]["name"] == "c1.safetensors"
     finally:
         server.stop()
+
+
+def test_empty_tab_offers_to_scan_and_import_then_shows_the_models(panel, parent_site, page):
+    """First use: nothing in the library yet; one click scans ComfyUI's folders and imports the
+    models of this tab (with progress), and the list fills in without leaving the overlay."""
+    _, sha = panel.write_model("loras", "styles/ink.safetensors")
+    panel.write_model("loras", "glow.safetensors")
+    panel.write_model("checkpoints", "base.safetensors")  # another tab's: stays pending
+    frame = _open(page, panel, parent_site, "lora", json.dumps({"version": 2, "loras": []}))
+    _wait_for_message(page, "ready")
+    offer = frame.locator("#first-use")
+    offer.wait_for()
+    assert "There are no loras in the library yet" in offer.inner_text()
+    assert f"{panel.url}/" in offer.inner_text()  # the manual way, with the address
+    frame.locator("#first-use-scan").click()
+    frame.locator("#first-use-result").wait_for(timeout=20000)
+    assert frame.locator("#first-use-result").inner_text() == (
+        "Imported 2 models (0 already in the library, 0 failed).")
+    frame.locator("#items [data-name='ink.safetensors']").wait_for()
+    assert frame.locator("#items [data-key]").count() == 2
+    assert frame.locator("#first-use-scan").count() == 0  # the tab is no longer empty
+    library = {m["name"]: m for m in panel.get("/api/models?type=loras")["models"]}
+    assert sorted(library) == ["glow.safetensors", "ink.safetensors"]
+    assert library["ink.safetensors"]["sha256"] == sha
+    pending = panel.get("/api/migration/pending_models")["models"]
+    assert [p["name"] for p in pending] == ["base.safetensors"]
+    # The imported model can be picked right away.
+    frame.locator("#items [data-name='ink.safetensors']").click()
+    frame.locator("#select-confirm").click()
+    chosen = _wait_for_message(page, "select")
+    assert [e["sha256"] for e in chosen["data"]["payload"]["loras"]] == [sha]
+
+
+def test_empty_tab_with_nothing_on_disk_says_what_to_check(panel, parent_site, page):
+    frame = _open(page, panel, parent_site, "checkpoint", json.dumps({"ckpt_path": ""}))
+    _wait_for_message(page, "ready")
+    frame.locator("#first-use-scan").click()
+    result = frame.locator("#first-use-result")
+    result.wait_for(timeout=20000)
+    assert "found no new checkpoints" in result.inner_text()
+    assert "extra_model_paths.yaml" in result.inner_text()
+    assert frame.locator("#first-use-scan").is_enabled()  # it may be tried again
+
+
+def test_a_filled_tab_shows_no_offer(panel, parent_site, page):
+    panel.write_model("loras", "a.safetensors")
+    panel.promote_all()
+    frame = _open(page, panel, parent_site, "lora", json.dumps([]))
+    _wait_for_message(page, "ready")
+    frame.locator("#items [data-name='a.safetensors']").wait_for()
+    assert frame.locator("#first-use").count() == 0

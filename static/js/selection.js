@@ -3,9 +3,11 @@
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { jobFailureText, runJob } from "./jobs.js";
+import { load as loadLibrary } from "./library.js";
 import { loraDocument, parseCheckpointPayload, parseLoraPayload } from "./lora-doc.js";
 import { readOnlyText } from "./readonly.js";
-import { emit, state } from "./state.js";
+import { emit, pendingTab, state } from "./state.js";
 
 const KIND_TABS = { checkpoint: ["checkpoints", "checkpoint"], lora: ["loras", "lora"] };
 let bar;
@@ -17,7 +19,8 @@ export function selectionFromUrl(params) {
   if (params.get("mode") !== "select") return null;
   const kind = params.get("kind") === "lora" ? "lora" : "checkpoint";
   return { kind, parent: String(params.get("parent") || "").toLowerCase(), allowed: false,
-    version: 2, loras: [], picked: null, initialPath: "", warning: "", error: "" };
+    version: 2, loras: [], picked: null, initialPath: "", warning: "", error: "",
+    firstUse: { busy: false, message: "", failed: false } };
 }
 
 /** The tab a selection kind is locked to, among the configured types. */
@@ -199,9 +202,10 @@ export function renderSelection() {
   const banner = document.getElementById("banner");
   const readOnly = readOnlyText();
   const messages = [sel.error, readOnly, sel.warning].filter(Boolean);
-  banner.hidden = !messages.length;
-  banner.className = `banner ${sel.error || readOnly ? "error" : "warn"}`;
-  replace(banner, messages.map((text) => h("div", { text })));
+  const firstUse = firstUseBox(readOnly);
+  banner.hidden = !messages.length && !firstUse;
+  banner.className = `banner ${sel.error || readOnly ? "error" : messages.length ? "warn" : "info"}`;
+  replace(banner, messages.map((text) => h("div", { text })), firstUse || "");
   if (sel.kind !== "lora") return;
   const known = new Set((state.models.get(state.tab) || []).map((m) => m.sha256));
   replace(listEl,
@@ -209,4 +213,63 @@ export function renderSelection() {
     sel.loras.length
       ? h("ol", { class: "lora-list", id: "lora-list" }, sel.loras.map((e, i) => loraRow(e, i, known)))
       : h("p", { class: "muted", text: t("select.noneSelected") }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// First use: an empty tab offers to scan ComfyUI's model folders and import what is found
+
+/** The offer (or its outcome) when the locked tab has no models yet; null otherwise. */
+function firstUseBox(readOnly) {
+  const sel = state.select;
+  const list = state.models.get(state.tab);
+  const { busy, message, failed } = sel.firstUse;
+  if (sel.error || !sel.allowed || !list || (list.length && !message)) return null;
+  const steps = t("select.firstUse.manual", { url: `${location.origin}/` });
+  const parts = [];
+  if (message) parts.push(h("p", { class: failed ? "error" : "", id: "first-use-result", text: message }));
+  if (!list.length) {
+    parts.unshift(h("p", { text: t("select.firstUse.empty", { tab: state.tab }) }));
+    if (!readOnly) {
+      parts.push(h("button", { type: "button", class: "btn primary", id: "first-use-scan",
+        disabled: busy, onclick: () => scanAndImport() }, t("select.firstUse.scan")));
+    }
+    parts.push(h("p", { class: "muted small", text: steps }));
+  }
+  return h("div", { class: "first-use", id: "first-use" }, parts);
+}
+
+function firstUseDone(message, failed = false) {
+  state.select.firstUse = { busy: false, message, failed };
+  renderSelection();
+}
+
+/** Scan every model folder, then import the pending models of this tab, with progress dialogs. */
+async function scanAndImport() {
+  const sel = state.select;
+  sel.firstUse = { busy: true, message: "", failed: false };
+  renderSelection();
+  try {
+    const scan = await runJob(t("select.firstUse.scanning"), api.scan);
+    scan.dialog.close("done");
+    const scanFailure = jobFailureText(scan.job);
+    if (scanFailure) return firstUseDone(t("select.firstUse.failed", { error: scanFailure }), true);
+    const pendingList = (await api.pendingModels()).models;
+    const ids = pendingList.filter((item) => pendingTab(item) === state.tab).map((item) => item.id);
+    if (!ids.length) {
+      return firstUseDone(t("select.firstUse.nothing",
+        { tab: state.tab, n: scan.job.result?.scanned ?? 0 }), true);
+    }
+    const run = await runJob(t("select.firstUse.importing", { n: ids.length }),
+      () => api.importModels(ids, null));
+    run.dialog.close("done");
+    const failure = jobFailureText(run.job);
+    const report = run.job.result || {};
+    await loadLibrary(true);
+    emit("library:changed");
+    if (failure) return firstUseDone(t("select.firstUse.failed", { error: failure }), true);
+    firstUseDone(t("select.firstUse.done", { n: (report.success || []).length,
+      conflicts: (report.conflict || []).length, failed: (report.failed || []).length }));
+  } catch (err) {
+    firstUseDone(t("select.firstUse.failed", { error: err.message }), true);
+  }
 }

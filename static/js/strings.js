@@ -184,6 +184,15 @@ const en = {
   "select.configFailed": "Could not read the panel settings: {error}",
   "select.badPayload": "The node's current value could not be read ({error}); starting with an empty selection. Confirming replaces it.",
   "select.dropped": "{n} entries of the node's list could not be read and are left out.",
+  // first use in ComfyUI: an empty tab offers a scan and import
+  "select.firstUse.empty": "There are no {tab} in the library yet. Hikaze Manager can look through ComfyUI's model folders and add what it finds.",
+  "select.firstUse.scan": "Scan model folders and import",
+  "select.firstUse.manual": "Or by hand: open {url} in a browser tab, click Scan, then Pending, tick the models and click Import Selected.",
+  "select.firstUse.scanning": "Scanning ComfyUI's model folders…",
+  "select.firstUse.importing": "Importing {n} models…",
+  "select.firstUse.nothing": "The scan looked at {n} model files and found no new {tab}. Check that ComfyUI's model folders (or extra_model_paths.yaml) hold them.",
+  "select.firstUse.done": "Imported {n} models ({conflicts} already in the library, {failed} failed).",
+  "select.firstUse.failed": "Scan and import did not finish: {error}",
 };
 
 const zh = {
@@ -370,6 +379,15 @@ const zh = {
   "select.configFailed": "无法读取面板设置：{error}",
   "select.badPayload": "无法读取节点的当前值（{error}），从空选择开始。确认后将替换它。",
   "select.dropped": "节点列表中有 {n} 项无法读取，已略过。",
+  // first use in ComfyUI: an empty tab offers a scan and import
+  "select.firstUse.empty": "模型库中还没有 {tab}。Hikaze Manager 可以扫描 ComfyUI 的模型文件夹并添加找到的模型。",
+  "select.firstUse.scan": "扫描模型文件夹并导入",
+  "select.firstUse.manual": "也可以手动操作：在浏览器标签页中打开 {url}，点击“扫描”，再点击“待导入”，勾选模型后点击“导入所选”。",
+  "select.firstUse.scanning": "正在扫描 ComfyUI 的模型文件夹…",
+  "select.firstUse.importing": "正在导入 {n} 个模型…",
+  "select.firstUse.nothing": "扫描检查了 {n} 个模型文件，没有发现新的 {tab}。请确认 ComfyUI 的模型文件夹（或 extra_model_paths.yaml）中有这些模型。",
+  "select.firstUse.done": "已导入 {n} 个模型（{conflicts} 个已在模型库中，{failed} 个失败）。",
+  "select.firstUse.failed": "扫描和导入未完成：{error}",
 };
 
 export const STRINGS = { en, "zh-CN": zh };
