@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from hikaze_manager.services.payloads import PayloadError, checkpoint_path, lora_entries
+from hikaze_manager.services.payloads import (
+    CheckpointChoice,
+    PayloadError,
+    checkpoint_choice,
+    checkpoint_path,
+    lora_entries,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +58,23 @@ def test_checkpoint_payload():
                        ("[1]", "object"), ("{oops", "not valid JSON")]:
         with pytest.raises(PayloadError, match=words):
             checkpoint_path(bad)
+
+
+def test_checkpoint_payload_with_and_without_sha256():
+    sha = "AB" * 32
+    assert checkpoint_choice(f'{{"ckpt_path": "/m/a.ckpt", "sha256": " {sha} ", "name": " A "}}') == \
+        CheckpointChoice("/m/a.ckpt", sha.lower(), "A")
+    assert checkpoint_choice('{"ckpt_path": "a.ckpt"}') == CheckpointChoice("a.ckpt", "", "")
+    assert checkpoint_choice('{"ckpt_path": "a.ckpt", "sha256": 5, "name": null}') == \
+        CheckpointChoice("a.ckpt", "", "")
+
+
+def test_a_missing_strength_means_one_and_errors_read_cleanly_in_comfyui():
+    entries = lora_entries('[{"full_path": "a"}, {"full_path": "b", "strength_clip": 0.25}]')
+    assert [(e.strength_model, e.strength_clip, e.enabled) for e in entries] == [
+        (1.0, 1.0, True), (1.0, 0.25, True)]
+    # ComfyUI names an error's type "<module>.<qualname>"; ours would include the install folder.
+    assert (PayloadError.__module__, PayloadError.__qualname__) == ("hikaze", "PayloadError")
 
 
 def test_lora_payload_canonical_and_aliases():
@@ -110,11 +133,16 @@ def test_web_directory_holds_only_the_comfyui_script():
     web = (PROJECT_ROOT / comfy_node.WEB_DIRECTORY).resolve()
     files = sorted(p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file())
     # ComfyUI injects every .js under it into its page: nothing of the panel may live there.
-    assert files == ["hikaze_nodes.js"]
-    source = (web / "hikaze_nodes.js").read_text(encoding="utf-8")
-    imports = re.findall(r"^\s*import\b[^;]*?from\s+[\"']([^\"']+)[\"']", source, re.M)
-    assert imports == ["../../scripts/app.js", "../../scripts/api.js"]
-    assert "innerHTML" not in source and "eval(" not in source
+    assert files == ["hikaze_nodes.js", "hikaze_summary.js"]
+    pattern = r"^\s*import\b[^;]*?from\s+[\"']([^\"']+)[\"']"
+    expected = {"hikaze_nodes.js": ["../../scripts/app.js", "../../scripts/api.js", "./hikaze_summary.js"],
+                "hikaze_summary.js": []}  # imported on its own too: it must only export
+    for name, imports in expected.items():
+        source = (web / name).read_text(encoding="utf-8")
+        assert re.findall(pattern, source, re.M) == imports
+        assert "innerHTML" not in source and "eval(" not in source
+    summary = (web / "hikaze_summary.js").read_text(encoding="utf-8")
+    assert "registerExtension" not in summary
 
 
 def test_package_exports_web_directory_to_comfyui():

@@ -892,7 +892,7 @@ def test_nodes_show_the_choice_readably_and_the_json_stays_editable(page, comfy,
 def test_summary_rules(page, comfy):
     open_harness(page, comfy.origin)
     results = page.evaluate("""async (windowsPath) => {
-        const m = await import('/extensions/hikaze/hikaze_nodes.js');
+        const m = await import('/extensions/hikaze/hikaze_summary.js');
         return [
           m.summarize('checkpoint', ''),
           m.summarize('checkpoint', windowsPath),
