@@ -640,9 +640,10 @@ def test_port_of_another_program_is_named(page, comfy, hikaze):
 class RefusingPanel:
     """A panel server that answers this page but refuses to be framed by it: what the previous
     Hikaze build sent an ``[::1]`` page (the IPv6 literal in frame-ancestors, dropped by Chromium).
-    Its page greets at once, so only the browser's refusal can keep it silent."""
+    Its page greets at once, so only the browser's refusal can keep it silent. With ``hang`` its
+    page never comes at all (a server that accepts the connection and then stalls)."""
 
-    def __init__(self, framer: str):
+    def __init__(self, framer: str, hang: threading.Event | None = None):
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
@@ -650,6 +651,9 @@ class RefusingPanel:
             def do_GET(self):
                 if self.path.startswith("/api/panel/config"):
                     body, kind = json.dumps({"allowed_origins": [framer]}).encode(), "application/json"
+                elif hang is not None:
+                    hang.wait(30)  # the page never comes (until the test ends)
+                    return
                 else:
                     body = (b"<!doctype html><script>parent.postMessage("
                             b"{source: 'hikaze-panel', type: 'ready'}, '*')</script>")
@@ -694,6 +698,25 @@ def test_refused_framing_is_named_not_called_slow(page, comfy6, hikaze):
     finally:
         comfy6.reset()
         refusing.close()
+
+
+def test_a_panel_page_that_never_comes_gets_a_hint(page, comfy, hikaze):
+    release = threading.Event()
+    hanging = RefusingPanel(comfy.origin, hang=release)
+    try:
+        comfy.sniffer = lambda n: (200, {"port": hanging.port})
+        page.clock.install()
+        open_harness(page, comfy.origin)
+        page.get_by_role("button", name=CKPT_BUTTON).click()
+        page.wait_for_selector(FRAME)
+        assert page.locator(STATUS).is_hidden()
+        page.clock.run_for(21_000)
+        page.locator(STATUS).get_by_text("has not answered yet").wait_for()
+        assert f"http://127.0.0.1:{hanging.port}" in page.locator(STATUS).inner_text()
+        assert page.locator(STATUS + "[data-state=error]").count() == 0  # a hint, not a verdict
+    finally:
+        release.set()
+        hanging.close()
 
 
 def test_untrusted_page_origin_is_named(browser, comfy, hikaze):
