@@ -207,7 +207,12 @@ def test_library_path_wins_and_a_stale_hash_row_is_verified_again(world):
                      "VALUES (?, 1, 1, ?, 9)", (str(decoy), sha))
         conn.execute("INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at) "
                      "VALUES (?, ?, 'glow', 'loras', 1, 1)", (str(touched), sha))
+    hashing = sys.modules[PACKAGE + ".hikaze_manager.services.hashing"]
+    before = hashing.STATS.files
     assert world.lora.load([], [], lora_payload(entry(old, sha)))[0] == [str(touched)]
+    assert hashing.STATS.files == before + 2  # the decoy and the pending file, each hashed once
+    assert world.lora.load([], [], lora_payload(entry(old, sha)))[0] == [str(touched)]
+    assert hashing.STATS.files == before + 2  # verified once per file state, not once per run
     # Only a decoy left: an error naming the model and its hash, nothing loaded.
     os.remove(touched)
     world.fake.reads.clear()

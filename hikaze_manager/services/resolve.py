@@ -82,6 +82,12 @@ def hash_candidates(conn: sqlite3.Connection, sha256: str) -> list[str]:
     return paths
 
 
+# Digests this process computed to verify a candidate, by (path, size, mtime_ns): the node opens
+# the library read-only, so they are not stored there, and each run would otherwise hash again.
+_verified: dict[tuple[str, int, int], str] = {}
+VERIFIED_MAX = 256
+
+
 def _has_content(conn: sqlite3.Connection, path: str, sha256: str) -> bool:
     """True if ``path`` holds ``sha256`` now: by its unchanged ``file_hashes`` row, else re-hashed."""
     try:
@@ -90,10 +96,17 @@ def _has_content(conn: sqlite3.Connection, path: str, sha256: str) -> bool:
         return False
     if cached_sha256(conn, path, identity) == sha256:
         return True
+    known = _verified.get((path, identity.size, identity.mtime_ns))
+    if known is not None:
+        return known == sha256
+    logger.info("[Hikaze] checking the content of %s", path)
     try:
-        digest, _ = sha256_file(path)
+        digest, hashed = sha256_file(path)
     except OSError:
         return False
+    if len(_verified) >= VERIFIED_MAX:
+        _verified.clear()
+    _verified[(path, hashed.size, hashed.mtime_ns)] = digest
     return digest == sha256
 
 
