@@ -133,16 +133,21 @@ def test_web_directory_holds_only_the_comfyui_script():
     web = (PROJECT_ROOT / comfy_node.WEB_DIRECTORY).resolve()
     files = sorted(p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file())
     # ComfyUI injects every .js under it into its page: nothing of the panel may live there.
-    assert files == ["hikaze_nodes.js", "hikaze_summary.js"]
     pattern = r"^\s*import\b[^;]*?from\s+[\"']([^\"']+)[\"']"
-    expected = {"hikaze_nodes.js": ["../../scripts/app.js", "../../scripts/api.js", "./hikaze_summary.js"],
-                "hikaze_summary.js": []}  # imported on its own too: it must only export
+    expected = {
+        "hikaze_nodes.js": ["../../scripts/app.js", "./hikaze_payload.js", "./hikaze_port.js",
+                            "./hikaze_summary.js"],
+        # ComfyUI imports these on their own too: they must only export
+        "hikaze_payload.js": [],
+        "hikaze_port.js": ["../../scripts/api.js"],
+        "hikaze_summary.js": ["./hikaze_payload.js"],
+    }
+    assert files == sorted(expected)
     for name, imports in expected.items():
         source = (web / name).read_text(encoding="utf-8")
         assert re.findall(pattern, source, re.M) == imports
         assert "innerHTML" not in source and "eval(" not in source
-    summary = (web / "hikaze_summary.js").read_text(encoding="utf-8")
-    assert "registerExtension" not in summary
+        assert ("registerExtension" in source) == (name == "hikaze_nodes.js")
 
 
 def test_package_exports_web_directory_to_comfyui():

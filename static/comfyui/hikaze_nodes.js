@@ -15,11 +15,18 @@
 // origin; everything else is ignored.
 //
 // ComfyUI loads every .js under WEB_DIRECTORY as an ES module: this one registers the extension;
-// hikaze_summary.js (the readable summary on the node) only exports.
+// the others only export: hikaze_payload.js (panel URL, selection -> widget text), hikaze_port.js
+// (asking ComfyUI for the Hikaze port), hikaze_summary.js (the readable summary on the node).
 
 import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import {
+  isPlainObject, panelHostFor, panelUrl, SelectionError, serializeSelection,
+} from "./hikaze_payload.js";
+import { PORT_WAIT_MS, waitForPort } from "./hikaze_port.js";
 import { addSummary } from "./hikaze_summary.js";
+
+export { panelHostFor, panelUrl, serializeSelection } from "./hikaze_payload.js";
+export { PORT_WAIT_MS };
 
 export const EXTENSION_NAME = "Hikaze.Manager.Select";
 export const PAYLOAD_WIDGET = "hikaze_payload";
@@ -34,11 +41,6 @@ export const NODE_SPECS = Object.freeze({
 
 const PANEL_SOURCE = "hikaze-panel";
 const PAGE_SOURCE = "hikaze-comfyui";
-// The Hikaze server starts on a thread once ComfyUI is up; until it listens the sniffer says 0.
-// Poll with backoff for a bounded time (the reference polled every second forever, 8.4.1).
-export const PORT_WAIT_MS = 30000;
-const PORT_RETRY_DELAYS_MS = [250, 500, 1000, 2000]; // then every 2 s until PORT_WAIT_MS
-const PORT_REQUEST_TIMEOUT_MS = 5000;
 // If the panel has not said "ready" by then, say so (the iframe stays: it may still come).
 const READY_HINT_MS = 20000;
 // The panel greets within a moment of its page loading; a frame that loaded and stays silent
@@ -46,184 +48,6 @@ const READY_HINT_MS = 20000;
 export const FRAME_SILENT_MS = 5000;
 const CHECK_TIMEOUT_MS = 10000;
 const Z_INDEX = "10000";
-
-// ---------------------------------------------------------------------------------------------
-// Pure helpers (exported for tests; no side effects)
-
-/**
- * The host to reach the Hikaze panel on, or null when it cannot be reached from this page.
- *
- * The Hikaze server binds 127.0.0.1 only. When this page was opened on a loopback name, the browser
- * runs on the ComfyUI machine and 127.0.0.1 is that machine. Any other name (a LAN address, a
- * reverse proxy) means the browser may be elsewhere: `window.location.hostname` would not reach a
- * server bound to loopback, and 127.0.0.1 would be the *browser's* machine, where some other
- * program could answer, receive the payload and write into the node. So we refuse and explain.
- */
-export function panelHostFor(hostname) {
-  let name = String(hostname || "").trim().toLowerCase();
-  if (name.startsWith("[") && name.endsWith("]")) name = name.slice(1, -1);
-  if (name.endsWith(".")) name = name.slice(0, -1);
-  const loopback = name === "localhost" || name === "::1" ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
-  return loopback ? "127.0.0.1" : null;
-}
-
-/** The panel URL in selection mode for `kind`, told which origin (this page) it answers to. */
-export function panelUrl(host, port, kind, parentOrigin) {
-  const query = `mode=select&kind=${encodeURIComponent(kind)}&parent=${encodeURIComponent(parentOrigin)}`;
-  return `http://${host}:${port}/?${query}`;
-}
-
-class SelectionError extends Error {}
-
-function isPlainObject(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
-function strength(entry, key, index) {
-  let value = entry[key];
-  if (value === undefined || value === null) value = 1;
-  if (typeof value === "string" && value.trim() !== "") value = Number(value);
-  if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new SelectionError(`LoRA #${index + 1} has an invalid ${key}`);
-  }
-  return value;
-}
-
-function optionalString(entry, key, index) {
-  const value = entry[key];
-  if (value === undefined || value === null) return "";
-  if (typeof value !== "string") throw new SelectionError(`LoRA #${index + 1}: ${key} must be text`);
-  return value;
-}
-
-/**
- * The widget text for a selection the panel sent, or a SelectionError naming what is wrong.
- * Checkpoint: compact `{"ckpt_path":"…","sha256":"…","name":"…"}` (sha256 and name when the
- * panel sent them; the node needs only ckpt_path). A missing strength means 1. LoRA: the document
- * pretty-printed with a 2-space indent, keys in the canonical order.
- */
-export function serializeSelection(kind, payload) {
-  if (!isPlainObject(payload)) throw new SelectionError("the selection is not an object");
-  if (kind === "checkpoint") {
-    const path = payload.ckpt_path;
-    if (typeof path !== "string" || path.trim() === "") {
-      throw new SelectionError("the selected checkpoint has no ckpt_path");
-    }
-    // sha256 lets the node find the file by its content after a move; name is for reading.
-    const out = { ckpt_path: path };
-    const sha = typeof payload.sha256 === "string" ? payload.sha256.trim().toLowerCase() : "";
-    if (/^[0-9a-f]{64}$/.test(sha)) out.sha256 = sha;
-    if (typeof payload.name === "string" && payload.name.trim() !== "") out.name = payload.name;
-    return JSON.stringify(out);
-  }
-  if (kind === "lora") {
-    let version = payload.version ?? 2;
-    if (typeof version === "string" && /^\d+$/.test(version.trim())) version = Number(version);
-    if (version !== 1 && version !== 2) {
-      throw new SelectionError(`unsupported LoRA list version ${JSON.stringify(version)}`);
-    }
-    if (!Array.isArray(payload.loras)) throw new SelectionError("'loras' must be a list");
-    const loras = payload.loras.map((entry, index) => {
-      if (!isPlainObject(entry)) throw new SelectionError(`LoRA #${index + 1} is not an object`);
-      const name = optionalString(entry, "name", index);
-      const fullPath = optionalString(entry, "full_path", index);
-      if (fullPath.trim() === "" && name.trim() === "") {
-        throw new SelectionError(`LoRA #${index + 1} has no full_path`);
-      }
-      const enabled = entry.enabled ?? true;
-      if (typeof enabled !== "boolean") {
-        throw new SelectionError(`LoRA #${index + 1}: enabled must be true or false`);
-      }
-      return {
-        name,
-        full_path: fullPath,
-        strength_model: strength(entry, "strength_model", index),
-        strength_clip: strength(entry, "strength_clip", index),
-        sha256: optionalString(entry, "sha256", index),
-        enabled,
-      };
-    });
-    return JSON.stringify({ version, loras }, null, 2);
-  }
-  throw new SelectionError(`unknown selection kind ${JSON.stringify(kind)}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Port discovery
-
-function sleep(ms, signal) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
-}
-
-/** One sniffer request: the port (0 = not listening yet). Throws with a message on failure. */
-async function askPort(signal) {
-  const request = new AbortController();
-  const stop = () => request.abort();
-  signal.addEventListener("abort", stop, { once: true });
-  const timer = setTimeout(stop, PORT_REQUEST_TIMEOUT_MS);
-  try {
-    const response = await api.fetchApi("/hikaze/sniffer_port", {
-      cache: "no-store", signal: request.signal,
-    });
-    if (response.status === 404) {
-      const error = new Error(
-        "ComfyUI does not serve /api/hikaze/sniffer_port: the Hikaze Manager custom node is not " +
-        "loaded (check ComfyUI's console for an import error, then restart ComfyUI).");
-      error.permanent = true;
-      throw error;
-    }
-    if (!response.ok) throw new Error(`ComfyUI answered ${response.status} for the Hikaze port`);
-    const body = await response.json();
-    const port = body?.port;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new Error("ComfyUI reported an invalid Hikaze port");
-    }
-    return port;
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", stop);
-  }
-}
-
-/**
- * The Hikaze server's port, retried with backoff while it is 0 (or ComfyUI does not answer) for at
- * most PORT_WAIT_MS; `onWaiting(problem|null)` is called before each wait. Rejects with a message
- * saying why.
- */
-async function waitForPort(signal, onWaiting) {
-  const deadline = Date.now() + PORT_WAIT_MS;
-  let attempt = 0;
-  let lastProblem = null;
-  for (;;) {
-    if (signal.aborted) return 0;
-    try {
-      const port = await askPort(signal);
-      if (port > 0) return port;
-      lastProblem = null;
-    } catch (error) {
-      if (signal.aborted) return 0;
-      if (error.permanent) throw error;
-      lastProblem = error;
-    }
-    if (signal.aborted) return 0;
-    const delay = PORT_RETRY_DELAYS_MS[Math.min(attempt, PORT_RETRY_DELAYS_MS.length - 1)];
-    attempt += 1;
-    if (Date.now() + delay > deadline) break;
-    onWaiting(lastProblem);
-    await sleep(delay, signal);
-  }
-  const seconds = Math.round(PORT_WAIT_MS / 1000);
-  if (lastProblem) {
-    throw new Error(`Could not get the Hikaze Manager port from ComfyUI within ${seconds} s ` +
-      `(${lastProblem.message}).`);
-  }
-  throw new Error(`Hikaze Manager did not start within ${seconds} s (ComfyUI still reports ` +
-    "no port). Look for lines starting with [Hikaze] in ComfyUI's console.");
-}
 
 // ---------------------------------------------------------------------------------------------
 // The overlay

@@ -5,9 +5,7 @@
 // canvas and moves their element into the node in Vue nodes mode, so one element serves both.
 // ComfyUI also imports this file on its own (every .js under WEB_DIRECTORY); it only exports.
 
-function isPlainObject(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
+import { isPlainObject } from "./hikaze_payload.js";
 
 function element(tag, style, attributes = {}) {
   const el = document.createElement(tag);
