@@ -270,6 +270,17 @@ def run_clock_until_frame(page):
     raise AssertionError("the overlay never showed the panel")
 
 
+def run_clock_until(page, locator, tries=400):
+    """Advance the fake clock a second at a time (real requests complete in between) until
+    `locator` matches; return it."""
+    for _ in range(tries):
+        if locator.count():
+            return locator
+        page.clock.run_for(1000)
+        time.sleep(0.02)
+    raise AssertionError(f"{locator} never appeared")
+
+
 def post_from(frame, message):
     """Post `message` to the ComfyUI page from inside `frame` (i.e. from the frame's origin)."""
     frame.evaluate("m => window.parent.postMessage(m, '*')", message)
@@ -594,12 +605,7 @@ def test_port_never_ready_gives_a_clear_error_and_stops_polling(page, comfy, hik
     open_harness(page, comfy.origin)
     page.get_by_role("button", name=CKPT_BUTTON).click()
     page.locator(STATUS).get_by_text("Hikaze Manager is starting…").wait_for()
-    error = page.locator(STATUS + "[data-state=error]")
-    for _ in range(400):
-        if error.count():
-            break
-        page.clock.run_for(1000)
-        time.sleep(0.02)
+    error = run_clock_until(page, page.locator(STATUS + "[data-state=error]"))
     assert "did not start within 30 s" in error.inner_text()
     assert "[Hikaze]" in error.inner_text()
     asked = comfy.sniffer_requests
@@ -684,12 +690,8 @@ def test_refused_framing_is_named_not_called_slow(page, comfy6, hikaze):
         open_harness(page, comfy6.origin)
         page.get_by_role("button", name=CKPT_BUTTON).click()
         page.wait_for_selector(FRAME)
-        error = page.locator(STATUS + "[data-state=error]")
-        for _ in range(100):  # the frame's (refused) load comes in real time; then the clock runs
-            if error.count():
-                break
-            page.clock.run_for(1_000)
-            time.sleep(0.05)
+        # the frame's (refused) load comes in real time; then the fake clock runs out the wait
+        error = run_clock_until(page, page.locator(STATUS + "[data-state=error]"))
         assert page.evaluate("window.__messages.filter(m => m.data?.type === 'ready').length") == 0
         text = error.inner_text()
         assert "The browser refused to show Hikaze Manager" in text
@@ -768,12 +770,7 @@ def test_comfyui_errors_are_retried_then_named(page, comfy, hikaze):
     comfy.reset()
     comfy.sniffer = lambda n: (502, {})
     page.get_by_role("button", name=CKPT_BUTTON).click()
-    error = page.locator(STATUS + "[data-state=error]")
-    for _ in range(400):
-        if error.count():
-            break
-        page.clock.run_for(1000)
-        time.sleep(0.02)
+    error = run_clock_until(page, page.locator(STATUS + "[data-state=error]"))
     assert "within 30 s (ComfyUI answered 502" in error.inner_text()
 
 
