@@ -98,12 +98,19 @@ def _legacy_imports(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX idx_legacy_imports_sha ON legacy_imports(sha256)")
 
 
+def _content_lookup_indexes(conn: sqlite3.Connection) -> None:
+    """Find files by content fast: the loader nodes look a moved model up by its SHA-256."""
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_file_hashes_sha ON file_hashes(sha256)")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_pending_sha ON pending_import(sha256)")
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
     _tag_keys_and_indexes,
     _hash_cache,
     _legacy_imports,
+    _content_lookup_indexes,
 ]
 CURRENT_VERSION = len(UPGRADES)
 
