@@ -46,6 +46,7 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
+    from .services.list_cache import ListCache
     from .services.model_types import ModelTypeRegistry
 
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
@@ -65,5 +66,6 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         images=ImageStore(paths.images_dir, paths.pending_dir),
         jobs=JobManager(),
         model_types=registry,
+        lists=ListCache(paths.database, paths.images_dir),
         read_only_reason=result.read_only_reason,
     )
