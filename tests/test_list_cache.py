@@ -235,3 +235,39 @@ def test_start_up_does_not_scan(app_config, make_model_file, tmp_path):
     with connection(app.config["DATABASE"]) as conn:
         assert conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 0
+
+
+def test_sql_written_list_is_byte_equal_to_the_python_shaping(app, add_model, db_conn):
+    """services.list_bodies writes what jsonify(list_models(...)) writes, for awkward rows too."""
+    from hikaze_manager.services import library, list_bodies
+    from hikaze_manager.services.list_cache import serialize
+
+    db_conn.executemany("INSERT INTO tags(name, name_key) VALUES (?, ?)",
+                        [("zeta", "zeta"), ("Alpha \"q\"", "alpha \"q\""), ("中文", "中文"),
+                         ("tab\there\x01", "tab\there\x01")])
+    rows = [
+        ("1" * 64, "C:\\models\\loras\\win name.safetensors", "", "loras", None, None),
+        ("2" * 64, "/m/loras/sub/unix.safetensors", None, "loras", 5, 7),
+        ("3" * 64, "noslash.ckpt", "", "loras", 1, 1),
+        ("4" * 64, "/m/x.pt", "Ünïcødé \\ \"quoted\" \n line\u2028", "loras", 2**40, 1700000000000),
+        ("5" * 64, "/m/y.pt", "beta", None, 3, 3),
+        ("6" * 64, "/m/z.pt", "gamma", "", 3, 3),
+        ("7" * 64, "/m/w.pt", "delta", "mystery", 3, 3),
+    ]
+    for sha, path, name, type_, size, created in rows:
+        db_conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at, meta_json)"
+                        " VALUES (?, ?, ?, ?, ?, ?, '{}')", (sha, path, name, type_, size, created))
+    for tag_id in (4, 1, 3, 2):
+        db_conn.execute("INSERT INTO model_tags VALUES (?, ?)", ("4" * 64, tag_id))
+    db_conn.execute("INSERT INTO model_tags VALUES (?, 1)", ("1" * 64,))
+    counts = {"4" * 64: 3, "1" * 64: 1}
+    known = ["checkpoints", "loras"]
+    for model_type in ("loras", "others", "checkpoints", "nothing"):
+        expected = serialize({"models": library.list_models(db_conn, model_type, known, counts)})
+        assert list_bodies.models_body(db_conn, model_type, known, counts) == expected
+    loras = json.loads(list_bodies.models_body(db_conn, "loras", known, counts))["models"]
+    assert [m["name"] for m in loras][:3] == [
+        "unix.safetensors", "win name.safetensors", "noslash.ckpt"]  # ordered by path when unnamed
+    tagged = next(m for m in loras if m["sha256"] == "4" * 64)
+    assert [t["name"] for t in tagged["tags"]] == ["Alpha \"q\"", "tab\there\x01", "zeta", "中文"]
+    assert tagged["images_count"] == 3

@@ -84,6 +84,8 @@ class ListCache:
             uses_images: bool = False, extra: Hashable = ()) -> CachedBody:
         """The body of list ``name`` for query ``key``: cached for the current version, or built now.
 
+        ``build`` returns the payload, or its JSON bytes already serialized as :func:`serialize` would.
+
         The version is read before building, so a body is never older than the version it is
         stored under. Concurrent requests for one missing body build it once.
         """
@@ -108,7 +110,8 @@ class ListCache:
         return hit
 
     def _build(self, build: Callable[[], object]) -> CachedBody:
-        body = serialize(build())
+        payload = build()
+        body = payload if isinstance(payload, bytes) else serialize(payload)
         self.builds += 1
         return CachedBody(body, etag_of(body))
 
