@@ -84,11 +84,14 @@ def _view_flag(name: str) -> bool:
 
 
 def _check_request():
-    if host_name(request.host) not in current_app.extensions["hikaze_hosts"]:
+    # Runs on every request: resolve the context-local proxies once.
+    app = current_app._get_current_object()
+    req = request._get_current_object()
+    if host_name(req.host) not in app.extensions["hikaze_hosts"]:
         return error_response(400, "Host not allowed")
-    token = current_app.config.get("AUTH_TOKEN")
-    if token and not is_loopback_address(request.remote_addr):
-        sent = request.headers.get(TOKEN_HEADER) or request.args.get("token") or ""
+    token = app.config.get("AUTH_TOKEN")
+    if token and not is_loopback_address(req.remote_addr):
+        sent = req.headers.get(TOKEN_HEADER) or req.args.get("token") or ""
         if not hmac.compare_digest(sent.encode(), str(token).encode()):
             return error_response(401, f"A valid {TOKEN_HEADER} header is required")
     changing = request.method in STATE_CHANGING_METHODS or _view_flag("hikaze_writes")

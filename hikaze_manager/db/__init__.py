@@ -117,11 +117,16 @@ class RequestConnections(threading.local):
 
 def get_db() -> sqlite3.Connection:
     """Connection for the current request: this thread's reused one, opened on first use."""
-    if "db" not in g:
-        state = current_app.extensions["hikaze"]
-        pool = current_app.extensions["hikaze_connections"]
-        g.db = pool.checkout(state.paths.database, state.read_only_reason is not None)
-    return g.db
+    context = g._get_current_object()
+    conn = context.get("db")
+    if conn is None:
+        extensions = current_app.extensions
+        state = extensions["hikaze"]
+        conn = extensions["hikaze_connections"].checkout(
+            state.paths.database, state.read_only_reason is not None
+        )
+        context.db = conn
+    return conn
 
 
 def close_db(_exc: BaseException | None = None) -> None:
