@@ -271,3 +271,22 @@ def test_sql_written_list_is_byte_equal_to_the_python_shaping(app, add_model, db
     tagged = next(m for m in loras if m["sha256"] == "4" * 64)
     assert [t["name"] for t in tagged["tags"]] == ["Alpha \"q\"", "tab\there\x01", "zeta", "中文"]
     assert tagged["images_count"] == 3
+
+
+def test_start_up_sweeps_old_temp_files_in_the_background_and_keeps_new_ones(app_config, tmp_path):
+    from hikaze_manager.services.files import TMP_PREFIX
+
+    images = tmp_path / "data" / "images"
+    (images / "pending").mkdir(parents=True)
+    stale = images / f"{TMP_PREFIX}crashed.webp"
+    stale_pending = images / "pending" / f"{TMP_PREFIX}crashed.png"
+    fresh = images / f"{TMP_PREFIX}uploading.webp"
+    for path in (stale, stale_pending, fresh):
+        path.write_bytes(b"x")
+    past = time.time() - 3600
+    os.utime(stale, (past, past))
+    os.utime(stale_pending, (past, past))
+    app = create_app(app_config)
+    app.extensions["hikaze_sweep"].join(10)
+    assert not stale.exists() and not stale_pending.exists()
+    assert fresh.exists()  # may belong to an upload of this run
