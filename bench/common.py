@@ -146,9 +146,6 @@ class Server:
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         self.port = int(self.proc.stdout.readline())
-        import psutil
-
-        self.ps = psutil.Process(self.proc.pid)
         self._conn: http.client.HTTPConnection | None = None
 
     def connection(self) -> http.client.HTTPConnection:
@@ -168,9 +165,10 @@ class Server:
         return response.status, body, {k.lower(): v for k, v in response.getheaders()}
 
     def cpu(self) -> float:
-        """CPU seconds (user + system) the server process has used so far."""
-        times = self.ps.cpu_times()
-        return times.user + times.system
+        """CPU seconds (user + system) the server process has used so far (Linux ``/proc``)."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) "
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> tuple[float, float]:
         """Current and peak resident memory of the server, in MB."""
