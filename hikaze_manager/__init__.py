@@ -89,11 +89,12 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         app.config.get("MODELS_DIR"),
         paths.types_cache,
     )
+    images = ImageStore(paths.images_dir, paths.pending_dir)
     return AppState(
         paths=paths,
-        images=ImageStore(paths.images_dir, paths.pending_dir),
+        images=images,
         jobs=JobManager(),
         model_types=registry,
-        lists=ListCache(paths.database, paths.images_dir),
+        lists=ListCache(paths.database, images),
         read_only_reason=result.read_only_reason,
     )

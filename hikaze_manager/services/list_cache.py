@@ -3,9 +3,10 @@
 A body is cached under a *version* made of everything a list payload is built from: the database
 (``PRAGMA data_version`` through :class:`~hikaze_manager.db.watch.DataVersionWatcher`, so every
 commit from any code path or process counts), the image folder (``images_count``), and the model
-type names. When the version cannot be known for sure (the database cannot be probed, or the image
-folder changed within the last seconds, when its mtime may not move again for the next change),
-the body is rebuilt on every request; it is never served stale.
+type names. While the image folder changed within the last seconds (when its mtime may not move
+again for the next change) the image counts themselves, from one listing, stand in for the folder
+in the version; if the database cannot be probed the body is rebuilt on every request. A body is
+never served stale.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..db.watch import DataVersionWatcher
-from .images import COUNTS_SETTLE_NS
+from .images import COUNTS_SETTLE_NS, ImageStore
 
 MAX_ENTRIES = 64
 MAX_BYTES = 96 * 1024 * 1024  # bounds RSS: every list of a 100k library takes ~35 MB
@@ -45,8 +46,12 @@ def etag_of(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
+RECENT = ("recent",)
+
+
 def folder_state(folder: Path) -> tuple | None:
-    """Identity and mtime of ``folder`` once it has settled; None while it may still change unseen."""
+    """Identity and mtime of ``folder``; :data:`RECENT` while it may still change unseen (its
+    mtime moved within the last seconds); None if it cannot be read."""
     try:
         st = os.stat(folder)
     except FileNotFoundError:
@@ -54,16 +59,16 @@ def folder_state(folder: Path) -> tuple | None:
     except OSError:
         return None
     if time.time_ns() - st.st_mtime_ns <= COUNTS_SETTLE_NS:
-        return None
+        return RECENT
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 class ListCache:
     """Bodies of the list endpoints by (name, query key, version); thread-safe, bounded."""
 
-    def __init__(self, database: str | Path, images_dir: str | Path):
+    def __init__(self, database: str | Path, images: ImageStore):
         self._watcher = DataVersionWatcher(database)
-        self._images_dir = Path(images_dir)
+        self._images = images
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple, CachedBody] = OrderedDict()
         self._bytes = 0
@@ -75,9 +80,13 @@ class ListCache:
         db_version = self._watcher.version()
         if db_version is None:
             return None
-        images = folder_state(self._images_dir) if uses_images else ()
+        images = folder_state(self._images.images_dir) if uses_images else ()
         if images is None:
             return None
+        if images is RECENT:
+            # Just changed: one listing (~0.1 s at 60k previews) is far cheaper than a rebuild.
+            counts = self._images.counts()
+            images = ("counts", len(counts), hash(frozenset(counts.items())))
         return (db_version, images, extra)
 
     def get(self, name: str, key: Hashable, build: Callable[[], object], *,
