@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping
 
 from flask import Flask
@@ -40,18 +42,45 @@ def create_app(config: Mapping | None = None) -> Flask:
     return app
 
 
+# A temp file changed this recently may belong to an upload of this run (file times are coarse).
+SWEEP_MARGIN_NS = 2_000_000_000
+
+
+def _sweep_in_background(folders) -> threading.Thread:
+    """Sweep crash leftovers from the image folders without delaying start-up.
+
+    Listing a folder of 60k previews grows with the library; only files older than this start
+    are removed, so uploads already running are never touched.
+    """
+    from .services.files import sweep_temp_files
+
+    older_than = time.time_ns() - SWEEP_MARGIN_NS
+
+    def sweep() -> None:
+        for folder in folders:
+            try:
+                sweep_temp_files(folder, older_than)
+            except OSError as exc:
+                logger.warning("[Hikaze] cannot sweep %s: %s", folder, exc)
+
+    thread = threading.Thread(target=sweep, name="hikaze-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
 def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .db import connection
     from .db import upgrades
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
+    from .services.list_cache import ListCache
     from .services.model_types import ModelTypeRegistry
 
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
-        sweep_temp_files(folder)
+    sweep_temp_files(paths.data_dir)
+    app.extensions["hikaze_sweep"] = _sweep_in_background((paths.images_dir, paths.pending_dir))
     with connection(paths.database) as conn:
         result = upgrades.apply(conn, paths.backups_dir)
     registry = ModelTypeRegistry(
@@ -60,10 +89,12 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         app.config.get("MODELS_DIR"),
         paths.types_cache,
     )
+    images = ImageStore(paths.images_dir, paths.pending_dir)
     return AppState(
         paths=paths,
-        images=ImageStore(paths.images_dir, paths.pending_dir),
+        images=images,
         jobs=JobManager(),
         model_types=registry,
+        lists=ListCache(paths.database, images),
         read_only_reason=result.read_only_reason,
     )

@@ -84,22 +84,25 @@ def _view_flag(name: str) -> bool:
 
 
 def _check_request():
-    if host_name(request.host) not in current_app.extensions["hikaze_hosts"]:
+    # Runs on every request: resolve the context-local proxies once.
+    app = current_app._get_current_object()
+    req = request._get_current_object()
+    if host_name(req.host) not in app.extensions["hikaze_hosts"]:
         return error_response(400, "Host not allowed")
-    token = current_app.config.get("AUTH_TOKEN")
-    if token and not is_loopback_address(request.remote_addr):
-        sent = request.headers.get(TOKEN_HEADER) or request.args.get("token") or ""
+    token = app.config.get("AUTH_TOKEN")
+    if token and not is_loopback_address(req.remote_addr):
+        sent = req.headers.get(TOKEN_HEADER) or req.args.get("token") or ""
         if not hmac.compare_digest(sent.encode(), str(token).encode()):
             return error_response(401, f"A valid {TOKEN_HEADER} header is required")
     changing = request.method in STATE_CHANGING_METHODS or _view_flag("hikaze_writes")
     if not changing or request.endpoint is None:  # unknown URL or method: let routing answer
         return None
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin is not None and not (_same_origin(origin) or _foreign_origin_allowed(origin)):
         return error_response(403, "Cross-origin request refused")
     # A browser sends no Origin on no-cors GETs (<img src=...>), but it does say where they come
     # from: another site may not trigger a state-changing GET such as /api/scan that way.
-    if origin is None and request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+    if origin is None and request.environ.get("HTTP_SEC_FETCH_SITE") in ("cross-site", "same-site"):
         return error_response(403, "Cross-site request refused")
     if request.method in ("POST", "PUT", "PATCH"):
         has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
@@ -116,15 +119,25 @@ def _check_request():
 
 
 def _add_headers(response):
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    origin = request.headers.get("Origin")
+    # Runs on every response: one pass over the header list instead of werkzeug's lookups, each
+    # of which builds an exception object when the header is absent.
+    headers = response.headers
+    present = {name.lower(): value for name, value in headers.items()}
+    if "x-content-type-options" not in present:
+        headers.add("X-Content-Type-Options", "nosniff")
+    if "referrer-policy" not in present:
+        headers.add("Referrer-Policy", "no-referrer")
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin and not _same_origin(origin) and _foreign_origin_allowed(origin):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {TOKEN_HEADER}"
-        response.headers["Access-Control-Max-Age"] = "600"
-    response.vary.add("Origin")
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = f"Content-Type, {TOKEN_HEADER}"
+        headers["Access-Control-Max-Age"] = "600"
+    vary = present.get("vary")
+    if vary is None:
+        headers.add("Vary", "Origin")
+    elif "origin" not in {v.strip().lower() for v in vary.split(",")}:
+        response.vary.add("Origin")
     if response.mimetype == "text/html":
         response.vary.add("Referer")
         response.headers.setdefault(

@@ -18,6 +18,7 @@ from waitress.task import ErrorTask
 logger = logging.getLogger(__name__)
 
 PORT_ATTEMPTS = 20
+OUTBUF_OVERFLOW = 64 * 1024 * 1024
 
 
 @dataclass
@@ -133,6 +134,9 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
         max_request_body_size=max_body,
+        # A list of a big library is 3-15 MB; above outbuf_overflow (1 MB by default) waitress
+        # spools the response through a temp file on disk, which doubled the cost of a cached list.
+        outbuf_overflow=OUTBUF_OVERFLOW,
     )
     server.channel_class = _JsonErrorChannel
     stop = threading.Event()

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from .db import DB_FILE_NAME
 from .services.images import ImageStore
 from .services.jobs import JobManager
+from .services.list_cache import ListCache
 from .services.model_types import CACHE_FILE_NAME, ModelTypeRegistry
 
 
@@ -47,6 +48,7 @@ class AppState:
     images: ImageStore
     jobs: JobManager
     model_types: ModelTypeRegistry
+    lists: ListCache
     read_only_reason: str | None = None
 
 

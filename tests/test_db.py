@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -223,7 +224,8 @@ def test_newer_database_is_read_only_with_a_reason(tmp_path, caplog):
     assert not (data_dir / "backups").exists()
 
 
-def test_request_connection_is_closed_after_the_request(app):
+def test_request_connection_is_released_and_reused_by_the_thread(app, db_conn):
+    """Teardown rolls back what a request left open; the thread's next request gets the same connection."""
     from flask import g
 
     from hikaze_manager.db import get_db
@@ -231,10 +233,36 @@ def test_request_connection_is_closed_after_the_request(app):
     with app.test_request_context("/"):
         conn = get_db()
         assert get_db() is conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO tags(name, name_key) VALUES ('left', 'left')")
         app.do_teardown_appcontext()
         assert "db" not in g
+        assert not conn.in_transaction
+    assert db_conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0] == 0
+    with app.test_request_context("/"):
+        assert get_db() is conn
+        assert conn.row_factory is sqlite3.Row
+
+
+def test_request_connection_follows_a_replaced_database_file(app, tmp_path):
+    from hikaze_manager.db import get_db
+
+    database = Path(app.config["DATABASE"])
+    with app.test_request_context("/"):
+        old = get_db()
+        app.do_teardown_appcontext()
+    replacement = tmp_path / "replacement.db"
+    with connection(database) as conn:
+        conn.execute("INSERT INTO tags(name, name_key) VALUES ('new', 'new')")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute(f"VACUUM INTO '{replacement}'")
+    os.replace(replacement, database)
+    with app.test_request_context("/"):
+        conn = get_db()
+        assert conn is not old
+        assert [r[0] for r in conn.execute("SELECT name FROM tags")] == ["new"]
     with pytest.raises(sqlite3.ProgrammingError):
-        conn.execute("SELECT 1")
+        old.execute("SELECT 1")
 
 
 def test_connect_read_only_refuses_writes(tmp_path):

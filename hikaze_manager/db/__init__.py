@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,21 +83,60 @@ def connection(path: str | Path, *, read_only: bool = False) -> Iterator[sqlite3
         conn.close()
 
 
+class RequestConnections(threading.local):
+    """One reusable connection per server thread (and database file).
+
+    Opening a connection and reading the schema on its first statement costs more than a whole
+    small request, so a thread keeps its connection between requests. It is handed out only
+    outside a transaction, with the project's settings, and reopened when the file on disk was
+    replaced (a different inode).
+    """
+
+    def __init__(self) -> None:
+        self.conns: dict[tuple[str, bool], tuple[tuple[int, int] | None, sqlite3.Connection]] = {}
+
+    def checkout(self, path: str | Path, read_only: bool) -> sqlite3.Connection:
+        """This thread's connection to ``path``, ready for a request."""
+        key = (str(path), read_only)
+        try:
+            st = os.stat(path)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        held = self.conns.get(key)
+        if held is not None and held[0] == identity and identity is not None:
+            conn = held[1]
+            conn.row_factory = sqlite3.Row
+            return conn
+        if held is not None:
+            held[1].close()
+        conn = connect(path, read_only=read_only)
+        self.conns[key] = (identity, conn)
+        return conn
+
+
 def get_db() -> sqlite3.Connection:
-    """Connection for the current request; opened on first use, closed at teardown."""
-    if "db" not in g:
-        state = current_app.extensions["hikaze"]
-        g.db = connect(state.paths.database, read_only=state.read_only_reason is not None)
-    return g.db
+    """Connection for the current request: this thread's reused one, opened on first use."""
+    context = g._get_current_object()
+    conn = context.get("db")
+    if conn is None:
+        extensions = current_app.extensions
+        state = extensions["hikaze"]
+        conn = extensions["hikaze_connections"].checkout(
+            state.paths.database, state.read_only_reason is not None
+        )
+        context.db = conn
+    return conn
 
 
 def close_db(_exc: BaseException | None = None) -> None:
-    """Close the request's connection, if one was opened."""
+    """End the request's use of its connection: roll back anything left open, keep it for reuse."""
     conn = g.pop("db", None)
-    if conn is not None:
-        conn.close()
+    if conn is not None and conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def init_app(app: Flask) -> None:
-    """Register the per-request connection teardown."""
+    """Register the per-thread connections and the per-request teardown."""
+    app.extensions["hikaze_connections"] = RequestConnections()
     app.teardown_appcontext(close_db)

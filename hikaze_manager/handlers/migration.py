@@ -22,6 +22,7 @@ from ..services import pending
 from ..services.promotion import normalize_strategy, promote_pending
 from ..services.scan import scan_models
 from ..state import get_state
+from .cached import cached_json
 from .common import run_or_submit, wants_async
 
 bp = Blueprint("migration", __name__, url_prefix="/api")
@@ -55,8 +56,9 @@ def scan():
 
 @bp.get("/migration/pending_models")
 def pending_models():
-    records = pending.list_pending(get_db())
-    return {"models": PendingModelSimpleRecordSchema(many=True).dump(records)}
+    return cached_json("pending_models", (), lambda: {
+        "models": PendingModelSimpleRecordSchema(many=True).dump(pending.list_pending(get_db()))
+    })
 
 
 @bp.get("/migration/pending_model")

@@ -42,8 +42,9 @@ def remove_quietly(path: Path) -> None:
         pass
 
 
-def sweep_temp_files(folder: Path) -> int:
-    """Delete temp files left by a crash in ``folder``; return how many were removed."""
+def sweep_temp_files(folder: Path, older_than_ns: int | None = None) -> int:
+    """Delete temp files left by a crash in ``folder`` (only those last changed before
+    ``older_than_ns``, if given); return how many were removed."""
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -52,6 +53,10 @@ def sweep_temp_files(folder: Path) -> int:
     for entry in entries:
         if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
             try:
+                if older_than_ns is not None and (
+                    entry.stat(follow_symlinks=False).st_mtime_ns >= older_than_ns
+                ):
+                    continue
                 os.unlink(entry.path)
                 removed += 1
             except FileNotFoundError:

@@ -118,7 +118,8 @@ class ImageStore:
         if not _SHA.match(sha256):
             return 0
         n = 0
-        while (self.images_dir / f"{sha256}_{n}_high.webp").is_file():
+        prefix = os.path.join(self.images_dir, sha256)  # str paths: this runs on every detail request
+        while os.path.isfile(f"{prefix}_{n}_high.webp"):
             n += 1
         return n
 

@@ -131,27 +131,32 @@ def list_models(
 
 def model_tags(conn: sqlite3.Connection, sha256: str) -> list[dict]:
     """Tags of one model, ordered by name."""
-    rows = conn.execute(
+    rows = _plain_cursor(conn).execute(
         "SELECT t.id, t.name FROM model_tags mt JOIN tags t ON t.id = mt.tag_id "
         "WHERE mt.model_hash = ? ORDER BY t.name_key, t.id",
         (sha256,),
     )
-    return [{"id": row[0], "name": row[1]} for row in rows]
+    return [{"id": tag_id, "name": name} for tag_id, name in rows]
 
 
 def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
     """The full record of one model, or 404."""
-    row = conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha256,)).fetchone()
+    row = _plain_cursor(conn).execute(
+        "SELECT sha256, path, name, type, size_bytes, created_at, meta_json FROM models "
+        "WHERE sha256 = ?",
+        (sha256,),
+    ).fetchone()
     if row is None:
         raise NotFound("Model not found")
+    sha256, path, name, type_, size_bytes, created_at, meta_json = row
     return {
-        "sha256": row["sha256"],
-        "path": row["path"] or "",
-        "name": row["name"] or "",
-        "type": row["type"] or "",
-        "size_bytes": row["size_bytes"] or 0,
-        "created_at": row["created_at"] or 0,
-        "meta_json": shape_meta(parse_meta(row["meta_json"]), images_count),
+        "sha256": sha256,
+        "path": path or "",
+        "name": name or "",
+        "type": type_ or "",
+        "size_bytes": size_bytes or 0,
+        "created_at": created_at or 0,
+        "meta_json": shape_meta(parse_meta(meta_json), images_count),
         "tags": model_tags(conn, sha256),
     }
 

@@ -1,28 +1,21 @@
-"""Preview-tier benchmark: our pipeline vs baselines measured in the same run (perf-anchors 7).
+"""Preview tiers from 3000x2000 source images: our pipeline vs baselines in the same run (perf-anchors 7).
 
-Source: 3000x2000 RGB (gradients + shapes + sigma=6 noise) as PNG (compress_level 6) and JPEG q92.
-Tiers are the reference's: base <= 2 MP, high/medium/low = 1.0/0.66/0.33, WebP q80/60/45.
-  * ours  = services.images.process_image (JPEG draft, LANCZOS cascade, method 4, no copies)
-  * naive = the reference's approach: LANCZOS from the full image for each tier, method 6
-  * fast  = perf-anchors' "fast, method 4": thumbnail() defaults (BICUBIC, reducing_gap 2),
-            cascading, method 4 -- the pipeline the <= 1.2x target is stated against
-Single thread, CPU time of the thread; rounds interleaved, medians reported.
-Run: python bench/bench_images.py [rounds]
+Source: RGB gradients + shapes + sigma=6 noise, as PNG (compress_level 6) and JPEG q92.
+  * ours  = services.image_processing.process_image
+  * naive = LANCZOS from the full image for each tier, method 6 (the reference's approach)
+  * fast  = perf-anchors' "fast, method 4" pipeline, the one the <= 1.2x target is stated against
+Single thread, CPU time of the thread.
 """
 
 from __future__ import annotations
 
 import io
-import statistics
-import sys
 import time
-from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hikaze_manager.services.image_processing import (  # noqa: E402
+from bench.common import Context, Row, rotate
+from hikaze_manager.services.image_processing import (
     TIER_QUALITY,
     TIERS,
     base_size,
@@ -81,35 +74,21 @@ def timed(fn, data) -> tuple[float, int]:
     return time.thread_time() - start, sum(len(v) for v in out.values())
 
 
-def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+def run(ctx: Context) -> list[Row]:
     source = make_source()
     sources = {"PNG": encode(source, "PNG", compress_level=6),
                "JPEG": encode(source, "JPEG", quality=92)}
     pipelines = {"ours": process_image, "naive": naive, "fast": fast}
-    print(f"source 3000x2000; PNG {len(sources['PNG']) / 1e6:.1f} MB, "
-          f"JPEG {len(sources['JPEG']) / 1e6:.1f} MB; {rounds} rounds, median CPU ms")
+    rows = []
     for fmt, data in sources.items():
         times: dict[str, list[float]] = {name: [] for name in pipelines}
-        sizes: dict[str, int] = {}
-        ratio_naive, ratio_fast = [], []
         for fn in pipelines.values():  # warm-up
             fn(data)
-        for r in range(rounds):
-            order = list(pipelines.items())
-            order = order[r % len(order):] + order[: r % len(order)]
-            this = {}
-            for name, fn in order:
-                this[name], sizes[name] = timed(fn, data)
-                times[name].append(this[name])
-            ratio_naive.append(this["ours"] / this["naive"])
-            ratio_fast.append(this["ours"] / this["fast"])
-        for name in pipelines:
-            print(f"{fmt:4} {name:5} {statistics.median(times[name]) * 1000:7.1f} ms  "
-                  f"(min {min(times[name]) * 1000:.1f})  out {sizes[name] / 1024:.0f} KiB")
-        print(f"{fmt:4} ours/naive = {statistics.median(ratio_naive):.2f}   "
-              f"ours/fast(m4) = {statistics.median(ratio_fast):.2f}  (target <= 1.2)")
-
-
-if __name__ == "__main__":
-    main()
+        for r in range(ctx.rounds):
+            for name in rotate(list(pipelines), r):
+                times[name].append(timed(pipelines[name], data)[0])
+        rows.append(Row(f"preview tiers from a 6 MP {fmt}: ours vs fast method-4 pipeline",
+                        times["ours"], "ms", "<=", 1.2, baseline=times["fast"]))
+        rows.append(Row(f"preview tiers from a 6 MP {fmt}: ours vs naive (reference)",
+                        times["ours"], "ms", "<=", 1.0, baseline=times["naive"]))
+    return rows

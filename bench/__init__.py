@@ -1,0 +1,1 @@
+"""The bench: ``python -m bench`` (see bench/__main__.py); not part of the test suite."""

@@ -1,0 +1,294 @@
+"""List endpoints answer from a cached body with an ETag, 304 on If-None-Match, and are never stale."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from hikaze_manager import create_app
+from hikaze_manager.state import get_state
+
+LISTS = [
+    "/api/models?type=checkpoints",
+    "/api/models?type=others",
+    "/api/migration/pending_models",
+    "/api/tags",
+    "/api/models/get_types",
+]
+SHA = "a" * 64
+
+
+def png(color="red") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def settle_images(app) -> None:
+    """Date the image folder back, as if its last change were long ago (the cacheable case)."""
+    folder = get_state(app).paths.images_dir
+    past = time.time() - 60
+    os.utime(folder, (past, past))
+
+
+def builds(app) -> int:
+    return get_state(app).lists.builds
+
+
+def names(client, model_type="checkpoints") -> list[str]:
+    return [m["name"] for m in client.get(f"/api/models?type={model_type}").get_json()["models"]]
+
+
+@pytest.fixture
+def model(add_model):
+    return add_model(SHA, "/m/a.safetensors", name="Alpha")
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_etag_and_304(client, app, model, url):
+    settle_images(app)
+    first = client.get(url)
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 2
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert first.mimetype == "application/json"
+
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b""
+    assert again.headers["ETag"] == etag
+    assert client.get(url, headers={"If-None-Match": f"W/{etag}"}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": "*"}).status_code == 304
+    other = client.get(url, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.data == first.data
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_repeat_from_another_client_is_the_cached_body(app, model, url):
+    settle_images(app)
+    first = app.test_client().get(url)
+    count = builds(app)
+    second = app.test_client().get(url)
+    assert second.status_code == 200
+    assert second.data == first.data
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert builds(app) == count  # served from the cache, not built again
+
+
+def test_payload_is_what_jsonify_writes(client, app, model, db_conn):
+    db_conn.execute("UPDATE models SET name = 'Ünïcødé 模型' WHERE sha256 = ?", (SHA,))
+    body = client.get("/api/models?type=checkpoints").data
+    with app.app_context():
+        from flask import jsonify
+
+        expected = jsonify(json.loads(body)).data
+    assert body == expected
+    assert "模型".encode() in body
+
+
+def test_cache_busting_parameters_share_one_entry(client, app, model):
+    settle_images(app)
+    client.get("/api/models?type=checkpoints")
+    count = builds(app)
+    response = client.get("/api/models?type=checkpoints&_=12345")
+    assert response.status_code == 200 and builds(app) == count
+
+
+def test_bad_query_is_400_and_never_cached(client):
+    for _ in range(2):
+        response = client.get("/api/models")
+        assert response.status_code == 400 and "error" in response.get_json()
+        assert "ETag" not in response.headers
+
+
+def test_patch_is_visible_in_the_next_list(client, app, model):
+    settle_images(app)
+    etag = client.get("/api/models?type=checkpoints").headers["ETag"]
+    assert client.patch(f"/api/models/{SHA}", json={"name": "Beta"}).status_code == 200
+    response = client.get("/api/models?type=checkpoints", headers={"If-None-Match": etag})
+    assert response.status_code == 200
+    assert response.headers["ETag"] != etag
+    assert [m["name"] for m in response.get_json()["models"]] == ["Beta"]
+
+
+def test_tags_add_and_tag_patch_are_visible_in_the_next_lists(client, app, model):
+    settle_images(app)
+    assert client.get("/api/tags").get_json() == {"tags": []}
+    assert client.get("/api/models?type=checkpoints").get_json()["models"][0]["tags"] == []
+    created = client.post("/api/tags_add", json={"newtags": ["style"]}).get_json()["tags"]
+    assert client.get("/api/tags").get_json() == {"tags": created}
+    assert client.patch(f"/api/models/{SHA}", json={"tags": [created[0]["id"]]}).status_code == 200
+    assert client.get("/api/models?type=checkpoints").get_json()["models"][0]["tags"] == created
+
+
+def test_image_upload_and_delete_are_visible_in_the_next_list(client, app, model):
+    def count() -> int:
+        return client.get("/api/models?type=checkpoints").get_json()["models"][0]["images_count"]
+
+    settle_images(app)
+    assert count() == 0
+    upload = {"sha256": SHA, "image": (io.BytesIO(png()), "a.png")}
+    assert client.post("/api/images/upload", data=upload,
+                       content_type="multipart/form-data").status_code == 200
+    assert count() == 1  # the folder changed just now: keyed on the counts themselves
+    built = builds(app)
+    assert count() == 1 and builds(app) == built
+    settle_images(app)
+    assert count() == 1
+    hits_before = builds(app)
+    assert count() == 1 and builds(app) == hits_before  # settled: cached again
+    assert client.delete(f"/api/images/delete?sha256={SHA}&seq=0").status_code == 200
+    assert count() == 0
+    settle_images(app)
+    assert count() == 0
+
+
+def test_image_written_by_another_process_is_seen(client, app, model):
+    """A set that appears in the folder without going through this app (e.g. a second server)."""
+    settle_images(app)
+    assert client.get("/api/models?type=checkpoints").get_json()["models"][0]["images_count"] == 0
+    folder = get_state(app).paths.images_dir
+    for tier in ("low", "medium", "high"):
+        (folder / f"{SHA}_0_{tier}.webp").write_bytes(b"RIFF")
+    assert client.get("/api/models?type=checkpoints").get_json()["models"][0]["images_count"] == 1
+
+
+def test_scan_and_import_are_visible_in_the_next_lists(client, app, make_model_file):
+    settle_images(app)
+    assert client.get("/api/migration/pending_models").get_json() == {"models": []}
+    assert names(client) == []
+    make_model_file("checkpoints/new.safetensors")
+    assert client.post("/api/scan", json={}).status_code == 200
+    pending = client.get("/api/migration/pending_models").get_json()["models"]
+    assert [p["name"] for p in pending] == ["new.safetensors"]
+    response = client.post("/api/migration/import_models", json={"id": [pending[0]["id"]]})
+    assert response.status_code == 207
+    assert client.get("/api/migration/pending_models").get_json() == {"models": []}
+    assert names(client) == ["new.safetensors"]
+
+
+def test_write_from_a_second_connection_is_visible(client, app, model, db_conn):
+    settle_images(app)
+    assert names(client) == ["Alpha"]
+    db_conn.execute("UPDATE models SET name = 'Gamma' WHERE sha256 = ?", (SHA,))
+    assert names(client) == ["Gamma"]
+    db_conn.execute("INSERT INTO tags(name, name_key) VALUES ('x', 'x')")
+    assert [t["name"] for t in client.get("/api/tags").get_json()["tags"]] == ["x"]
+    db_conn.execute("UPDATE models SET type = 'loras' WHERE sha256 = ?", (SHA,))
+    assert names(client) == [] and names(client, "loras") == ["Gamma"]
+
+
+def test_write_from_another_process_is_visible(client, app, model):
+    settle_images(app)
+    assert names(client) == ["Alpha"]
+    script = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "conn.execute(\"UPDATE models SET name = 'Delta'\")\n"
+        "conn.execute(\"INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at,"
+        " meta_json) VALUES ('/p/x.safetensors', '', 'P', 'loras', 1, 1, '{}')\")\n"
+        "conn.commit()\n"
+    )
+    assert client.get("/api/migration/pending_models").get_json() == {"models": []}
+    subprocess.run([sys.executable, "-c", script, app.config["DATABASE"]], check=True)
+    assert names(client) == ["Delta"]
+    assert [p["name"] for p in client.get("/api/migration/pending_models").get_json()["models"]] == ["P"]
+
+
+def test_a_table_added_later_counts_as_a_write(client, app, model, db_conn):
+    """The version covers every table, also ones added by later schema steps."""
+    settle_images(app)
+    etag = client.get("/api/tags").headers["ETag"]
+    db_conn.execute("CREATE TABLE IF NOT EXISTS later_feature(x)")
+    db_conn.execute("INSERT INTO later_feature VALUES (1)")
+    count = builds(app)
+    # The payload is the same, so is the content-based ETag, but it was rebuilt, not trusted.
+    assert client.get("/api/tags", headers={"If-None-Match": etag}).status_code == 304
+    assert builds(app) == count + 1
+
+
+def test_changed_type_names_are_visible_in_get_types(app_config, models_root, tmp_path):
+    types = {"checkpoints": {"roots": [str(models_root / "checkpoints")]}}
+    app = create_app({**app_config, "MODEL_TYPES": lambda: types})
+    client = app.test_client()
+    assert client.get("/api/models/get_types").get_json() == {"types": ["checkpoints"]}
+    types["loras"] = {"roots": [str(models_root / "loras")]}
+    get_state(app).model_types.refresh()
+    assert client.get("/api/models/get_types").get_json() == {"types": ["checkpoints", "loras"]}
+
+
+def test_start_up_does_not_scan(app_config, make_model_file, tmp_path):
+    make_model_file("checkpoints/a.safetensors")
+    make_model_file("loras/b.safetensors")
+    app = create_app(app_config)
+    client = app.test_client()
+    assert client.get("/api/models?type=loras").get_json() == {"models": []}
+    assert client.get("/api/migration/pending_models").get_json() == {"models": []}
+    from hikaze_manager.db import connection
+
+    with connection(app.config["DATABASE"]) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 0
+
+
+def test_sql_written_list_is_byte_equal_to_the_python_shaping(app, add_model, db_conn):
+    """services.list_bodies writes what jsonify(list_models(...)) writes, for awkward rows too."""
+    from hikaze_manager.services import library, list_bodies
+    from hikaze_manager.services.list_cache import serialize
+
+    db_conn.executemany("INSERT INTO tags(name, name_key) VALUES (?, ?)",
+                        [("zeta", "zeta"), ("Alpha \"q\"", "alpha \"q\""), ("中文", "中文"),
+                         ("tab\there\x01", "tab\there\x01")])
+    rows = [
+        ("1" * 64, "C:\\models\\loras\\win name.safetensors", "", "loras", None, None),
+        ("2" * 64, "/m/loras/sub/unix.safetensors", None, "loras", 5, 7),
+        ("3" * 64, "noslash.ckpt", "", "loras", 1, 1),
+        ("4" * 64, "/m/x.pt", "Ünïcødé \\ \"quoted\" \n line\u2028", "loras", 2**40, 1700000000000),
+        ("5" * 64, "/m/y.pt", "beta", None, 3, 3),
+        ("6" * 64, "/m/z.pt", "gamma", "", 3, 3),
+        ("7" * 64, "/m/w.pt", "delta", "mystery", 3, 3),
+    ]
+    for sha, path, name, type_, size, created in rows:
+        db_conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at, meta_json)"
+                        " VALUES (?, ?, ?, ?, ?, ?, '{}')", (sha, path, name, type_, size, created))
+    for tag_id in (4, 1, 3, 2):
+        db_conn.execute("INSERT INTO model_tags VALUES (?, ?)", ("4" * 64, tag_id))
+    db_conn.execute("INSERT INTO model_tags VALUES (?, 1)", ("1" * 64,))
+    counts = {"4" * 64: 3, "1" * 64: 1}
+    known = ["checkpoints", "loras"]
+    for model_type in ("loras", "others", "checkpoints", "nothing"):
+        expected = serialize({"models": library.list_models(db_conn, model_type, known, counts)})
+        assert list_bodies.models_body(db_conn, model_type, known, counts) == expected
+    loras = json.loads(list_bodies.models_body(db_conn, "loras", known, counts))["models"]
+    assert [m["name"] for m in loras][:3] == [
+        "unix.safetensors", "win name.safetensors", "noslash.ckpt"]  # ordered by path when unnamed
+    tagged = next(m for m in loras if m["sha256"] == "4" * 64)
+    assert [t["name"] for t in tagged["tags"]] == ["Alpha \"q\"", "tab\there\x01", "zeta", "中文"]
+    assert tagged["images_count"] == 3
+
+
+def test_start_up_sweeps_old_temp_files_in_the_background_and_keeps_new_ones(app_config, tmp_path):
+    from hikaze_manager.services.files import TMP_PREFIX
+
+    images = tmp_path / "data" / "images"
+    (images / "pending").mkdir(parents=True)
+    stale = images / f"{TMP_PREFIX}crashed.webp"
+    stale_pending = images / "pending" / f"{TMP_PREFIX}crashed.png"
+    fresh = images / f"{TMP_PREFIX}uploading.webp"
+    for path in (stale, stale_pending, fresh):
+        path.write_bytes(b"x")
+    past = time.time() - 3600
+    os.utime(stale, (past, past))
+    os.utime(stale_pending, (past, past))
+    app = create_app(app_config)
+    app.extensions["hikaze_sweep"].join(10)
+    assert not stale.exists() and not stale_pending.exists()
+    assert fresh.exists()  # may belong to an upload of this run
