@@ -79,12 +79,12 @@ def test_metadata_absent_null_empty_and_non_string_values(tmp_path):
 @pytest.mark.parametrize("data, message", [
     (b"abc", "shorter than 8 bytes"),
     (struct.pack("<Q", 1) + b"{", "below 2"),
-    (struct.pack("<Q", 2**63) + b"{}", "over the limit"),
+    (struct.pack("<Q", 2**63) + b"{}", "longer than the file"),
     (struct.pack("<Q", 500) + b"{}", "longer than the file"),
     (struct.pack("<Q", 4) + b"[1] ", "not a JSON object"),
     (struct.pack("<Q", 4) + b"{\xff} ", "not valid UTF-8"),
     (struct.pack("<Q", 4) + b"{\"a\"", "not valid JSON"),
-    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "over the limit"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "not a safetensors"),
 ])
 def test_hostile_or_broken_headers_give_a_clear_error(tmp_path, data, message):
     path = tmp_path / "bad.safetensors"
@@ -102,6 +102,12 @@ def test_deep_json_and_oversized_header_are_refused(tmp_path):
     shallow = b"{\"a\":" + b"[" * 20 + b"]" * 20 + b"}"
     path.write_bytes(struct.pack("<Q", len(shallow)) + shallow)
     with pytest.raises(HeaderError, match="nested deeper"):
+        read_header(path)
+    # A hostile length inside a big (sparse) file: refused before anything is read.
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", 100_000_000) + b"{")
+        fh.truncate(200_000_000)
+    with pytest.raises(HeaderError, match="over the limit"):
         read_header(path)
     big = safetensors_bytes({"k": "v" * 5000})
     path.write_bytes(big)

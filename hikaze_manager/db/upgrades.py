@@ -98,12 +98,41 @@ def _legacy_imports(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX idx_legacy_imports_sha ON legacy_imports(sha256)")
 
 
+def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _file_metadata(conn: sqlite3.Connection) -> None:
+    """Metadata read from model files and sidecars: base model on ``models`` (listed, filtered),
+    the rest (trigger words, training tags, raw header, short hashes, source of each value)
+    in ``model_metadata``. Columns are only added, so it runs after any other step."""
+    _add_column(conn, "models", "base_model", "TEXT")
+    _add_column(conn, "models", "base_family", "TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_models_base_family ON models(base_family)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS model_metadata ("
+        " sha256 TEXT PRIMARY KEY REFERENCES models(sha256) ON DELETE CASCADE,"
+        " trigger_words TEXT,"
+        " training_tags TEXT,"
+        " header_metadata TEXT,"
+        " autov2 TEXT,"
+        " autov3 TEXT,"
+        " sources TEXT,"
+        " extra TEXT,"
+        " report TEXT,"
+        " updated_at INTEGER)"
+    )
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
     _tag_keys_and_indexes,
     _hash_cache,
     _legacy_imports,
+    _file_metadata,
 ]
 CURRENT_VERSION = len(UPGRADES)
 

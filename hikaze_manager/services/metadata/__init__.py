@@ -120,3 +120,59 @@ def preview_bytes(path: str, preview: dict | None) -> bytes | None:
     if preview.get("embedded"):
         return safetensors.thumbnail_bytes(path, preview["embedded"])
     return None
+
+
+PENDING_KEY = "file_metadata"
+MAX_NAMED_PROBLEMS = 200
+
+
+class ReadReport:
+    """What a scan or re-read found in files: counts, and each broken or refused file by name."""
+
+    def __init__(self) -> None:
+        self.models = 0
+        self.sidecars = 0
+        self.previews = 0
+        self.problem_count = 0
+        self.problems: list[dict] = []
+
+    def add(self, path: str, found: dict, rejected: list[dict] | None = None) -> None:
+        """Count one model's findings; ``rejected`` are sidecars refused as another file's."""
+        self.models += 1
+        self.sidecars += len(found.get("sidecars") or {})
+        self.previews += 1 if found.get("preview") else 0
+        folder = os.path.dirname(path)
+        entries = [(p["file"], p["problem"]) for p in found.get("problems") or []]
+        entries += [(r["file"], r["reason"]) for r in rejected or []]
+        for file, problem in entries:
+            self.problem_count += 1
+            if len(self.problems) < MAX_NAMED_PROBLEMS:
+                self.problems.append({"model": path, "file": os.path.join(folder, file),
+                                      "problem": problem})
+
+    def as_dict(self) -> dict:
+        """The report's ``metadata`` part."""
+        return {"models": self.models, "sidecars": self.sidecars, "previews": self.previews,
+                "problems": self.problem_count, "problem_files": self.problems}
+
+
+def read_for_pending(path: str, size: int | None, listings: previews.ListingCache,
+                     report: ReadReport) -> dict:
+    """Read one new model's files for its pending entry; size-mismatched sidecars are reported."""
+    from .merge import resolve
+
+    found = read_file_metadata(path, size, listings)
+    report.add(path, found, resolve(found, None, size)["rejected"])
+    return found
+
+
+def pending_found(meta_text: str | None) -> dict | None:
+    """What the scan stored with a pending entry, or None (scanned before this feature)."""
+    import json
+
+    try:
+        meta = json.loads(meta_text) if meta_text else None
+    except ValueError:
+        return None
+    found = meta.get(PENDING_KEY) if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else None

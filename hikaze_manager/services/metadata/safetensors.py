@@ -75,10 +75,10 @@ def read_header(path: str | os.PathLike, *, max_header: int = MAX_HEADER_BYTES) 
         (length,) = struct.unpack("<Q", head[:8])
         if length < 2:
             raise HeaderError("not a safetensors file (header length below 2)")
-        if length > max_header:
-            raise HeaderError(f"header length {length} is over the limit of {max_header} bytes")
         if 8 + length > size:
             raise HeaderError("not a safetensors file or truncated (header longer than the file)")
+        if length > max_header:
+            raise HeaderError(f"header length {length} is over the limit of {max_header} bytes")
         raw = head[8 : 8 + length]
         if len(raw) < length:
             raw += fh.read(length - len(raw))
