@@ -307,3 +307,23 @@ def test_preview_order_and_magic_bytes(tmp_path):
     (tmp_path / "m[1].png").write_bytes(png_bytes())
     (tmp_path / "m[1].example.0.png").write_bytes(png_bytes("blue"))
     assert read_file_metadata(str(model))["preview"] == {"file": "m[1].png"}
+
+
+def test_autov3_comes_from_the_same_pass_as_the_sha256_and_is_cached(tmp_path, db_conn):
+    import hashlib
+
+    from hikaze_manager.services import hashing
+
+    model = tmp_path / "big.safetensors"
+    sha, expected = write_safetensors(model, {"a": "b"}, tensor_bytes=b"\x07" * (3 * 1024 * 1024 + 5))
+    other = tmp_path / "random.safetensors"
+    other.write_bytes(b"\x00" * 5000)
+    before = hashing.STATS.files
+    results = hashing.hash_files(db_conn, [str(model), str(other)], autov3=True)
+    assert (results[str(model)].sha256, results[str(model)].autov3) == (sha, expected)
+    assert results[str(other)].sha256 == hashlib.sha256(b"\x00" * 5000).hexdigest()
+    assert results[str(other)].autov3 == ""  # not a safetensors layout, known as such
+    assert hashing.STATS.files == before + 2  # one read of each file, not two
+    again = hashing.hash_files(db_conn, [str(model), str(other)], autov3=True)
+    assert again[str(model)].cached and again[str(model)].autov3 == expected
+    assert hashing.STATS.files == before + 2

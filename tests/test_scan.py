@@ -51,7 +51,7 @@ def test_scan_real_tree(client, db_conn, messy_tree):
     assert response.status_code == 200
     report = response.get_json()
     assert list(report) == ["status", "scanned", "added", "pending_ids", "skipped", "relinked",
-                            "errors"]
+                            "errors", "metadata"]
     rows = _pending(db_conn)
     ck, lo = messy_tree / "checkpoints", messy_tree / "loras"
     expected = {

@@ -111,6 +111,7 @@ def _file_metadata(conn: sqlite3.Connection) -> None:
     _add_column(conn, "models", "base_model", "TEXT")
     _add_column(conn, "models", "base_family", "TEXT")
     conn.execute("CREATE INDEX IF NOT EXISTS idx_models_base_family ON models(base_family)")
+    _add_column(conn, "file_hashes", "autov3", "TEXT")  # found in the same pass as the SHA-256
     conn.execute(
         "CREATE TABLE IF NOT EXISTS model_metadata ("
         " sha256 TEXT PRIMARY KEY REFERENCES models(sha256) ON DELETE CASCADE,"

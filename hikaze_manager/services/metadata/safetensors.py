@@ -14,7 +14,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from .textio import clean_text, nested_json, word_list
+from .textio import clean_text, depth_within, nested_json, word_list
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_HEADER_DEPTH = 8
@@ -52,19 +52,6 @@ def is_safetensors_name(path: str) -> bool:
     return path.lower().endswith(SAFETENSORS_SUFFIXES)
 
 
-def _too_deep(value, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
-
-
 def read_header(path: str | os.PathLike, *, max_header: int = MAX_HEADER_BYTES) -> Header:
     """Read and check the header of ``path``; raises :class:`HeaderError` or ``OSError``."""
     with open(path, "rb") as fh:
@@ -98,7 +85,7 @@ def read_header(path: str | os.PathLike, *, max_header: int = MAX_HEADER_BYTES) 
         raise HeaderError(f"header is not valid JSON ({exc.msg})") from None
     if not isinstance(parsed, dict):
         raise HeaderError("header is not a JSON object")
-    if _too_deep(parsed, MAX_HEADER_DEPTH):
+    if not depth_within(parsed, MAX_HEADER_DEPTH):
         raise HeaderError(f"header JSON is nested deeper than {MAX_HEADER_DEPTH} levels")
     return _check(parsed, length, size)
 

@@ -42,7 +42,8 @@ def read_text(path: str | os.PathLike, cap: int = MAX_SIDECAR_BYTES) -> str:
     return decode_text(data)
 
 
-def _depth_ok(value, limit: int) -> bool:
+def depth_within(value, limit: int) -> bool:
+    """True if no list or object in ``value`` is nested deeper than ``limit`` levels."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -63,7 +64,7 @@ def loads_lenient(text: str, *, max_depth: int = MAX_JSON_DEPTH):
         raise SidecarError("JSON nested too deeply") from None
     except ValueError as exc:
         raise SidecarError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not _depth_ok(value, max_depth):
+    if not depth_within(value, max_depth):
         raise SidecarError(f"JSON nested deeper than {max_depth} levels")
     return value
 
@@ -71,7 +72,7 @@ def loads_lenient(text: str, *, max_depth: int = MAX_JSON_DEPTH):
 def nested_json(value):
     """A value that may hold JSON text (kohya) or be parsed already (viewer dumps); None if unusable."""
     if isinstance(value, (dict, list)):
-        return value if _depth_ok(value, MAX_JSON_DEPTH) else None
+        return value if depth_within(value, MAX_JSON_DEPTH) else None
     if not isinstance(value, str) or len(value) > MAX_NESTED_JSON_CHARS:
         return None
     text = value.strip()
