@@ -267,6 +267,18 @@ def test_broken_sidecars_are_named_and_never_raise(tmp_path, content, problem):
         assert "lora_manager" not in found["sidecars"]
 
 
+def test_fifo_sidecar_and_preview_never_block_the_read(tmp_path):
+    import os
+
+    model = tmp_path / "m.safetensors"
+    write_safetensors(model, {})
+    os.mkfifo(tmp_path / "m.metadata.json")
+    os.mkfifo(tmp_path / "m.preview.png")
+    found = read_file_metadata(str(model))
+    assert found["problems"] == [{"file": "m.metadata.json", "problem": "not a regular file"}]
+    assert found["preview"] is None
+
+
 def test_huge_sidecar_is_refused_without_reading_it(tmp_path):
     model = tmp_path / "m.safetensors"
     write_safetensors(model, {})

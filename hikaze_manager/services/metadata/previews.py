@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from ..image_processing import MAX_IMAGE_BYTES, is_plain_name, sniff_mime
 
@@ -50,6 +51,8 @@ class ListingCache:
 
 def _is_image(path: str) -> bool:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or a device
+            return False
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size > MAX_IMAGE_BYTES:
                 return False

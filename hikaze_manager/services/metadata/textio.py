@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 MAX_NESTED_JSON_CHARS = 8 * 1024 * 1024
@@ -30,6 +31,8 @@ def decode_text(data: bytes) -> str:
 def read_text(path: str | os.PathLike, cap: int = MAX_SIDECAR_BYTES) -> str:
     """The decoded text of a small file; refuses files over ``cap`` bytes without reading them."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise SidecarError("not a regular file")
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > cap:
