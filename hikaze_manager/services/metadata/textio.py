@@ -59,30 +59,34 @@ def depth_within(value, limit: int) -> bool:
     return True
 
 
-def loads_lenient(text: str, *, max_depth: int = MAX_JSON_DEPTH):
-    """JSON where ``NaN``/``Infinity`` read as null; too deep or invalid is a :class:`SidecarError`."""
+def loads_lenient(text: str, *, max_depth: int | None = MAX_JSON_DEPTH):
+    """JSON where ``NaN``/``Infinity`` read as null; too deep or invalid is a :class:`SidecarError`.
+
+    ``max_depth=None`` keeps only the parser's own recursion guard (values inside a header that
+    was depth-checked already).
+    """
     try:
         value = json.loads(text, parse_constant=lambda _name: None)
     except RecursionError:
         raise SidecarError("JSON nested too deeply") from None
     except ValueError as exc:
         raise SidecarError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not depth_within(value, max_depth):
+    if max_depth is not None and not depth_within(value, max_depth):
         raise SidecarError(f"JSON nested deeper than {max_depth} levels")
     return value
 
 
 def nested_json(value):
     """A value that may hold JSON text (kohya) or be parsed already (viewer dumps); None if unusable."""
-    if isinstance(value, (dict, list)):
-        return value if depth_within(value, MAX_JSON_DEPTH) else None
+    if isinstance(value, (dict, list)):  # parsed already: inside a depth-checked header
+        return value
     if not isinstance(value, str) or len(value) > MAX_NESTED_JSON_CHARS:
         return None
     text = value.strip()
     if not text or text[0] not in "[{":
         return None
     try:
-        return loads_lenient(text)
+        return loads_lenient(text, max_depth=None)
     except SidecarError:
         return None
 
