@@ -53,7 +53,7 @@ def test_list_models_by_type_with_tags_and_name_fallback(client, library):
     assert models[0]["name"] == "b.safetensors"
     assert models[0]["tags"] == [{"id": 1, "name": "nsfw"}]
     assert set(models[0]) == {"sha256", "name", "images_count", "type", "path", "size_bytes",
-                              "created_at", "tags"}
+                              "created_at", "tags", "base_model", "base_family"}
 
     checkpoints = client.get("/api/models?type=checkpoints").get_json()["models"]
     assert checkpoints[0]["tags"] == [{"id": 2, "name": "Anime"}, {"id": 1, "name": "nsfw"}]
@@ -124,6 +124,10 @@ def test_get_model_full_record(client, library, models_root):
         "meta_json": {"description": "desc A", "community_links": "https://example.test/a",
                       "images_count": 0, "prompts": {"positive": "pos", "negative": "neg"}},
         "tags": [{"id": 2, "name": "Anime"}, {"id": 1, "name": "nsfw"}],
+        # Metadata from files (issue 13): nothing imported for this model yet.
+        "base_model": "", "base_family": "UNKNOWN", "trigger_words": [], "training_tags": [],
+        "header_metadata": None, "autov2": SHA_A[:10], "autov3": "", "metadata_sources": {},
+        "imported_info": {}, "metadata_report": None,
     }
 
 

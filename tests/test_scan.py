@@ -51,7 +51,7 @@ def test_scan_real_tree(client, db_conn, messy_tree):
     assert response.status_code == 200
     report = response.get_json()
     assert list(report) == ["status", "scanned", "added", "pending_ids", "skipped", "relinked",
-                            "errors"]
+                            "errors", "metadata"]
     rows = _pending(db_conn)
     ck, lo = messy_tree / "checkpoints", messy_tree / "loras"
     expected = {
@@ -80,7 +80,9 @@ def test_scan_real_tree(client, db_conn, messy_tree):
     assert row["sha256"] == ""
     assert row["size_bytes"] == 4096
     assert row["created_at"] == st.st_mtime_ns // 1_000_000
-    assert json.loads(row["meta_json"]) == scan_service.EMPTY_OLD_META
+    stored = json.loads(row["meta_json"])
+    assert stored.pop("file_metadata")["problems"][0]["file"] == "a.safetensors"  # random bytes
+    assert stored == scan_service.EMPTY_OLD_META
     assert rows[str(ck / "empty.safetensors")]["size_bytes"] == 0
 
 

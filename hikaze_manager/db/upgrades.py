@@ -104,6 +104,35 @@ def _content_lookup_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_pending_sha ON pending_import(sha256)")
 
 
+def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _file_metadata(conn: sqlite3.Connection) -> None:
+    """Metadata read from model files and sidecars: base model on ``models`` (listed, filtered),
+    the rest (trigger words, training tags, raw header, short hashes, source of each value)
+    in ``model_metadata``. Columns are only added, so it runs after any other step."""
+    _add_column(conn, "models", "base_model", "TEXT")
+    _add_column(conn, "models", "base_family", "TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_models_base_family ON models(base_family)")
+    _add_column(conn, "file_hashes", "autov3", "TEXT")  # found in the same pass as the SHA-256
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS model_metadata ("
+        " sha256 TEXT PRIMARY KEY REFERENCES models(sha256) ON DELETE CASCADE,"
+        " trigger_words TEXT,"
+        " training_tags TEXT,"
+        " header_metadata TEXT,"
+        " autov2 TEXT,"
+        " autov3 TEXT,"
+        " sources TEXT,"
+        " extra TEXT,"
+        " report TEXT,"
+        " updated_at INTEGER)"
+    )
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
@@ -111,6 +140,7 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _hash_cache,
     _legacy_imports,
     _content_lookup_indexes,
+    _file_metadata,
 ]
 CURRENT_VERSION = len(UPGRADES)
 

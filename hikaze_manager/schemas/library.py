@@ -34,6 +34,17 @@ class ModelRecordSchema(ma.Schema):
     created_at = fields.Integer()
     meta_json = fields.Nested(MetaJsonSchema)
     tags = fields.List(fields.Nested(TagSchema))
+    # Metadata read from the model file and the files beside it (see services/metadata).
+    base_model = fields.String()
+    base_family = fields.String()
+    trigger_words = fields.List(fields.String())
+    training_tags = fields.Raw()
+    header_metadata = fields.Raw(allow_none=True)
+    autov2 = fields.String()
+    autov3 = fields.String()
+    metadata_sources = fields.Dict(keys=fields.String(), values=fields.String())
+    imported_info = fields.Raw()
+    metadata_report = fields.Raw(allow_none=True)
 
 
 class ModelSimpleRecordSchema(ma.Schema):
@@ -47,6 +58,8 @@ class ModelSimpleRecordSchema(ma.Schema):
     size_bytes = fields.Integer()
     created_at = fields.Integer()
     tags = fields.Raw()
+    base_model = fields.String()
+    base_family = fields.String()
 
 
 class ModelListQuerySchema(QuerySchema):
@@ -87,10 +100,22 @@ class ModelPatchSchema(BodySchema):
     type = fields.String(allow_none=True, validate=validate.Length(max=200))
     meta_json = fields.Nested(MetaPatchSchema)
     tags = fields.List(TagRef())
+    base_model = fields.String(allow_none=True, validate=validate.Length(max=200))
+    trigger_words = fields.List(
+        fields.String(validate=validate.Length(min=1, max=2000)), validate=validate.Length(max=500)
+    )
     # Sent back by the panel with the rest of the record; read-only, so accepted and ignored.
     sha256 = fields.Raw(load_only=True)
     size_bytes = fields.Raw(load_only=True)
     created_at = fields.Raw(load_only=True)
+    base_family = fields.Raw(load_only=True)
+    training_tags = fields.Raw(load_only=True)
+    header_metadata = fields.Raw(load_only=True, allow_none=True)
+    autov2 = fields.Raw(load_only=True)
+    autov3 = fields.Raw(load_only=True)
+    metadata_sources = fields.Raw(load_only=True)
+    imported_info = fields.Raw(load_only=True)
+    metadata_report = fields.Raw(load_only=True, allow_none=True)
 
 
 class TagsAddSchema(BodySchema):

@@ -112,6 +112,8 @@ class ScanReportSchema(ma.Schema):
     skipped = fields.Integer()
     relinked = fields.Integer()
     errors = fields.Integer()
+    # Metadata from files (issue 13): counts and each broken or refused sidecar by name.
+    metadata = fields.Raw()
 
 
 class _PendingRef(ma.Schema):

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import db
+from .metadata.safetensors import is_safetensors_name
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class HashResult:
     error: str | None = None
     size: int = 0
     cached: bool = False
+    # Safetensors only, when asked for (``hash_files(autov3=True)``); "" = not a safetensors layout.
+    autov3: str | None = None
 
 
 class HashStats:
@@ -83,12 +86,44 @@ class HashStats:
 STATS = HashStats()
 
 
+class _DataSection:
+    """A second SHA-256 over the bytes after a safetensors header (AutoV3), fed in the same pass."""
+
+    def __init__(self) -> None:
+        self.offset = -1
+        self.digest = None
+        self.pos = 0
+
+    def update(self, chunk: memoryview) -> None:
+        if self.pos == 0 and len(chunk) >= 9 and chunk[8] == 0x7B:  # "{": a JSON header
+            self.offset = 8 + int.from_bytes(chunk[:8], "little")
+            self.digest = hashlib.sha256()
+        end = self.pos + len(chunk)
+        if self.digest is not None and end > self.offset:
+            self.digest.update(chunk[max(0, self.offset - self.pos):])
+        self.pos = end
+
+    def autov3(self) -> str:
+        """The short hash, or ``""`` when the file has no safetensors layout (so: cached as known)."""
+        if self.digest is None or self.offset > self.pos:
+            return ""
+        return self.digest.hexdigest()[:12]
+
+
 def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> tuple[str, FileIdentity]:
     """Hash the whole file; return the hex digest and the identity it was taken from.
 
     Raises ``OSError`` if the file cannot be read and :class:`FileChangedError` if it changed while
     being read. ``progress`` runs once per 1 MiB chunk, so keep it cheap.
     """
+    sha, _, identity = hash_file(path, progress)
+    return sha, identity
+
+
+def hash_file(path: str | os.PathLike, progress: Progress | None = None,
+              autov3: bool = False) -> tuple[str, str | None, FileIdentity]:
+    """:func:`sha256_file`, plus the AutoV3 of a safetensors file from the same reads if asked."""
+    data = _DataSection() if autov3 else None
     digest = hashlib.sha256()
     buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)
@@ -103,6 +138,8 @@ def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> tu
             if not n:
                 break
             digest.update(view[:n] if n < CHUNK_SIZE else view)
+            if data is not None:
+                data.update(view[:n] if n < CHUNK_SIZE else view)
             read += n
             remaining -= n
             if progress is not None:
@@ -117,7 +154,7 @@ def sha256_file(path: str | os.PathLike, progress: Progress | None = None) -> tu
     if before != after or current != before or read != before.size:
         raise FileChangedError(f"file changed while hashing: {path}")
     STATS.add(read)
-    return digest.hexdigest(), before
+    return digest.hexdigest(), data.autov3() if data is not None else None, before
 
 
 def normalize_path(path: str) -> str:
@@ -127,22 +164,28 @@ def normalize_path(path: str) -> str:
 
 def cached_sha256(conn: sqlite3.Connection, path: str, identity: FileIdentity) -> str | None:
     """The stored digest of ``path`` if the file is unchanged since it was hashed."""
+    return _cached(conn, path, identity)[0]
+
+
+def _cached(conn: sqlite3.Connection, path: str, identity: FileIdentity) -> tuple[str | None, str | None]:
     row = conn.execute(
-        "SELECT size_bytes, mtime_ns, sha256 FROM file_hashes WHERE path = ?", (path,)
+        "SELECT size_bytes, mtime_ns, sha256, autov3 FROM file_hashes WHERE path = ?", (path,)
     ).fetchone()
     if row is None or row[0] != identity.size or row[1] != identity.mtime_ns:
-        return None
-    return row[2]
+        return None, None
+    return row[2], row[3]
 
 
-def store_sha256(conn: sqlite3.Connection, path: str, identity: FileIdentity, sha256: str) -> None:
-    """Remember a digest for (path, size, mtime)."""
+def store_sha256(conn: sqlite3.Connection, path: str, identity: FileIdentity, sha256: str,
+                 autov3: str | None = None) -> None:
+    """Remember a digest (and the AutoV3, if known) for (path, size, mtime)."""
     with db.transaction(conn):
         conn.execute(
-            "INSERT INTO file_hashes(path, size_bytes, mtime_ns, sha256, hashed_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size_bytes = excluded.size_bytes,"
-            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, hashed_at = excluded.hashed_at",
-            (path, identity.size, identity.mtime_ns, sha256, int(time.time() * 1000)),
+            "INSERT INTO file_hashes(path, size_bytes, mtime_ns, sha256, hashed_at, autov3) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET size_bytes = excluded.size_bytes,"
+            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, hashed_at = excluded.hashed_at,"
+            " autov3 = excluded.autov3",
+            (path, identity.size, identity.mtime_ns, sha256, int(time.time() * 1000), autov3),
         )
 
 
@@ -167,8 +210,12 @@ def hash_files(
     progress: Progress | None = None,
     on_file: Callable[[HashResult], None] | None = None,
     workers: int | None = None,
+    autov3: bool = False,
 ) -> dict[str, HashResult]:
     """Digest every path (keys as given), from the cache when unchanged, else hashed in parallel.
+
+    With ``autov3``, safetensors files also get their AutoV3 from the same reads; a cached file
+    hashed without it is hashed again once.
 
     New digests are stored as each file finishes, so a cancelled batch keeps what it finished.
     An exception raised by ``progress`` (cancellation) stops the batch and propagates.
@@ -184,9 +231,10 @@ def hash_files(
             results[path] = HashResult(path, error="SHA256 calculation failed")
             continue
         identity = FileIdentity.of(st)
-        sha = cached_sha256(conn, key, identity)
-        if sha is not None:
-            results[path] = HashResult(path, sha, size=identity.size, cached=True)
+        sha, short = _cached(conn, key, identity)
+        wants = autov3 and is_safetensors_name(path)
+        if sha is not None and (short is not None or not wants):
+            results[path] = HashResult(path, sha, size=identity.size, cached=True, autov3=short)
         else:
             todo.append((path, key, identity.size))
     for result in list(results.values()):
@@ -195,9 +243,9 @@ def hash_files(
     if not todo:
         return results
 
-    def work(item: tuple[str, str, int]) -> tuple[str, str, FileIdentity]:
-        sha, identity = sha256_file(item[0], progress)
-        return item[0], sha, identity
+    def work(item: tuple[str, str, int]) -> tuple[str, str, str | None, FileIdentity]:
+        sha, short, identity = hash_file(item[0], progress, autov3 and is_safetensors_name(item[0]))
+        return item[0], sha, short, identity
 
     count = min(workers or default_workers(), len(todo))
     with ThreadPoolExecutor(count, thread_name_prefix="hikaze-hash", initializer=_lower_priority) as pool:
@@ -206,15 +254,15 @@ def hash_files(
             for future in futures:
                 path, key, size = futures[future]
                 try:
-                    _, sha, identity = future.result()
+                    _, sha, short, identity = future.result()
                 except FileChangedError:
                     result = HashResult(path, error="File changed while hashing", size=size)
                 except OSError as exc:
                     logger.warning("[Hikaze] cannot hash %r: %s", path, exc)
                     result = HashResult(path, error="SHA256 calculation failed", size=size)
                 else:
-                    store_sha256(conn, key, identity, sha)
-                    result = HashResult(path, sha, size=identity.size)
+                    store_sha256(conn, key, identity, sha, short)
+                    result = HashResult(path, sha, size=identity.size, autov3=short)
                 results[path] = result
                 if on_file is not None:
                     on_file(result)

@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 from .. import db
 from ..errors import NotFound
 from . import tags as tags_service
+from .metadata import store as metadata_store
 
 OTHERS = "others"
-_LIST_COLUMNS = "m.sha256, m.path, m.name, m.type, m.size_bytes, m.created_at"
+_LIST_COLUMNS = ("m.sha256, m.path, m.name, m.type, m.size_bytes, m.created_at, m.base_model,"
+                 " m.base_family")
 
 
 def parse_meta(text: str | None) -> dict:
@@ -124,8 +126,10 @@ def list_models(
             "size_bytes": size_bytes or 0,
             "created_at": created_at or 0,
             "tags": tags.get(sha256, no_tags),
+            "base_model": base_model or "",
+            "base_family": base_family or "UNKNOWN",
         }
-        for sha256, path, name, type_, size_bytes, created_at in rows
+        for sha256, path, name, type_, size_bytes, created_at, base_model, base_family in rows
     ]
 
 
@@ -142,13 +146,13 @@ def model_tags(conn: sqlite3.Connection, sha256: str) -> list[dict]:
 def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
     """The full record of one model, or 404."""
     row = _plain_cursor(conn).execute(
-        "SELECT sha256, path, name, type, size_bytes, created_at, meta_json FROM models "
-        "WHERE sha256 = ?",
+        "SELECT sha256, path, name, type, size_bytes, created_at, meta_json, base_model, base_family"
+        " FROM models WHERE sha256 = ?",
         (sha256,),
     ).fetchone()
     if row is None:
         raise NotFound("Model not found")
-    sha256, path, name, type_, size_bytes, created_at, meta_json = row
+    sha256, path, name, type_, size_bytes, created_at, meta_json, base_model, base_family = row
     return {
         "sha256": sha256,
         "path": path or "",
@@ -158,6 +162,7 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
         "created_at": created_at or 0,
         "meta_json": shape_meta(parse_meta(meta_json), images_count),
         "tags": model_tags(conn, sha256),
+        **metadata_store.record_fields(conn, sha256, base_model, base_family),
     }
 
 
@@ -191,7 +196,7 @@ def update_model(
     """
     with db.transaction(conn):
         row = conn.execute(
-            "SELECT path, meta_json FROM models WHERE sha256 = ?", (sha256,)
+            "SELECT path, name, base_model, meta_json FROM models WHERE sha256 = ?", (sha256,)
         ).fetchone()
         if row is None:
             raise NotFound("Model not found")
@@ -215,6 +220,7 @@ def update_model(
                 "INSERT INTO model_tags(model_hash, tag_id) VALUES (?, ?)",
                 [(sha256, tag_id) for tag_id in tag_ids],
             )
+        metadata_store.apply_user_changes(conn, sha256, row, changes)
         if assignments:
             columns = ", ".join(f"{column} = ?" for column in assignments)
             conn.execute(

@@ -31,7 +31,8 @@ _MODELS_SQL = (
     "json_object('type', COALESCE(m.type, ''), 'path', COALESCE(m.path, ''), "
     "'size_bytes', CAST(COALESCE(m.size_bytes, 0) AS INTEGER), "
     "'created_at', CAST(COALESCE(m.created_at, 0) AS INTEGER), "
-    f"'tags', {_TAGS}) FROM models m WHERE {{where}} "
+    f"'tags', {_TAGS}, 'base_model', COALESCE(m.base_model, ''), "
+    "'base_family', COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN')) FROM models m WHERE {where} "
     "ORDER BY COALESCE(NULLIF(m.name, ''), m.path) COLLATE NOCASE, m.sha256"
 )
 

@@ -26,6 +26,8 @@ from ..db import as_row_id
 from . import hashing
 from .jobs import JobCancelled, byte_progress
 from .library import display_name, parse_meta
+from .metadata import importing as file_metadata
+from .metadata.store import apply_import
 from .pending import old_meta
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,8 @@ def promote_pending(conn: sqlite3.Connection, ids: list, strategy: str | None, i
         job.set_totals(files=len(ids), bytes_=sum((row["size_bytes"] or 0) for row in rows.values()
                                                    if row["path"]))
         job.advance(message="hashing")
-    digests = hashing.hash_files(conn, paths, progress=byte_progress(job), on_file=_on_file(job))
+    digests = hashing.hash_files(conn, paths, progress=byte_progress(job), on_file=_on_file(job),
+                                 autov3=True)
     if job is not None:
         job.advance(message="promoting")
     for raw, pending_id in parsed:
@@ -137,7 +140,7 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
     if not row["path"]:
         raise _fail(pending_id, "Pending model missing path")
     if row["path"] not in digests:
-        digests.update(hashing.hash_files(conn, [row["path"]]))
+        digests.update(hashing.hash_files(conn, [row["path"]], autov3=True))
     digest = digests.get(row["path"])
     if digest is None or digest.sha256 is None:
         raise _fail(pending_id, (digest.error if digest else None) or "SHA256 calculation failed")
@@ -163,6 +166,13 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
         return "deleted", pending_id
 
     seq = _add_image(images, sha, image_name, pending_id, warnings)
+    found = file_metadata.found_for(row["path"], row["meta_json"])
+    if seq is None:  # no picture of its own: the preview beside the file, if the model has none
+        seq, warning = file_metadata.add_preview(images, sha, row["path"], found)
+        if warning:
+            warnings.append({"id": pending_id, "warning": warning})
+    autov3 = (digest.autov3 if digest.autov3 is not None
+              else file_metadata.autov3_for(conn, sha, row["path"]))
     try:
         with db.transaction(conn):
             current = _current_row(conn, pending_id)
@@ -179,6 +189,7 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
                 _override_model(conn, target, current, meta, digest.size)
             else:
                 _merge_model(conn, target, current, meta)
+            summary = apply_import(conn, sha, found, autov3=autov3 or None)
             conn.execute(
                 "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
                 "SELECT ?, tag_id FROM pending_model_tags WHERE model_id = ?",
@@ -193,8 +204,10 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
             raise _fail(pending_id, f"Database error: {exc}") from None
         raise
-    if seq is not None and not keep_image:
+    if seq is not None and image_name and not keep_image:
         _delete_pending_image(images, image_name)
+    warnings.extend({"id": pending_id, "warning": line}
+                    for line in file_metadata.warnings_of(summary))
     return "success", pending_id
 
 

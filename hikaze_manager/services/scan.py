@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .. import db
-from . import hashing
+from . import hashing, metadata
 from .jobs import byte_progress
 from .model_types import ModelTypeIndex
 
@@ -288,7 +288,8 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
             skipped += 1  # a copy of a library model, already seen (merged or deleted duplicate)
         else:
             to_queue.append(found)
-    pending_ids, insert_skipped = _queue_pending(conn, to_queue, job)
+    read_report = metadata.ReadReport()
+    pending_ids, insert_skipped = _queue_pending(conn, to_queue, job, read_report)
     skipped += insert_skipped + stats.unusable + stats.duplicates
     if job is not None:
         job.advance(files=len(new_files), message="done")
@@ -300,19 +301,28 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
         "skipped": skipped,
         "relinked": relinked,
         "errors": stats.unusable + stats.unreadable_folders,
+        "metadata": read_report.as_dict(),
     }
 
 
-def _queue_pending(conn: sqlite3.Connection, files: list[FoundFile], job) -> tuple[list[int], int]:
-    """Insert pending rows in batched transactions; return (new ids, rows that already existed)."""
-    meta = json.dumps(EMPTY_OLD_META)
+def _queue_pending(conn: sqlite3.Connection, files: list[FoundFile], job,
+                   read_report: metadata.ReadReport) -> tuple[list[int], int]:
+    """Insert pending rows in batched transactions; return (new ids, rows that already existed).
+
+    The metadata beside each file (header, sidecars, preview) is read before its batch's
+    transaction, so no file is read while the write lock is held.
+    """
     ids: list[int] = []
     skipped = 0
+    listings = metadata.previews.ListingCache()
     for start in range(0, len(files), INSERT_BATCH):
         if job is not None:
             job.check_cancelled()
+        batch = files[start : start + INSERT_BATCH]
+        metas = [json.dumps({**EMPTY_OLD_META, metadata.PENDING_KEY: metadata.read_for_pending(
+            found.path, found.size, listings, read_report)}, ensure_ascii=False) for found in batch]
         with db.transaction(conn):
-            for found in files[start : start + INSERT_BATCH]:
+            for found, meta in zip(batch, metas):
                 cursor = conn.execute(
                     "INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at,"
                     " meta_json) VALUES (?, '', ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",

@@ -48,6 +48,7 @@ export const api = {
   models: (type) => request("GET", `/api/models?type=${q(type)}`),
   model: (sha) => request("GET", `/api/models/${q(sha)}`),
   patchModel: (sha, changes) => request("PATCH", `/api/models/${q(sha)}`, changes),
+  rereadMetadata: (shas) => request("POST", "/api/models/reread_metadata", { sha256: shas }),
   tags: () => request("GET", "/api/tags"),
   addTags: (names) => request("POST", "/api/tags_add", { newtags: names }),
   uploadImage(sha, file) {

@@ -2,6 +2,7 @@
 import { h } from "./dom.js";
 import { formatSize } from "./dom.js";
 import { t } from "./i18n.js";
+import { baseChip } from "./metadata-view.js";
 
 let observer = null;
 
@@ -86,6 +87,7 @@ export function itemElement(item, a, view) {
       box || "",
       thumb(a.url(item), name),
       h("div", { class: "row-main" }, h("div", { class: "item-name", text: name }), tagChips(item.tags)),
+      baseChip(item),
       badge ? h("span", { class: "badge-text", text: badge }) : "",
       h("span", { class: "row-size", text: formatSize(item.size_bytes) }),
     );
@@ -94,7 +96,8 @@ export function itemElement(item, a, view) {
       thumb(a.url(item), name),
       box ? h("div", { class: "card-check" }, box) : "",
       badge ? h("span", { class: "card-badge", text: badge }) : "",
-      h("div", { class: "card-overlay" }, h("div", { class: "item-name", text: name }), tagChips(item.tags)),
+      h("div", { class: "card-overlay" }, h("div", { class: "item-name", text: name }), baseChip(item),
+        tagChips(item.tags)),
     );
   }
   markItem(el, item, a);

@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { confirmDialog } from "./dialog.js";
 import { $, formatDate, formatSize, h, replace } from "./dom.js";
 import { gallery } from "./gallery.js";
+import { metadataView, rereadModel } from "./metadata-view.js";
 import { language, t } from "./i18n.js";
 import { gateWrite, readOnlyReason } from "./readonly.js";
 import { cachedEntries, emit, state } from "./state.js";
@@ -14,6 +15,7 @@ let emptyEl;
 let statusEl;
 let tagBox;
 let pics;
+let metaView;
 let record = null; // the record as last loaded or saved
 let loadSeq = 0;
 
@@ -37,6 +39,7 @@ export function mountDetails(el) {
   root = el;
   pics = gallery({ onCountChange: (sha, count) => emit("images:changed", { sha, count }) });
   tagBox = tagsInput({ id: "d-tags", allTags: () => state.tags });
+  metaView = metadataView({ onReread: (sha) => reread(sha), onStatus: (text, kind) => setStatus(text, kind) });
   const link = h("a", { class: "btn icon", id: "d-link-open", target: "_blank",
     rel: "noopener noreferrer", "aria-label": t("details.openLink"), title: t("details.openLink"),
     dataset: { i18nTitle: "details.openLink", i18nAriaLabel: "details.openLink" } },
@@ -67,6 +70,7 @@ export function mountDetails(el) {
       field("d-created", "details.created", h("input", { type: "text", id: "d-created",
         readOnly: true }))),
     field("d-tags", "details.tags", tagBox.el),
+    metaView.el,
     field("d-description", "details.description", h("textarea", { id: "d-description", rows: 5 })),
     field("d-link", "details.link", linkInput, link),
     field("d-positive", "details.positive", h("textarea", { id: "d-positive", rows: 3 })),
@@ -132,6 +136,7 @@ function fill(rec) {
   $("#d-negative", form).value = meta.prompts?.negative || "";
   form.updateLink();
   tagBox.set(rec.tags);
+  metaView.fill(rec);
   pics.show(rec.sha256, meta.images_count);
   gateWrite($("#d-save", form));
   setStatus("");
@@ -165,6 +170,7 @@ function formValues() {
   for (const [key, selector] of Object.entries(TEXT_FIELDS)) values[key] = $(selector, form).value;
   values.tags = tagBox.value();
   values.tagText = tagBox.input.value;
+  values.meta = metaView.values();
   return values;
 }
 
@@ -198,7 +204,7 @@ function changes(values) {
   const before = (record.tags || []).map((tag) => tag.id).sort((a, b) => a - b).join(",");
   const after = tags.map((tag) => tag.id).sort((a, b) => a - b).join(",");
   if (before !== after || tags.some((tag) => tag.id < 0)) out.tags = tags;
-  return out;
+  return Object.assign(out, metaView.changes(record));
 }
 
 /** True when the form holds edits that were not saved. */
@@ -231,6 +237,7 @@ function restoreNewerEdits(sent, now, createdByName) {
       ? createdByName.get(tag.name.toLowerCase()) || tag : tag)));
     kept = true;
   }
+  if (metaView.restore(sent.meta, now.meta)) kept = true;
   if (now.tagText) {
     tagBox.input.value = now.tagText;
     kept = true;
@@ -269,6 +276,8 @@ async function save() {
     for (const entry of cachedEntries(sha)) {
       entry.name = saved.name || entry.name;
       entry.tags = saved.tags;
+      entry.base_model = saved.base_model;
+      entry.base_family = saved.base_family;
     }
     if (record?.sha256 === sha) {
       const now = formValues();
@@ -284,10 +293,32 @@ async function save() {
   }
 }
 
+/** "Re-read metadata from files": unsaved edits are confirmed away first; typed values stay. */
+async function reread(sha) {
+  if (readOnlyReason() || !(await confirmDiscard())) return;
+  setStatus(t("meta.rereading"));
+  try {
+    const report = await rereadModel(sha);
+    if (record?.sha256 !== sha) return;
+    const saved = await api.model(sha);
+    fill(saved);
+    for (const entry of cachedEntries(sha)) Object.assign(entry, { name: saved.name,
+      base_model: saved.base_model, base_family: saved.base_family });
+    const failed = report.failed?.[0]?.error;
+    setStatus(failed ? t("meta.rereadFailed", { error: failed })
+      : t(report.updated?.length ? "meta.rereadDone" : "meta.rereadSame"), failed ? "error" : "ok");
+    emit("model:saved", saved);
+    emit("images:changed", { sha, count: saved.meta_json?.images_count ?? 0 });
+  } catch (err) {
+    setStatus(t("meta.rereadFailed", { error: err.message }), "error");
+  }
+}
+
 /** Redraw language-dependent values (dates, gallery buttons) after a language switch. */
 export function retranslate() {
   if (record) $("#d-created", form).value = formatDate(record.created_at, language());
   gateWrite($("#d-save", form));
   pics.redraw();
+  metaView.redraw();
   if (!record && !emptyEl.hidden && !emptyEl.querySelector(".loading, .error")) showEmpty();
 }

@@ -1,6 +1,7 @@
 // Client-side search and the tag filter dropdown (none -> include -> exclude -> none).
 import { h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { baseFilter } from "./metadata-view.js";
 import { state } from "./state.js";
 
 const key = (name) => String(name || "").trim().toLowerCase();
@@ -26,7 +27,7 @@ export function tagFilter(items) {
 }
 
 export function applyFilters(items) {
-  return tagFilter(searchFilter(items));
+  return baseFilter(tagFilter(searchFilter(items)));
 }
 
 /** Number of active filters (include + exclude). */

@@ -3,6 +3,7 @@ import { api, imageUrl, pendingImageUrl } from "./api.js";
 import { itemElement, markItem, unobserveAll } from "./cards.js";
 import { $, h, replace } from "./dom.js";
 import { applyFilters, searchFilter, tagFilterDropdown } from "./filters.js";
+import { baseFilterControl } from "./metadata-view.js";
 import { t } from "./i18n.js";
 import { emit, pendingTab, revOf, state } from "./state.js";
 
@@ -14,6 +15,7 @@ let countEl;
 let pendingTools;
 let tagDropdown;
 let searchInput;
+let baseSelect;
 let loadSeq = 0;
 let moreObserver = null;
 let rendered = new Map(); // key -> item of every element now in itemsEl
@@ -65,6 +67,7 @@ export function mountLibrary(el) {
     render({ reset: true });
   });
   tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), () => render({ reset: true }));
+  baseSelect = baseFilterControl(() => tabItems(), () => render({ reset: true }));
   const cols = h("input", { type: "number", id: "cols", min: 2, max: 12, value: String(state.cols),
     class: "cols-input" });
   cols.addEventListener("change", () => {
@@ -92,6 +95,7 @@ export function mountLibrary(el) {
     h("div", { class: "lib-toolbar" },
       searchInput,
       tagDropdown.el,
+      baseSelect.el,
       h("div", { class: "seg-group", role: "group" }, viewBtn("card"), viewBtn("list")),
       h("label", { class: "cols-label" }, h("span", { dataset: { i18n: "library.cols" },
         text: t("library.cols") }), cols),
@@ -179,6 +183,7 @@ function updateSelectAll(shown) {
 export function render({ reset = false } = {}) {
   if (!itemsEl) return;
   const all = tabItems();
+  baseSelect.refresh();
   const shown = applyFilters(all);
   const adapter = currentAdapter();
   countEl.textContent = t("library.count", { shown: shown.length, total: all.length });

@@ -1,0 +1,30 @@
+"""File-metadata API: re-read headers, sidecars and previews of library models."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ..db import connection
+from ..schemas.common import load_body
+from ..schemas.file_metadata import RereadBodySchema, RereadReportSchema
+from ..services.metadata.importing import reread
+from ..state import get_state
+from .common import run_or_submit, wants_async
+
+bp = Blueprint("file_metadata", __name__, url_prefix="/api")
+
+
+@bp.post("/models/reread_metadata")
+def reread_metadata():
+    """Re-read the files of one or many models (``200`` report, or ``202`` and a job)."""
+    data = load_body(RereadBodySchema())
+    state = get_state()
+    db_path, images = state.paths.database, state.images
+    shas = list(dict.fromkeys(data["sha256"]))
+
+    def work(job):
+        with connection(db_path) as conn:
+            report = reread(conn, images, shas, job)
+        return 200, RereadReportSchema().dump(report)
+
+    return run_or_submit("reread_metadata", work, wants_async() or data["asynchronous"])
