@@ -139,28 +139,57 @@ def _library_database() -> str:
     return str(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
 
 
-def _find_by_hash(sha256: str, skip: str) -> str | None:
-    """A file with this content that the library knows of, or None (no library: None)."""
+def _with_library(work, default):
+    """``work(conn)`` on the library opened read-only, or ``default`` (no library, or unreadable)."""
     import sqlite3
 
     from .hikaze_manager.db import connect
-    from .hikaze_manager.services.resolve import find_by_hash
 
     database = _library_database()
     if not os.path.isfile(database):
-        return None
+        return default
     try:
         conn = connect(database, read_only=True)
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None
+        return default
     try:
-        return find_by_hash(conn, sha256, skip=skip)
+        return work(conn)
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None
+        return default
     finally:
         conn.close()
+
+
+def _find_by_hash(sha256: str, skip: str) -> str | None:
+    """A file with this content that the library knows of, or None (no library: None)."""
+    from .hikaze_manager.services.resolve import find_by_hash
+
+    return _with_library(lambda conn: find_by_hash(conn, sha256, skip=skip), None)
+
+
+def _trigger_words(loaded: list[tuple[str, str]]) -> str:
+    """The library's trigger words of the loaded LoRAs, in list order, once each, comma-separated.
+
+    ``loaded`` holds (sha256 from the payload or "", path loaded); an entry without a hash is
+    looked up by the path it was loaded from.
+    """
+    from .hikaze_manager.services.metadata.store import trigger_words_for
+
+    def read(conn) -> str:
+        shas = []
+        for sha256, path in loaded:
+            if not sha256:
+                row = conn.execute("SELECT sha256 FROM models WHERE path = ?", (path,)).fetchone()
+                sha256 = row[0] if row else ""
+            if sha256:
+                shas.append(sha256.lower())
+        words_by_sha = trigger_words_for(conn, shas)
+        words = [w.strip() for sha in shas for w in words_by_sha.get(sha, [])]
+        return ", ".join(dict.fromkeys(w for w in words if w))
+
+    return _with_library(read, "") if loaded else ""
 
 
 def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str:
@@ -239,8 +268,11 @@ class HikazeLoraPowerLoader:
     """Apply the LoRA list chosen in the Hikaze panel, in order, with its strengths."""
 
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("MODEL", "CLIP")
-    RETURN_NAMES = ("Model", "CLIP")
+    # The third output came later: old workflows link only the first two, by position.
+    RETURN_TYPES = ("MODEL", "CLIP", "STRING")
+    RETURN_NAMES = ("Model", "CLIP", "Trigger words")
+    OUTPUT_TOOLTIPS = ("", "", "Trigger words of the LoRAs applied, from the Hikaze library, "
+                       "comma-separated: wire it into a prompt.")
     FUNCTION = "load"
 
     @classmethod
@@ -274,7 +306,7 @@ class HikazeLoraPowerLoader:
                 model, clip, lora, entry.strength_model, entry.strength_clip
             )
         _cache("lora").keep(used)
-        return (model, clip)
+        return (model, clip, _trigger_words([(entry.sha256 or "", path) for path, entry in chosen]))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -169,7 +169,7 @@ def test_moved_lora_is_found_through_the_library_and_the_files_it_has_hashed(wor
         f"file with SHA-256 {sha}")
     assert world.client.get("/api/scan").get_json()["relinked"] == 1
     with caplog.at_level(logging.INFO, logger="hikaze"):
-        model, clip = world.lora.load([], [], payload)
+        model, clip, _words = world.lora.load([], [], payload)
     assert model == [str(new)] and clip == [str(new)]
     assert world.fake.reads == [str(new)]
     assert any(str(old) in r.message and str(new) in r.message and sha in r.message
@@ -361,3 +361,48 @@ def test_looking_up_by_content_uses_indexes_not_table_scans(world):
             ).fetchall()
             details = " ".join(row[3] for row in plan)
             assert "USING" in details and "INDEX" in details, (table, details)
+
+
+# ------------------------------------------------------------------------------------------------
+# Third output: the trigger words of the LoRAs applied
+
+
+def write_lora_with_trigger(path: Path, phrase: str) -> str:
+    """A real safetensors LoRA whose ModelSpec header names its trigger phrase."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                         "__metadata__": {"modelspec.trigger_phrase": phrase,
+                                          "modelspec.title": path.stem}}).encode()
+    data = struct.pack("<Q", len(header)) + header + b"\0\0\x80?"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_lora_loader_outputs_the_trigger_words_of_the_applied_loras(world):
+    loras = world.models / "loras"
+    ink = write_lora_with_trigger(loras / "ink.safetensors", "ink style, bold lines")
+    glow = write_lora_with_trigger(loras / "glow.safetensors", "glowing, bold lines")
+    off = write_lora_with_trigger(loras / "off.safetensors", "never shown")
+    import_all(world)
+    # What the user typed wins over what the file said, and is what the node outputs.
+    patched = world.client.patch(f"/api/models/{glow}", json={"trigger_words": ["neon glow", "bold lines"]})
+    assert patched.status_code == 200, patched.get_json()
+
+    assert world.node.HikazeLoraPowerLoader.RETURN_TYPES == ("MODEL", "CLIP", "STRING")
+    payload = lora_payload(
+        entry(loras / "ink.safetensors", ink),
+        entry(loras / "off.safetensors", off, enabled=False),
+        entry(loras / "glow.safetensors"),  # no sha256 in the entry: found by its path
+    )
+    model, clip, words = world.lora.load([], [], payload)
+    assert model == [str(loras / "ink.safetensors"), str(loras / "glow.safetensors")]
+    assert words == "ink style, bold lines, neon glow"
+
+
+def test_trigger_words_are_empty_without_a_library_or_loras(world, tmp_path, monkeypatch):
+    write_safetensors(world.models / "loras" / "plain.safetensors", "plain")
+    assert world.lora.load([], [], lora_payload())[2] == ""
+    monkeypatch.setenv("HIKAZE_DATA_DIR", str(tmp_path / "no-library-here"))
+    model, _clip, words = world.lora.load([], [], lora_payload(entry("plain.safetensors")))
+    assert model == [str(world.models / "loras" / "plain.safetensors")] and words == ""
+    assert not (tmp_path / "no-library-here").exists()

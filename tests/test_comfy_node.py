@@ -46,7 +46,10 @@ def test_node_classes_follow_the_classic_api():
         assert inputs["hikaze_payload"][1]["multiline"] is True
         assert callable(getattr(cls, cls.FUNCTION))
     assert comfy_node.HikazeCheckpointLoader.RETURN_TYPES == ("MODEL", "CLIP", "VAE")
-    assert comfy_node.HikazeLoraPowerLoader.RETURN_TYPES == ("MODEL", "CLIP")
+    # Old workflows link the LoRA node's outputs by position: the trigger words come third.
+    assert comfy_node.HikazeLoraPowerLoader.RETURN_TYPES == ("MODEL", "CLIP", "STRING")
+    assert comfy_node.HikazeLoraPowerLoader.RETURN_NAMES[:2] == ("Model", "CLIP")
+    assert len(comfy_node.HikazeLoraPowerLoader.OUTPUT_TOOLTIPS) == 3
     assert set(comfy_node.HikazeLoraPowerLoader.INPUT_TYPES()["required"]) == {
         "model", "clip", "hikaze_payload"}
     assert not any(t.name == "hikaze-startup" for t in threading.enumerate())
