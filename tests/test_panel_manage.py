@@ -24,13 +24,18 @@ def _db(panel):
     return sqlite3.connect(panel.app.config["DATABASE"])
 
 
+MTIME_ORDER = [2, 0, 3, 1]  # model1 is the newest file, model2 the oldest
+
+
 def _seed(panel, n=6):
     shas = {}
     for i in range(n):
         name = f"model{i}"
         # sizes grow in the reverse of the name order
-        shas[name] = panel.write_model("checkpoints", f"{name}.safetensors",
-                                       os.urandom(1000 * (n - i)))[1]
+        path, shas[name] = panel.write_model("checkpoints", f"{name}.safetensors",
+                                             os.urandom(1000 * (n - i)))
+        stamp = 1_600_000_000 + 1000 * (MTIME_ORDER.index(i) if i < 4 else i)
+        os.utime(path, (stamp, stamp))
     panel.promote_all()
     return shas
 
@@ -58,8 +63,24 @@ def test_sort_by_size_and_name_is_remembered(panel, page):
     assert page.input_value("#sort-key") == "name"
     assert _names(page) == ["model3", "model2", "model1", "model0"]
     page.select_option("#sort-key", "mtime")  # file times come from the server when needed
-    page.wait_for_function("() => document.querySelectorAll('#items [data-key]').length === 4")
-    assert sorted(_names(page)) == ["model0", "model1", "model2", "model3"]
+    page.wait_for_function("() => document.querySelector('#items [data-key]').dataset.name"
+                           " === 'model1.safetensors'")
+    assert _names(page) == ["model1", "model3", "model0", "model2"]  # newest first (descending)
+
+
+def test_pending_list_sorts_by_size(panel, page):
+    for i in range(3):
+        panel.write_model("checkpoints", f"p{i}.safetensors", b"x" * (100 * (3 - i)))
+    panel.scan()
+    open_panel(page, panel)
+    page.click("#pending-toggle")
+    page.wait_for_selector("#select-all")
+    page.wait_for_selector("#items [data-key]")
+    assert [n.removesuffix(".safetensors") for n in card_names(page)] == ["p0", "p1", "p2"]
+    page.select_option("#sort-key", "size")
+    page.wait_for_function("() => document.querySelector('#items [data-key]').dataset.name"
+                           " === 'p2.safetensors'")
+    assert [n.removesuffix(".safetensors") for n in card_names(page)] == ["p2", "p1", "p0"]
 
 
 def _card(page, sha):
