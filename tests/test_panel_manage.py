@@ -187,3 +187,17 @@ def test_duplicates_view_trash_and_restore(panel, page):
     page.locator(".trash-view [data-action='restore']").click()
     page.wait_for_selector(".trash-view :text('The trash is empty')")
     assert copy.read_bytes() == data
+
+
+def test_missing_view_lists_lost_files_and_removes_them(panel, page):
+    shas = _seed(panel, 2)
+    (panel.root / "checkpoints" / "model1.safetensors").unlink()
+    open_panel(page, panel)
+    page.click("#manage-missing")
+    page.wait_for_selector(f".missing-view tr[data-sha='{shas['model1']}']")
+    assert page.locator(".missing-view tbody tr").count() == 1
+    page.click("#missing-remove-all")
+    page.click(".confirm-dialog [data-action='confirm']")
+    page.wait_for_selector(".missing-view :text('Every library model has its file.')")
+    with _db(panel) as conn:
+        assert [r[0] for r in conn.execute("SELECT sha256 FROM models")] == [shas["model0"]]

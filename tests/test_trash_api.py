@@ -124,3 +124,16 @@ def test_retention_comes_from_the_command_line(monkeypatch):
     from hikaze_manager.__main__ import build_config, parse_args
 
     assert build_config(parse_args(["--trash-days", "3"]))["TRASH_RETENTION_DAYS"] == 3.0
+
+
+def test_trash_listing_purges_so_it_refuses_cross_site_requests(client):
+    r = client.get("/api/files/trash", headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    assert client.get("/api/files/trash", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+
+
+def test_reread_hook_is_only_offered_when_the_route_exists(client):
+    # the panel asks OPTIONS for POST before showing "Re-read metadata" (selection-bar.js)
+    allow = client.options("/api/models/reread_metadata").headers.get("Allow", "")
+    assert "POST" not in allow.split(", ")
+    assert "POST" in client.options("/api/models/tags").headers["Allow"]

@@ -29,7 +29,7 @@ from ..schemas.manage import (
     TrashListSchema,
     TrashRestoreSchema,
 )
-from ..security import LOOPBACK_NAMES, host_name
+from ..security import LOOPBACK_NAMES, host_name, writes
 from ..services import batch, duplicates, tag_admin, trash
 from ..state import get_state
 
@@ -134,6 +134,8 @@ def _retention_days() -> float:
 
 
 @bp.get("/files/trash")
+@writes  # listing purges expired entries: same-origin only, like every write
+@file_route
 def list_trash():
     index = get_state().model_types.current()
     return TrashListSchema().dump(trash.list_trash(index, _retention_days()))

@@ -94,7 +94,7 @@ export function openTagAdmin(onChange) {
           t("tagAdmin.deleteSelected"))),
       h("table", { class: "manage-table" },
         h("thead", {}, h("tr", {}, ["", "tagAdmin.name", "tagAdmin.models", "tagAdmin.pending", ""]
-          .map((k) => h("th", { text: k ? t(k) : "" })))),
+          .map((k) => h("th", { text: k ? t(k) : "", class: k.endsWith("models") || k.endsWith("pending") ? "num" : null })))),
         h("tbody", {}, tags.map(row))));
   };
   reload();
