@@ -137,3 +137,14 @@ def test_reread_hook_is_only_offered_when_the_route_exists(client):
     allow = client.options("/api/models/reread_metadata").headers.get("Allow", "")
     assert "POST" not in allow.split(", ")
     assert "POST" in client.options("/api/models/tags").headers["Allow"]
+
+
+def test_trashing_a_pending_file_drops_its_pending_row(client, db_conn, make_model_file):
+    path, _ = make_model_file("loras/queued.safetensors")
+    client.post("/api/scan", json={})
+    assert db_conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 1
+    entry = client.post("/api/files/trash", json={"path": str(path), "confirm": "queued.safetensors"})
+    assert entry.status_code == 200
+    assert db_conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
+    client.post("/api/files/restore", json={"id": entry.get_json()["id"]})
+    assert client.post("/api/scan", json={}).get_json()["added"] == 1

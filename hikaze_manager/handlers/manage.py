@@ -6,7 +6,7 @@ import functools
 
 from flask import Blueprint, current_app
 
-from ..db import get_db
+from ..db import get_db, transaction
 from ..errors import BadRequest, Forbidden, NotFound
 from ..schemas.common import load_body
 from ..schemas.manage import (
@@ -157,6 +157,10 @@ def trash_file():
         raise BadRequest("remove_from_library needs sha256")
     entry = trash.trash_file(path, body["confirm"], get_state().model_types.current(), sha)
     entry["removed_from_library"] = False
+    # a pending row for a file that is now in the trash could only fail to import; a restore and
+    # a scan bring it back
+    with transaction(conn):
+        conn.executemany("DELETE FROM pending_import WHERE path = ?", [(f,) for f in entry["files"]])
     if sha is not None and body["remove_from_library"]:
         batch.remove_models(conn, get_state().images, [sha])
         entry["removed_from_library"] = True
