@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a foreign origin allowed to call the API (e.g. http://127.0.0.1:8188)")
     parser.add_argument("--allow-host", action="append", default=None, metavar="NAME",
                         help="a Host name clients may use besides loopback (e.g. studio.lan)")
+    parser.add_argument("--trash-days", type=float, default=None,
+                        help="days a trashed model file stays restorable (default 30, or "
+                             "$HIKAZE_TRASH_RETENTION_DAYS)")
     parser.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     return parser.parse_args(argv)
 
@@ -46,6 +49,7 @@ def build_config(args: argparse.Namespace) -> dict:
         "MODELS_DIR": args.models_dir,
         "ALLOWED_ORIGINS": args.allow_origin,
         "ALLOWED_HOSTS": args.allow_host,
+        "TRASH_RETENTION_DAYS": args.trash_days,
     }
     return {key: value for key, value in options.items() if value is not None}
 

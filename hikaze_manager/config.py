@@ -28,3 +28,5 @@ class DefaultConfig:
     # Upload bodies above this get 413 before they are read in full.
     MAX_CONTENT_LENGTH = 64 * 1024 * 1024
     JSON_SORT_KEYS = False
+    # Days a model file moved to the trash (services/trash.py) stays restorable before it is purged.
+    TRASH_RETENTION_DAYS = 30

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 INSERT_BATCH = 500
 _FORMAT_MASK, _REGULAR = stat_module.S_IFMT(0o170000), stat_module.S_IFREG
-SKIPPED_DIR_NAMES = frozenset({".git", "__pycache__"})
+SKIPPED_DIR_NAMES = frozenset({".git", "__pycache__", ".hikaze-trash"})  # trash: services/trash.py
 EMPTY_OLD_META = {
     "description": "",
     "community_links": "",

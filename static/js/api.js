@@ -73,6 +73,22 @@ export const api = {
   },
   job: (id) => request("GET", `/api/jobs/${q(id)}`),
   cancelJob: (id) => request("DELETE", `/api/jobs/${q(id)}`),
+  // library management (handlers/manage.py)
+  sortKeys: () => request("GET", "/api/models/sort_keys"),
+  editTags: (shas, add, remove) => request("POST", "/api/models/tags", { sha256: shas, add, remove }),
+  setType: (shas, type) => request("POST", "/api/models/set_type", { sha256: shas, type }),
+  removeModels: (shas) => request("POST", "/api/models/remove", { sha256: shas }),
+  tagUsage: () => request("GET", "/api/tags/usage"),
+  renameTag: (id, name, dryRun) => request("POST", "/api/tags/rename", { id, name, dry_run: dryRun }),
+  mergeTags: (source, target, dryRun) => request("POST", "/api/tags/merge", { source, target, dry_run: dryRun }),
+  deleteTags: (ids, dryRun) => request("POST", "/api/tags/delete", { id: ids, dry_run: dryRun }),
+  duplicates: () => request("GET", "/api/library/duplicates"),
+  missing: () => request("GET", "/api/library/missing"),
+  trashList: () => request("GET", "/api/files/trash"),
+  trashFile: (body) => request("POST", "/api/files/trash", body),
+  restoreFile: (id) => request("POST", "/api/files/restore", { id }),
+  rereadMetadataJob: (shas) =>
+    request("POST", "/api/models/reread_metadata", { sha256: shas, async: true }, { raw: true }),
 };
 
 /** Preview URL of an active model's image set (seq, tier); `rev` busts caches after changes. */

@@ -9,6 +9,7 @@ import { LANGUAGES, initLanguage, language, onLanguageChange, setLanguage, t,
 import { mountSplitter, mountToolbar } from "./layout.js";
 import { openLegacyDialog } from "./legacy.js";
 import * as library from "./library.js";
+import { mountManage } from "./manage.js";
 import * as pending from "./pending.js";
 import { gateWrite, readOnlyText } from "./readonly.js";
 import * as selection from "./selection.js";
@@ -212,6 +213,7 @@ function init() {
     $("#scan").addEventListener("click", () => pending.scan());
     $("#import-selected").addEventListener("click", () => importSelected());
     $("#legacy").addEventListener("click", () => openLegacyDialog());
+    mountManage($("#toolbar"), { refresh: () => library.refresh(), scan: () => pending.scan() });
     updateToolbar();
   }
   start();

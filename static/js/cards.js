@@ -67,7 +67,7 @@ export function itemElement(item, a, view) {
     title: [name, (item.tags || []).map((tag) => tag.name).join(", ")].filter(Boolean).join("\n"),
     dataset: { key: a.key(item), name },
   });
-  el.addEventListener("click", () => a.onClick(item));
+  el.addEventListener("click", (event) => a.onClick(item, event));
   el.addEventListener("keydown", (event) => {
     if ((event.key === "Enter" || event.key === " ") && event.target === el) {
       event.preventDefault();
@@ -78,8 +78,9 @@ export function itemElement(item, a, view) {
   if (a.onCheck) {
     box = h("input", { type: "checkbox", class: "item-check", checked,
       "aria-label": t("pending.check", { name }) });
-    box.addEventListener("click", (event) => event.stopPropagation());
-    box.addEventListener("change", () => a.onCheck(item, box.checked));
+    let shift = false; // the change event does not say whether Shift was held (range selection)
+    box.addEventListener("click", (event) => { event.stopPropagation(); shift = event.shiftKey; });
+    box.addEventListener("change", () => a.onCheck(item, box.checked, { shiftKey: shift }));
   }
   const badge = a.badge ? a.badge(item) : null;
   if (view === "list") {

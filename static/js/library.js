@@ -5,6 +5,8 @@ import { $, h, replace } from "./dom.js";
 import { applyFilters, searchFilter, tagFilterDropdown } from "./filters.js";
 import { baseFilterControl } from "./metadata-view.js";
 import { t } from "./i18n.js";
+import { mountSelectionBar, modifiedClick, renderBar, toggle } from "./selection-bar.js";
+import { sortControl, sortItems } from "./sort.js";
 import { emit, pendingTab, revOf, state } from "./state.js";
 
 const CHUNK = 150; // cards added per step while scrolling; a huge library never renders at once
@@ -19,13 +21,18 @@ let baseSelect;
 let loadSeq = 0;
 let moreObserver = null;
 let rendered = new Map(); // key -> item of every element now in itemsEl
+let sorter;
 
 const activeAdapter = {
   key: (m) => m.sha256,
   url: (m) => (m.images_count > 0 ? imageUrl(m.sha256, 0, "medium", revOf(m.sha256)) : ""),
   selected: (m) => (state.select?.kind === "checkpoint"
     ? state.select.picked?.sha256 === m.sha256 : state.selectedSha === m.sha256),
-  onClick: (m) => emit("library:click", m),
+  // multi-select (selection-bar.js): a box on each card, Ctrl/Cmd/Shift-click; not for the nodes
+  get checked() { return state.select ? undefined : (m) => state.multi.has(m.sha256); },
+  get onCheck() { return state.select ? undefined : toggle; },
+  onClick: (m, event) => (!state.select && event && (event.ctrlKey || event.metaKey || event.shiftKey)
+    ? modifiedClick(m, event) : emit("library:click", m)),
 };
 
 const pendingAdapter = {
@@ -55,7 +62,7 @@ export function tabItems() {
 
 /** Items after search and tag filters, as shown. */
 export function visibleItems() {
-  return applyFilters(tabItems());
+  return sortItems(applyFilters(tabItems()));
 }
 
 export function mountLibrary(el) {
@@ -99,12 +106,14 @@ export function mountLibrary(el) {
       h("div", { class: "seg-group", role: "group" }, viewBtn("card"), viewBtn("list")),
       h("label", { class: "cols-label" }, h("span", { dataset: { i18n: "library.cols" },
         text: t("library.cols") }), cols),
+      (sorter = sortControl(() => render({ reset: true }))).el,
       pendingTools,
       h("button", { type: "button", class: "btn", id: "refresh", onclick: () => refresh() },
         h("span", { dataset: { i18n: "library.refresh" }, text: t("library.refresh") })),
       countEl),
     statusEl = h("div", { class: "lib-status", role: "status" }),
     itemsEl = h("div", { class: "lib-items", id: "items" }));
+  mountSelectionBar(root, { visibleItems, updateMarks, refresh });
   applyView();
 }
 
@@ -184,8 +193,10 @@ export function render({ reset = false } = {}) {
   if (!itemsEl) return;
   const all = tabItems();
   baseSelect.refresh();
-  const shown = applyFilters(all);
+  const shown = sortItems(applyFilters(all), () => render());
   const adapter = currentAdapter();
+  sorter.refresh(all);
+  renderBar();
   countEl.textContent = t("library.count", { shown: shown.length, total: all.length });
   tagDropdown.refresh();
   pendingTools.hidden = !state.pendingMode;
