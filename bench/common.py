@@ -101,7 +101,8 @@ def build_library(db_path: Path, n: int, loras: int, pending: int = 200, seed: i
                              f"Model {rng.randrange(10**6):06d} {i}", kind,
                              rng.randint(10**6, 7 * 10**9), 1700000000000 + i, meta))
                 links.extend((sha_of(i), t) for t in rng.sample(range(1, TAGS + 1), 3))
-            conn.executemany("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO models(sha256, path, name, type, size_bytes, created_at, meta_json)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT INTO model_tags VALUES (?, ?)", links)
             conn.executemany(
                 "INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at, meta_json)"

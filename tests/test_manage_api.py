@@ -223,8 +223,8 @@ def test_duplicates_and_same_name_listed_with_their_space(client, db_conn, make_
     c, sha_c = make_model_file("loras/a.safetensors", os.urandom(100))
     add_model(sha, str(a), name="A")
     add_model(sha_c, str(c), name="other a")
-    db_conn.execute("INSERT INTO file_hashes VALUES (?, 3000, 1, ?, 1)", (str(b), sha))
-    db_conn.execute("INSERT INTO file_hashes VALUES ('/gone/x.safetensors', 3000, 1, ?, 1)", (sha,))
+    db_conn.execute("INSERT INTO file_hashes(path, size_bytes, mtime_ns, sha256, hashed_at) VALUES (?, 3000, 1, ?, 1)", (str(b), sha))
+    db_conn.execute("INSERT INTO file_hashes(path, size_bytes, mtime_ns, sha256, hashed_at) VALUES ('/gone/x.safetensors', 3000, 1, ?, 1)", (sha,))
     report = client.get("/api/library/duplicates").get_json()
     [group] = report["same_content"]
     assert group["sha256"] == sha and group["reclaimable_bytes"] == 3000 and group["total_bytes"] == 6000

@@ -170,7 +170,7 @@ def test_duplicates_view_trash_and_restore(panel, page):
     copy.write_bytes(data)
     panel.scan()  # queues the copy as pending; record its hash as a scan that hashed it would
     with _db(panel) as conn:
-        conn.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, 1)",
+        conn.execute("INSERT OR REPLACE INTO file_hashes(path, size_bytes, mtime_ns, sha256, hashed_at) VALUES (?, ?, ?, ?, 1)",
                      (str(copy), len(data), copy.stat().st_mtime_ns, sha))
     open_panel(page, panel)
     page.click("#manage-duplicates")
@@ -201,3 +201,23 @@ def test_missing_view_lists_lost_files_and_removes_them(panel, page):
     page.wait_for_selector(".missing-view :text('Every library model has its file.')")
     with _db(panel) as conn:
         assert [r[0] for r in conn.execute("SELECT sha256 FROM models")] == [shas["model0"]]
+
+
+def test_batch_reread_runs_as_a_job_and_fills_what_the_sidecars_say(panel, page):
+    import json
+
+    shas = _seed(panel, 3)
+    for i in (0, 2):  # sidecars left by A1111 after the models were imported
+        (panel.root / "checkpoints" / f"model{i}.json").write_text(
+            json.dumps({"activation text": f"word{i}, shared"}), encoding="utf-8")
+    open_panel(page, panel)
+    for i in range(3):
+        _card(page, shas[f"model{i}"]).locator(".item-check").click()
+    page.click("[data-action='reread']")
+    page.wait_for_selector(".multi-result:has-text('3')")
+    assert page.inner_text(".multi-count") == "3 selected"
+    with _db(panel) as conn:
+        words = dict(conn.execute("SELECT sha256, trigger_words FROM model_metadata"))
+    assert json.loads(words[shas["model0"]]) == ["word0", "shared"]
+    assert json.loads(words[shas["model2"]]) == ["word2", "shared"]
+    assert not json.loads(words.get(shas["model1"]) or "[]")

@@ -132,13 +132,6 @@ def test_trash_listing_purges_so_it_refuses_cross_site_requests(client):
     assert client.get("/api/files/trash", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
 
 
-def test_reread_hook_is_only_offered_when_the_route_exists(client):
-    # the panel asks OPTIONS for POST before showing "Re-read metadata" (selection-bar.js)
-    allow = client.options("/api/models/reread_metadata").headers.get("Allow", "")
-    assert "POST" not in allow.split(", ")
-    assert "POST" in client.options("/api/models/tags").headers["Allow"]
-
-
 def test_trashing_a_pending_file_drops_its_pending_row(client, db_conn, make_model_file):
     path, _ = make_model_file("loras/queued.safetensors")
     client.post("/api/scan", json={})
