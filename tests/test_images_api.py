@@ -486,3 +486,24 @@ def test_pending_traversal_never_serves_other_files(client, pending, app, tmp_pa
     assert response.mimetype == "application/json"
     assert response.body != secret.read_bytes()
     assert b"SQLite" not in response.body and b"root:" not in response.body
+
+
+def test_a_symlink_in_the_images_folder_is_never_followed(client, model, app, tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    images_dir = get_state(app).paths.images_dir
+    (images_dir / f"{model}_9_high.webp").symlink_to(secret)
+    (images_dir / f"{model}_0_high.webp").symlink_to(secret)
+    for url in (f"/api/images/{model}_9.webp", f"/api/images/{model}_9", f"/api/images/{model}"):
+        response = fetch(client, url)
+        assert response.status_code == 404, url
+        assert b"root:" not in response.body
+    assert img_count(client, model) == 0
+    pending_dir = get_state(app).paths.pending_dir
+    pending_dir.mkdir(parents=True, exist_ok=True)
+    real = pending_dir / "real.png"
+    real.write_bytes(picture((10, 10)))
+    (pending_dir / "inside.png").symlink_to(real)  # even a link to a file inside is refused
+    assert fetch(client, "/api/images/pending/inside.png").status_code == 404
+    assert fetch(client, "/api/images/pending/inside.webp").status_code == 404
+    assert fetch(client, "/api/images/pending/real.png").status_code == 200

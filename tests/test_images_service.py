@@ -587,6 +587,22 @@ def test_a_delete_interrupted_half_way_leaves_a_duplicate_not_a_gap(store, monke
     assert all(store.set_path(SHA, seq, t).is_file() for seq in range(4) for t in TIER_NAMES)
 
 
+def test_a_symlinked_tier_is_neither_served_nor_counted(store, tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0")
+    store.add_image(SHA, encode(gradient((20, 20))))
+    store.set_path(SHA, 1, "high").symlink_to(secret)
+    store.set_path(SHA, 0, "low").unlink()
+    store.set_path(SHA, 0, "low").symlink_to(secret)
+    assert store.count(SHA) == 1
+    assert store.counts()[SHA] == 1
+    assert store.open_tier(SHA, 1, ("high",)) is None
+    with store.open_tier(SHA, 0, ("low", "medium")) as fh:  # falls back past the link
+        assert fh.read() == store.set_path(SHA, 0, "medium").read_bytes()
+    os.mkfifo(store.set_path(SHA, 2, "high"))  # would block a reader forever
+    assert store.open_tier(SHA, 2, ("high",)) is None
+
+
 # --- pending originals ------------------------------------------------------------------------
 
 
@@ -618,7 +634,7 @@ def test_pending_image_path_stays_inside(store, tmp_path):
     for bad in ["..", ".", "", "link.png", "sub", "a.png\x00", "*", "a*", "missing.png",
                 str(secret), ".hikaze-tmp-a"]:
         assert store.pending_image_path(bad) is None, bad
-    assert store.pending_image_path("inner.png") == store.pending_dir / "inner.png"
+    assert store.pending_image_path("inner.png") is None  # regular files only, even inside
 
 
 def test_find_pending_image_matches_stem_without_glob(store):

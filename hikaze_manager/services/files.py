@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -57,3 +58,29 @@ def sweep_temp_files(folder: Path) -> int:
             except FileNotFoundError:
                 pass
     return removed
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FAILURES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def open_regular_file(path: Path):
+    """Open ``path`` for reading only if it is a regular file itself (never through a symlink)."""
+    try:
+        if not _NOFOLLOW and os.path.islink(path):  # Windows: no O_NOFOLLOW
+            return None
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular files).
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_BINARY", 0))
+    except _OPEN_FAILURES:
+        return None
+    except OSError:  # ELOOP: the last component is a symlink
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or leak
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

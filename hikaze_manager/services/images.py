@@ -12,13 +12,20 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
 from ..errors import NotFound
-from .files import TMP_PREFIX, remove_quietly, write_file_atomic, write_temp_file
+from .files import (
+    TMP_PREFIX,
+    open_regular_file,
+    remove_quietly,
+    write_file_atomic,
+    write_temp_file,
+)
 from .image_processing import (
     TIER_SCALE,
     TIERS,
@@ -94,7 +101,8 @@ class ImageStore:
                 for entry in entries:
                     name = entry.name
                     # <64 hex>_<seq>_high.webp, checked without a regex: this is the hot loop.
-                    if name.endswith("_high.webp") and name[64:65] == "_":
+                    if name.endswith("_high.webp") and name[64:65] == "_" and \
+                            entry.is_file(follow_symlinks=False):  # d_type: no extra stat
                         sha, seq = name[:64], name[65:-10]
                         if seq.isdigit() and seq.isascii() and _SHA.match(sha):
                             seqs[sha].add(int(seq))
@@ -118,7 +126,7 @@ class ImageStore:
         if not _SHA.match(sha256):
             return 0
         n = 0
-        while (self.images_dir / f"{sha256}_{n}_high.webp").is_file():
+        while _is_regular(self.images_dir / f"{sha256}_{n}_high.webp"):
             n += 1
         return n
 
@@ -188,10 +196,9 @@ class ImageStore:
         """Open the first existing tier of a set for reading, or None; consistent with deletes."""
         with self._lock(sha256):
             for tier in tiers:
-                try:
-                    return open(self.set_path(sha256, seq, tier), "rb")
-                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                    continue
+                fh = open_regular_file(self.set_path(sha256, seq, tier))  # never a symlink
+                if fh is not None:
+                    return fh
         return None
 
     def _link_or_copy(self, source: Path, dest: Path) -> None:
@@ -295,9 +302,16 @@ class ImageStore:
         real = os.path.realpath(path)
         if os.path.commonpath((root, real)) != root or real == root:
             return None
-        if not os.path.isfile(real) or path.name.startswith(TMP_PREFIX):
-            return None
+        if not _is_regular(path) or path.name.startswith(TMP_PREFIX):
+            return None  # a symlink, even to a file inside, is not served (its target may change)
         return path
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
