@@ -305,3 +305,16 @@ def test_a_new_copy_is_queued_even_when_a_same_size_model_lost_its_file(
     assert list(_pending(db_conn)) == [str(copy)]
     assert client.get("/api/scan").get_json()["added"] == 0  # queued once, not twice
     assert list(_pending(db_conn)) == [str(copy)]
+
+
+def test_a_pending_id_once_used_never_names_another_model(client, db_conn, make_model_file):
+    make_model_file("checkpoints/first.safetensors")
+    [first] = client.get("/api/scan").get_json()["pending_ids"]
+    report = client.post("/api/migration/import_models", json={"id": [first]}).get_json()
+    assert report["success"] == [first]
+    make_model_file("checkpoints/second.safetensors")
+    [second] = client.get("/api/scan").get_json()["pending_ids"]
+    assert second > first
+    stale = client.post("/api/migration/import_models", json={"id": [first]}).get_json()
+    assert stale["failed"] == [{"id": first, "error": "Pending model not found"}]
+    assert db_conn.execute("SELECT id FROM pending_import").fetchall()[0][0] == second

@@ -339,8 +339,10 @@ def _pending_image_url(action: _Action) -> list[str]:
 def _write_pending(conn, action: _Action, tag_ids: dict) -> None:
     row = action.row
     if action.op == "insert":
+        # Ids are never reused: the v1 id is kept only if no pending model ever had it.
         taken = conn.execute(
-            "SELECT 1 FROM pending_import WHERE id = ?", (row.legacy_id,)
+            "SELECT 1 FROM pending_import WHERE id = ? UNION ALL SELECT 1 FROM sqlite_sequence"
+            " WHERE name = 'pending_import' AND seq >= ?", (row.legacy_id, row.legacy_id),
         ).fetchone()
         meta = {
             "description": row.description,
