@@ -43,6 +43,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .db import connection
     from .db import upgrades
+    from .services import image_journal
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
@@ -52,8 +53,12 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         folder.mkdir(parents=True, exist_ok=True)
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
         sweep_temp_files(folder)
+    images = ImageStore(paths.images_dir, paths.pending_dir)
+    images.recover()  # before anything reads a set: finish interrupted renumberings
     with connection(paths.database) as conn:
         result = upgrades.apply(conn, paths.backups_dir)
+        if result.read_only_reason is None:
+            image_journal.recover(conn, images)
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),
@@ -62,7 +67,7 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
     )
     return AppState(
         paths=paths,
-        images=ImageStore(paths.images_dir, paths.pending_dir),
+        images=images,
         jobs=JobManager(),
         model_types=registry,
         read_only_reason=result.read_only_reason,

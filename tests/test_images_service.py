@@ -657,3 +657,42 @@ def test_delete_pending_image(store, tmp_path):
     assert store.delete_pending_image("../keep.png") is False
     assert store.delete_pending_image("out.png") is False
     assert outside.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("crash_at", range(1, 12))
+def test_a_delete_killed_at_any_step_is_finished_by_start_up_recovery(store, monkeypatch, crash_at):
+    """Stop a delete after ``crash_at`` file operations (as a kill would: no clean-up), then
+    recover with a new store: every set is one whole picture and the delete is complete."""
+    for i in range(5):
+        store.add_image(SHA, encode(Image.new("RGB", (30 + i, 20), (50 * i, 0, 0))))
+    owner = {store.set_path(SHA, s, t).read_bytes(): s for s in range(5) for t in TIER_NAMES}
+    calls = [0]
+
+    class Killed(BaseException):
+        pass
+
+    for name in ("replace", "link", "unlink"):
+        real = getattr(os, name)
+
+        def wrapped(*args, _real=real, **kwargs):
+            calls[0] += 1
+            if calls[0] == crash_at:
+                raise Killed
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(images_service.os, name, wrapped)
+    with pytest.raises(Killed):
+        store.delete_image(SHA, 1)
+    monkeypatch.undo()
+    for tmp in store.images_dir.glob(".hikaze-tmp-*"):
+        tmp.unlink()  # what the start-up temp sweep does
+    recovered = ImageStore(store.images_dir, store.pending_dir)
+    recovered.recover()
+    sets = [[owner[recovered.set_path(SHA, s, t).read_bytes()] for t in TIER_NAMES]
+            for s in range(recovered.count(SHA))]
+    if len(sets) == 5:  # killed before the journal was written: nothing changed
+        assert sets == [[s] * 3 for s in range(5)]
+    else:
+        assert sets == [[0] * 3, [2] * 3, [3] * 3, [4] * 3]
+    assert sorted(p.name for p in store.images_dir.iterdir() if p.is_file()) == sorted(
+        f"{SHA}_{s}_{t}.webp" for s in range(len(sets)) for t in TIER_NAMES)

@@ -8,6 +8,8 @@ never handed out twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -39,6 +41,8 @@ from .image_processing import (
 logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
+_TIER_NAME = re.compile(r"([0-9a-f]{64})_([0-9]{1,9})_(?:medium|low)\.webp\Z")
+RENUMBER_PREFIX = ".hikaze-renumber-"  # not TMP_PREFIX: start-up must read it, not sweep it
 WEBP_CACHE_BYTES = 32 * 1024 * 1024
 COUNTS_SETTLE_NS = 3_000_000_000
 
@@ -134,10 +138,13 @@ class ImageStore:
 
     def add_image(self, sha256: str, data: bytes) -> int:
         """Process ``data`` into a new set of ``sha256``; returns its seq."""
+        return self.add_processed(sha256, self.process(sha256, data))
+
+    def process(self, sha256: str, data: bytes) -> dict[str, bytes]:
+        """The encoded tiers of ``data`` for ``sha256`` (validated first), on a bounded worker."""
         self.set_path(sha256, 0)  # validates the sha before any work
         with self._workers:
-            tiers = process_image(data)
-        return self.add_processed(sha256, tiers)
+            return process_image(data)
 
     def add_processed(self, sha256: str, tiers: dict[str, bytes]) -> int:
         """Write already-encoded tiers as the next set, atomically; returns its seq."""
@@ -171,26 +178,112 @@ class ImageStore:
 
         Each later set is copied one place down (hard links, each tier replaced atomically,
         ``high`` last), then the now duplicated last set is dropped, ``high`` first. At every
-        moment sets ``0..n-1`` (and then ``0..n-2``) exist, so counts never see a hole, and a crash
-        half-way leaves a duplicated set, not a missing one. Readers open tiers under the same
-        lock (:meth:`open_tier`), so they never get tiers of two different sets.
+        moment sets ``0..n-1`` (and then ``0..n-2``) exist, so counts never see a hole. Readers
+        open tiers under the same lock (:meth:`open_tier`), so they never get tiers of two sets.
+        A kill half-way could leave a set whose tiers come from two pictures, so the wanted
+        result is journaled first and :meth:`recover` finishes it at start-up.
         """
         target = self.set_path(sha256, seq)
         with self._lock(sha256):
-            if not target.is_file():
+            if not _is_regular(target):
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
             last = self.count(sha256) - 1
-            for k in range(seq, last):
-                for tier in ("low", "medium", "high"):
+            journal = None
+            if seq < last:
+                want = [[_digest(self.set_path(sha256, k, t)) for t in TIERS]
+                        for k in range(seq + 1, last + 1)]
+                journal = self._journal_path(sha256)
+                write_file_atomic(journal, json.dumps(
+                    {"sha256": sha256, "seq": seq, "last": last, "want": want}).encode())
+                _fsync_dir(self.images_dir)
+            self._renumber(sha256, seq, last, None)
+            if journal is not None:
+                remove_quietly(journal)
+                _fsync_dir(self.images_dir)
+
+    def _renumber(self, sha256: str, seq: int, last: int, want: list | None) -> None:
+        """Sets ``seq+1..last`` become ``seq..last-1``; with ``want`` (digests), redo only what differs."""
+        for k in range(seq, last):
+            for tier in ("low", "medium", "high"):
+                dest = self.set_path(sha256, k, tier)
+                if want is None:
                     source = self.set_path(sha256, k + 1, tier)
-                    dest = self.set_path(sha256, k, tier)
-                    if source.is_file():
-                        self._link_or_copy(source, dest)
-                    else:  # an old half-written set: don't leave the deleted set's tier behind
-                        remove_quietly(dest)
-            for tier in ("high", "medium", "low"):
-                remove_quietly(self.set_path(sha256, max(last, seq), tier))
-            _fsync_dir(self.images_dir)
+                    source = source if _is_regular(source) else None
+                else:
+                    wanted = want[k - seq][TIERS.index(tier)]
+                    if wanted is not None and _digest(dest) == wanted:
+                        continue  # done before the kill
+                    source = None if wanted is None else next(
+                        (path for path in (self.set_path(sha256, j, tier)
+                                           for j in range(k + 1, last + 1))
+                         if _digest(path) == wanted), None)
+                    if wanted is not None and source is None:
+                        logger.error("[Hikaze] cannot finish renumbering %s: tier %s of set %d"
+                                     " is gone", sha256, tier, k + 1)
+                        continue
+                if source is not None:
+                    self._link_or_copy(source, dest)
+                else:  # an old half-written set: don't leave the deleted set's tier behind
+                    remove_quietly(dest)
+        for tier in ("high", "medium", "low"):
+            remove_quietly(self.set_path(sha256, last, tier))
+        _fsync_dir(self.images_dir)
+
+    def _journal_path(self, sha256: str) -> Path:
+        return self.images_dir / f"{RENUMBER_PREFIX}{sha256}.json"
+
+    # -- pictures by content and start-up recovery
+
+    def find_picture(self, sha256: str, picture: str) -> list[int]:
+        """Seqs of the sets of ``sha256`` whose ``high`` tier has the digest ``picture``."""
+        return [seq for seq in range(self.count(sha256))
+                if _digest(self.set_path(sha256, seq, "high")) == picture]
+
+    def remove_picture(self, sha256: str, picture: str) -> int:
+        """Delete every set of ``sha256`` showing ``picture`` (newest first); return how many."""
+        removed = 0
+        with self._lock(sha256):
+            seqs = self.find_picture(sha256, picture)
+        for seq in reversed(seqs):
+            try:
+                self.delete_image(sha256, seq)
+                removed += 1
+            except NotFound:
+                pass
+        return removed
+
+    def recover(self) -> None:
+        """Finish renumberings a kill interrupted and drop tiers left beyond the last set."""
+        try:
+            names = sorted(os.listdir(self.images_dir))
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not (name.startswith(RENUMBER_PREFIX) and name.endswith(".json")):
+                continue
+            path = self.images_dir / name
+            try:
+                plan = json.loads(path.read_bytes())
+                sha256, seq, last, want = plan["sha256"], plan["seq"], plan["last"], plan["want"]
+                self.set_path(sha256, seq)  # validates what the file says
+                with self._lock(sha256):
+                    self._renumber(sha256, int(seq), int(last), want)
+                logger.warning("[Hikaze] finished an interrupted image delete of %s", sha256)
+            except (ValueError, KeyError, TypeError, ImageError) as exc:
+                logger.error("[Hikaze] unreadable image journal %s: %s", name, exc)
+            remove_quietly(path)
+        self._drop_stray_tiers()
+        _fsync_dir(self.images_dir)
+
+    def _drop_stray_tiers(self) -> None:
+        counts = self.counts()
+        with os.scandir(self.images_dir) as entries:
+            for entry in entries:
+                match = _TIER_NAME.match(entry.name)
+                if match and int(match.group(2)) >= counts.get(match.group(1), 0):
+                    if entry.is_file(follow_symlinks=False) and \
+                            not _is_regular(self.set_path(match.group(1), int(match.group(2)))):
+                        remove_quietly(Path(entry.path))  # a tier of a set never completed
 
     def open_tier(self, sha256: str, seq: int, tiers: tuple[str, ...]):
         """Open the first existing tier of a set for reading, or None; consistent with deletes."""
@@ -305,6 +398,20 @@ class ImageStore:
         if not _is_regular(path) or path.name.startswith(TMP_PREFIX):
             return None  # a symlink, even to a file inside, is not served (its target may change)
         return path
+
+
+def _digest(path: Path) -> str | None:
+    """SHA-256 of a tier file, or None if it is missing (or not a regular file)."""
+    fh = open_regular_file(path)
+    if fh is None:
+        return None
+    with fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def picture_digest(tiers: dict[str, bytes]) -> str:
+    """The identity of a set: SHA-256 of its ``high`` tier bytes."""
+    return hashlib.sha256(tiers["high"]).hexdigest()
 
 
 def _is_regular(path: Path) -> bool:

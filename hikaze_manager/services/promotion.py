@@ -8,8 +8,10 @@ Differences from the reference (reference-behaviour 4.2, 8.2.8-9), on purpose:
   wipes a description); ``merge`` keeps the entry and fills each empty field. Both union the tags
   and keep the existing images.
 * ``delete`` also removes the pending image file (unless another pending row still uses it).
-* Each item is atomic across the database and the image files: if the transaction fails, the image
-  set added for it is deleted again, so a retry never duplicates an image.
+* Each item is atomic across the database and the image files: the set is announced in the image
+  journal before it is written and settled by the item's transaction; if that fails (or the
+  process is killed) the set is removed again (at start-up at the latest), and a picture already
+  in the model's sets is not added again, so a retry never duplicates an image.
 * Files are hashed through the hash cache, several at once.
 """
 
@@ -23,7 +25,8 @@ import time
 
 from .. import db
 from ..db import as_row_id
-from . import hashing
+from . import hashing, image_journal
+from .images import picture_digest
 from .jobs import JobCancelled, byte_progress
 from .library import display_name, parse_meta
 from .pending import old_meta
@@ -162,7 +165,7 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             _delete_pending_image(images, image_name)
         return "deleted", pending_id
 
-    seq = _add_image(images, sha, image_name, pending_id, warnings)
+    write_id = _add_image(conn, images, sha, image_name, pending_id, warnings)
     try:
         with db.transaction(conn):
             current = _current_row(conn, pending_id)
@@ -186,14 +189,16 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             )
             conn.execute("DELETE FROM pending_import WHERE id = ?", (pending_id,))
             keep_image = _image_still_used(conn, image_name)
+            if write_id is not None:
+                image_journal.settle(conn, [write_id])
     except BaseException as exc:
-        if seq is not None:
-            _delete_image(images, sha, seq)
+        if write_id is not None:
+            _undo_image(conn, images, write_id)
         if isinstance(exc, sqlite3.Error):
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
             raise _fail(pending_id, f"Database error: {exc}") from None
         raise
-    if seq is not None and not keep_image:
+    if write_id is not None and not keep_image:
         _delete_pending_image(images, image_name)
     return "success", pending_id
 
@@ -229,16 +234,30 @@ def _image_still_used(conn, image_name: str | None) -> bool:
     return False
 
 
-def _add_image(images, sha: str, image_name: str | None, pending_id: int, warnings) -> int | None:
-    """Turn the pending original into a new image set; a bad image only costs a warning."""
+def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
+               warnings) -> int | None:
+    """Turn the pending original into a new image set, announced in the image journal first.
+
+    Returns the journal id (settled by the caller's transaction), or None when nothing was
+    written: no image, a bad image (only a warning), or that very picture is already a set.
+    """
     if not image_name:
         return None
     try:
         path = images.pending_image_path(image_name)
         if path is None or not path.is_file():
             return None
-        data = path.read_bytes()
-        return images.add_image(sha, data)
+        tiers = images.process(sha, path.read_bytes())
+        picture = picture_digest(tiers)
+        if images.find_picture(sha, picture):
+            return None  # added before (e.g. a retry after a crash): never twice
+        write_id = image_journal.announce(conn, sha, picture)
+        try:
+            images.add_processed(sha, tiers)
+        except BaseException:
+            _undo_image(conn, images, write_id)
+            raise
+        return write_id
     except Exception as exc:  # ImageError, UnsupportedImage, OSError...: promote without it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
         logger.warning("[Hikaze] pending %s: image %r not imported: %s", pending_id, image_name, message)
@@ -246,11 +265,11 @@ def _add_image(images, sha: str, image_name: str | None, pending_id: int, warnin
         return None
 
 
-def _delete_image(images, sha: str, seq: int) -> None:
+def _undo_image(conn, images, write_id: int) -> None:
     try:
-        images.delete_image(sha, seq)
-    except Exception:
-        logger.exception("[Hikaze] could not remove image %s_%s after a failed promotion", sha, seq)
+        image_journal.undo(conn, images, [write_id])
+    except Exception:  # the journal entry stays; start-up removes the set
+        logger.exception("[Hikaze] could not remove an image set after a failed promotion")
 
 
 def _delete_pending_image(images, name: str) -> None:
