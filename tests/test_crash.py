@@ -5,7 +5,8 @@ recovery), checks the folder and the database, then runs one kind of write (PATC
 delete, scan, promotion, legacy migration) from a client thread and kills the server at a random
 moment. Every picture is a solid colour of its own, so a set whose tiers come from two pictures
 shows as two colours. ``HIKAZE_CRASH_KILLS`` sets the number of kills (default 30);
-``HIKAZE_CRASH_SEED`` the random seed. See docs/reliability.md.
+``HIKAZE_CRASH_SEED`` the random seed; ``HIKAZE_CRASH_KINDS`` (e.g. ``delete,legacy``) the kinds
+of write, in turn. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL needs POSIX"
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("HIKAZE_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("HIKAZE_CRASH_SEED", str(random.SystemRandom().randrange(10**6))))
-KINDS = ("legacy", "scan", "promotion", "upload", "patch", "delete", "tags")
+ALL_KINDS = ("legacy", "scan", "promotion", "upload", "patch", "delete", "tags")
+KINDS = tuple(k for k in os.environ.get("HIKAZE_CRASH_KINDS", ",".join(ALL_KINDS)).split(",")
+              if k in ALL_KINDS) or ALL_KINDS
 LEVELS = (20, 70, 120, 170, 220)  # colour channel values, far apart for lossy WebP
 TOLERANCE = 12
 SET_NAME = re.compile(r"([0-9a-f]{64})_([0-9]+)_(high|medium|low)\.webp\Z")
