@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
@@ -54,11 +55,17 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
         sweep_temp_files(folder)
     images = ImageStore(paths.images_dir, paths.pending_dir)
-    images.recover()  # before anything reads a set: finish interrupted renumberings
+    try:  # before anything reads a set: finish interrupted renumberings
+        images.recover()
+    except OSError as exc:  # e.g. a read-only folder: serve what is there
+        logger.error("[Hikaze] image recovery failed: %s", exc)
     with connection(paths.database) as conn:
         result = upgrades.apply(conn, paths.backups_dir)
         if result.read_only_reason is None:
-            image_journal.recover(conn, images)
+            try:
+                image_journal.recover(conn, images)
+            except (OSError, sqlite3.Error) as exc:
+                logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),

@@ -23,7 +23,7 @@ from hikaze_manager.services.image_processing import (
     process_image,
     tier_size,
 )
-from hikaze_manager.services.images import ImageStore
+from hikaze_manager.services.images import ImageStore, picture_digest
 
 SHA = "ab" * 32
 TIER_NAMES = ("high", "medium", "low")
@@ -696,3 +696,25 @@ def test_a_delete_killed_at_any_step_is_finished_by_start_up_recovery(store, mon
         assert sets == [[0] * 3, [2] * 3, [3] * 3, [4] * 3]
     assert sorted(p.name for p in store.images_dir.iterdir() if p.is_file()) == sorted(
         f"{SHA}_{s}_{t}.webp" for s in range(len(sets)) for t in TIER_NAMES)
+
+
+def test_deleting_a_set_after_a_gap_removes_only_that_set(store):
+    for i in range(2):
+        store.add_image(SHA, encode(Image.new("RGB", (30 + i, 20), (90 * i, 0, 0))))
+    kept = store.set_path(SHA, 1).read_bytes()
+    for tier in TIER_NAMES:  # set 3 beyond a gap, as older software could leave
+        os.link(store.set_path(SHA, 0, tier), store.set_path(SHA, 3, tier))
+    store.delete_image(SHA, 3)
+    assert store.count(SHA) == 2 and store.set_path(SHA, 1).read_bytes() == kept
+    assert not any(store.set_path(SHA, 3, t).exists() for t in TIER_NAMES)
+
+
+def test_remove_picture_removes_the_set_showing_it_wherever_it_moved(store):
+    datas = [encode(Image.new("RGB", (30 + i, 20), (60 * i, 0, 0))) for i in range(3)]
+    for data in datas:
+        store.add_image(SHA, data)
+    wanted = picture_digest(process_image(datas[2]))
+    store.delete_image(SHA, 0)  # the picture moved from set 2 to set 1
+    assert store.find_picture(SHA, wanted) == [1]
+    assert store.remove_picture(SHA, wanted) == 1
+    assert store.count(SHA) == 1 and store.find_picture(SHA, wanted) == []

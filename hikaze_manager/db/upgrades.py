@@ -137,7 +137,12 @@ def _pending_ids_never_reused_and_image_journal(conn: sqlite3.Connection) -> Non
         conn.execute(new_sql)
         conn.execute("INSERT INTO pending_import_rebuilt SELECT * FROM pending_import")
         conn.execute("DROP TABLE pending_import")
-        conn.execute("ALTER TABLE pending_import_rebuilt RENAME TO pending_import")
+        # Legacy rename: no re-check of other schema objects that name the (now dropped) table.
+        conn.execute("PRAGMA legacy_alter_table = ON")
+        try:
+            conn.execute("ALTER TABLE pending_import_rebuilt RENAME TO pending_import")
+        finally:
+            conn.execute("PRAGMA legacy_alter_table = OFF")
         for sql in extras:
             conn.execute(sql)
         for name in referencing:

@@ -187,19 +187,22 @@ class ImageStore:
         with self._lock(sha256):
             if not _is_regular(target):
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
-            last = self.count(sha256) - 1
-            journal = None
-            if seq < last:
-                want = [[_digest(self.set_path(sha256, k, t)) for t in TIERS]
-                        for k in range(seq + 1, last + 1)]
-                journal = self._journal_path(sha256)
-                write_file_atomic(journal, json.dumps(
-                    {"sha256": sha256, "seq": seq, "last": last, "want": want}).encode())
-                _fsync_dir(self.images_dir)
-            self._renumber(sha256, seq, last, None)
-            if journal is not None:
-                remove_quietly(journal)
-                _fsync_dir(self.images_dir)
+            self._delete_locked(sha256, seq)
+
+    def _delete_locked(self, sha256: str, seq: int) -> None:
+        last = self.count(sha256) - 1
+        journal = None
+        if seq < last:
+            want = [[_digest(self.set_path(sha256, k, t)) for t in TIERS]
+                    for k in range(seq + 1, last + 1)]
+            journal = self._journal_path(sha256)
+            write_file_atomic(journal, json.dumps(
+                {"sha256": sha256, "seq": seq, "last": last, "want": want}).encode())
+            _fsync_dir(self.images_dir)
+        self._renumber(sha256, seq, max(last, seq), None)
+        if journal is not None:
+            remove_quietly(journal)
+            _fsync_dir(self.images_dir)
 
     def _renumber(self, sha256: str, seq: int, last: int, want: list | None) -> None:
         """Sets ``seq+1..last`` become ``seq..last-1``; with ``want`` (digests), redo only what differs."""
@@ -241,16 +244,11 @@ class ImageStore:
 
     def remove_picture(self, sha256: str, picture: str) -> int:
         """Delete every set of ``sha256`` showing ``picture`` (newest first); return how many."""
-        removed = 0
-        with self._lock(sha256):
+        with self._lock(sha256):  # one lock: a concurrent delete cannot shift the seqs found
             seqs = self.find_picture(sha256, picture)
-        for seq in reversed(seqs):
-            try:
-                self.delete_image(sha256, seq)
-                removed += 1
-            except NotFound:
-                pass
-        return removed
+            for seq in reversed(seqs):
+                self._delete_locked(sha256, seq)
+        return len(seqs)
 
     def recover(self) -> None:
         """Finish renumberings a kill interrupted and drop tiers left beyond the last set."""
