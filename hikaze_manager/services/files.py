@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -84,3 +85,34 @@ def open_regular_file(path: Path):
     except BaseException:
         os.close(fd)
         raise
+
+
+def is_regular_file(path: Path) -> bool:
+    """True if ``path`` itself (not a symlink's target) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes, or None if it is missing (or not a regular file)."""
+    fh = open_regular_file(path)
+    if fh is None:
+        return None
+    with fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def fsync_dir(folder: Path) -> None:
+    """Persist renames in ``folder`` (no-op where directories can't be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

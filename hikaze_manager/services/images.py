@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -23,7 +22,10 @@ from pathlib import Path
 from ..errors import NotFound
 from .files import (
     TMP_PREFIX,
+    file_digest,
+    fsync_dir,
     open_regular_file,
+    is_regular_file,
     remove_quietly,
     write_file_atomic,
     write_temp_file,
@@ -130,7 +132,7 @@ class ImageStore:
         if not _SHA.match(sha256):
             return 0
         n = 0
-        while _is_regular(self.images_dir / f"{sha256}_{n}_high.webp"):
+        while is_regular_file(self.images_dir / f"{sha256}_{n}_high.webp"):
             n += 1
         return n
 
@@ -161,7 +163,7 @@ class ImageStore:
                     os.replace(temps[tier], final)
                     del temps[tier]
                     placed.append(final)
-                _fsync_dir(self.images_dir)
+                fsync_dir(self.images_dir)
             return seq
         except BaseException:
             for path in reversed(placed):
@@ -185,7 +187,7 @@ class ImageStore:
         """
         target = self.set_path(sha256, seq)
         with self._lock(sha256):
-            if not _is_regular(target):
+            if not is_regular_file(target):
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
             self._delete_locked(sha256, seq)
 
@@ -193,16 +195,16 @@ class ImageStore:
         last = self.count(sha256) - 1
         journal = None
         if seq < last:
-            want = [[_digest(self.set_path(sha256, k, t)) for t in TIERS]
+            want = [[file_digest(self.set_path(sha256, k, t)) for t in TIERS]
                     for k in range(seq + 1, last + 1)]
             journal = self._journal_path(sha256)
             write_file_atomic(journal, json.dumps(
                 {"sha256": sha256, "seq": seq, "last": last, "want": want}).encode())
-            _fsync_dir(self.images_dir)
+            fsync_dir(self.images_dir)
         self._renumber(sha256, seq, max(last, seq), None)
         if journal is not None:
             remove_quietly(journal)
-            _fsync_dir(self.images_dir)
+            fsync_dir(self.images_dir)
 
     def _renumber(self, sha256: str, seq: int, last: int, want: list | None) -> None:
         """Sets ``seq+1..last`` become ``seq..last-1``; with ``want`` (digests), redo only what differs."""
@@ -211,15 +213,15 @@ class ImageStore:
                 dest = self.set_path(sha256, k, tier)
                 if want is None:
                     source = self.set_path(sha256, k + 1, tier)
-                    source = source if _is_regular(source) else None
+                    source = source if is_regular_file(source) else None
                 else:
                     wanted = want[k - seq][TIERS.index(tier)]
-                    if wanted is not None and _digest(dest) == wanted:
+                    if wanted is not None and file_digest(dest) == wanted:
                         continue  # done before the kill
                     source = None if wanted is None else next(
                         (path for path in (self.set_path(sha256, j, tier)
                                            for j in range(k + 1, last + 1))
-                         if _digest(path) == wanted), None)
+                         if file_digest(path) == wanted), None)
                     if wanted is not None and source is None:
                         logger.error("[Hikaze] cannot finish renumbering %s: tier %s of set %d"
                                      " is gone", sha256, tier, k + 1)
@@ -230,7 +232,7 @@ class ImageStore:
                     remove_quietly(dest)
         for tier in ("high", "medium", "low"):
             remove_quietly(self.set_path(sha256, last, tier))
-        _fsync_dir(self.images_dir)
+        fsync_dir(self.images_dir)
 
     def _journal_path(self, sha256: str) -> Path:
         return self.images_dir / f"{RENUMBER_PREFIX}{sha256}.json"
@@ -240,7 +242,7 @@ class ImageStore:
     def find_picture(self, sha256: str, picture: str) -> list[int]:
         """Seqs of the sets of ``sha256`` whose ``high`` tier has the digest ``picture``."""
         return [seq for seq in range(self.count(sha256))
-                if _digest(self.set_path(sha256, seq, "high")) == picture]
+                if file_digest(self.set_path(sha256, seq, "high")) == picture]
 
     def remove_picture(self, sha256: str, picture: str) -> int:
         """Delete every set of ``sha256`` showing ``picture`` (newest first); return how many."""
@@ -271,7 +273,7 @@ class ImageStore:
                 logger.error("[Hikaze] unreadable image journal %s: %s", name, exc)
             remove_quietly(path)
         self._drop_stray_tiers()
-        _fsync_dir(self.images_dir)
+        fsync_dir(self.images_dir)
 
     def _drop_stray_tiers(self) -> None:
         counts = self.counts()
@@ -280,7 +282,7 @@ class ImageStore:
                 match = _TIER_NAME.match(entry.name)
                 if match and int(match.group(2)) >= counts.get(match.group(1), 0):
                     if entry.is_file(follow_symlinks=False) and \
-                            not _is_regular(self.set_path(match.group(1), int(match.group(2)))):
+                            not is_regular_file(self.set_path(match.group(1), int(match.group(2)))):
                         remove_quietly(Path(entry.path))  # a tier of a set never completed
 
     def open_tier(self, sha256: str, seq: int, tiers: tuple[str, ...]):
@@ -393,30 +395,14 @@ class ImageStore:
         real = os.path.realpath(path)
         if os.path.commonpath((root, real)) != root or real == root:
             return None
-        if not _is_regular(path) or path.name.startswith(TMP_PREFIX):
+        if not is_regular_file(path) or path.name.startswith(TMP_PREFIX):
             return None  # a symlink, even to a file inside, is not served (its target may change)
         return path
-
-
-def _digest(path: Path) -> str | None:
-    """SHA-256 of a tier file, or None if it is missing (or not a regular file)."""
-    fh = open_regular_file(path)
-    if fh is None:
-        return None
-    with fh:
-        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def picture_digest(tiers: dict[str, bytes]) -> str:
     """The identity of a set: SHA-256 of its ``high`` tier bytes."""
     return hashlib.sha256(tiers["high"]).hexdigest()
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -426,17 +412,3 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except OSError:
         return False
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist renames in ``folder`` (no-op where directories can't be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
