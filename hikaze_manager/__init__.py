@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import sqlite3
 from collections.abc import Mapping
 
 from flask import Flask
@@ -42,35 +41,10 @@ def create_app(config: Mapping | None = None) -> Flask:
     return app
 
 
-# A temp file changed this recently may belong to an upload of this run (file times are coarse).
-SWEEP_MARGIN_NS = 2_000_000_000
-
-
-def _sweep_in_background(folders) -> threading.Thread:
-    """Sweep crash leftovers from the image folders without delaying start-up.
-
-    Listing a folder of 60k previews grows with the library; only files older than this start
-    are removed, so uploads already running are never touched.
-    """
-    from .services.files import sweep_temp_files
-
-    older_than = time.time_ns() - SWEEP_MARGIN_NS
-
-    def sweep() -> None:
-        for folder in folders:
-            try:
-                sweep_temp_files(folder, older_than)
-            except OSError as exc:
-                logger.warning("[Hikaze] cannot sweep %s: %s", folder, exc)
-
-    thread = threading.Thread(target=sweep, name="hikaze-sweep", daemon=True)
-    thread.start()
-    return thread
-
-
 def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .db import connection
     from .db import upgrades
+    from .services import image_journal
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
@@ -79,17 +53,27 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
 
     for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    sweep_temp_files(paths.data_dir)
-    app.extensions["hikaze_sweep"] = _sweep_in_background((paths.images_dir, paths.pending_dir))
+    # Before anything reads a set, and before this run writes a temp file: crash leftovers go.
+    for folder in (paths.data_dir, paths.pending_dir):
+        sweep_temp_files(folder)
+    images = ImageStore(paths.images_dir, paths.pending_dir)
+    try:  # one listing of images/: temp files, interrupted renumberings, stray tiers
+        images.recover()
+    except OSError as exc:  # e.g. a read-only folder: serve what is there
+        logger.error("[Hikaze] image recovery failed: %s", exc)
     with connection(paths.database) as conn:
         result = upgrades.apply(conn, paths.backups_dir)
+        if result.read_only_reason is None:
+            try:
+                image_journal.recover(conn, images)
+            except (OSError, sqlite3.Error) as exc:
+                logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),
         app.config.get("MODELS_DIR"),
         paths.types_cache,
     )
-    images = ImageStore(paths.images_dir, paths.pending_dir)
     return AppState(
         paths=paths,
         images=images,

@@ -275,3 +275,49 @@ def test_connect_read_only_refuses_writes(tmp_path):
             conn.execute("INSERT INTO t VALUES (1)")
     finally:
         conn.close()
+
+
+def test_a_v2_folder_keeps_its_pending_rows_tags_and_indexes_and_never_reuses_an_id(tmp_path):
+    data_dir = tmp_path / "data"
+    db_path = make_reference_data_folder(data_dir)
+    app = create_app({"TESTING": True, "DATA_DIR": str(data_dir),
+                      "MODEL_TYPES": {"checkpoints": [], "loras": []}})
+    with connection(db_path) as conn:
+        sql = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'pending_import'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql.upper()
+        rows = [dict(r) for r in conn.execute("SELECT * FROM pending_import")]
+        assert [(r["id"], r["name"], r["size_bytes"]) for r in rows] == [(7, "p.safetensors", 9)]
+        links = conn.execute("SELECT model_id, tag_id FROM pending_model_tags ORDER BY tag_id")
+        assert [tuple(r) for r in links] == [(7, 1), (7, 4)]  # 'NSFW' (2) merged into 'nsfw' (1)
+        indexes = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pending_import'")}
+        assert "idx_pending_created" in indexes
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.execute("DELETE FROM pending_import WHERE id = 7")  # promoted, say
+        new_id = conn.execute("INSERT INTO pending_import(path) VALUES ('/m/x.pt')").lastrowid
+        assert new_id == 8
+        # A cascade still works on the rebuilt table.
+        conn.execute("INSERT INTO pending_model_tags VALUES (?, 1)", (new_id,))
+        conn.execute("DELETE FROM pending_import WHERE id = ?", (new_id,))
+        assert conn.execute("SELECT COUNT(*) FROM pending_model_tags").fetchone()[0] == 0
+    assert app.test_client().get("/api/migration/pending_models").status_code == 200
+
+
+def test_pending_rebuild_keeps_columns_and_triggers_other_steps_added(tmp_path):
+    with connection(tmp_path / "x.db") as conn:
+        step = upgrades._pending_ids_never_reused_and_image_journal
+        for earlier in upgrades.UPGRADES[: upgrades.UPGRADES.index(step)]:
+            earlier(conn)
+        conn.execute("ALTER TABLE pending_import ADD COLUMN extra TEXT DEFAULT 'x'")
+        conn.execute("CREATE TABLE audit(n INTEGER)")
+        conn.execute("CREATE TRIGGER pending_audit AFTER INSERT ON pending_import"
+                     " BEGIN INSERT INTO audit VALUES (NEW.id); END")
+        conn.execute("INSERT INTO pending_import(id, path, extra) VALUES (3, '/a', 'kept')")
+        step(conn)
+        assert [tuple(r) for r in conn.execute("SELECT id, path, extra FROM pending_import")] == [
+            (3, "/a", "kept")]
+        conn.execute("DELETE FROM pending_import")
+        conn.execute("INSERT INTO pending_import(path) VALUES ('/b')")
+        assert [r[0] for r in conn.execute("SELECT n FROM audit")] == [3, 4]

@@ -23,7 +23,7 @@ from hikaze_manager.services.image_processing import (
     process_image,
     tier_size,
 )
-from hikaze_manager.services.images import ImageStore
+from hikaze_manager.services.images import ImageStore, picture_digest
 
 SHA = "ab" * 32
 TIER_NAMES = ("high", "medium", "low")
@@ -267,9 +267,8 @@ def test_truncated_png_is_a_400():
 
 @pytest.mark.parametrize(
     "data",
-    [b"GIF89a" + b"\x00" * 3, b"not an image at all", encode(gradient((10, 10)), "BMP"),
-     encode(gradient((10, 10)), "TIFF")],
-    ids=["broken-gif", "text", "bmp", "tiff"],
+    [b"GIF89a" + b"\x00" * 3, b"not an image at all", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"],
+    ids=["broken-gif", "text", "eps"],
 )
 def test_unsupported_or_garbage_is_a_client_error(data):
     with pytest.raises(ImageError) as info:
@@ -278,9 +277,34 @@ def test_unsupported_or_garbage_is_a_client_error(data):
 
 
 def test_other_formats_are_415():
+    # EPS would run Ghostscript: not a decoder we trust with an upload.
     with pytest.raises(UnsupportedImage) as info:
-        process_image(encode(gradient((10, 10)), "BMP"))
+        process_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
     assert info.value.code == 415
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "PPM", "TGA", "PCX", "SGI"])
+def test_other_still_formats_are_converted_like_the_rest(fmt):
+    tiers = process_image(encode(Image.new("RGB", (40, 30), (200, 30, 90)), fmt))
+    for tier, size in (("high", (40, 30)), ("medium", (26, 19)), ("low", (13, 9))):
+        im = opened(tiers[tier])
+        assert im.format == "WEBP" and im.size == size
+        assert all(abs(a - b) <= 6 for a, b in zip(im.convert("RGB").getpixel((5, 5)), (200, 30, 90)))
+
+
+def test_tiff_bomb_header_is_refused_before_decoding():
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(buffer, "TIFF", compression="tiff_deflate")
+    with pytest.raises(ImageTooLarge):  # 81 MP: above MAX_SOURCE_PIXELS, from the header
+        process_image(buffer.getvalue())
+
+
+@pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (16384, 2)])
+def test_sides_above_webps_limit_are_scaled_to_fit(size):
+    tiers = process_image(encode(Image.new("RGB", size, "red")))
+    high = opened(tiers["high"])
+    assert max(high.size) == 16383 and min(high.size) >= 1
+    assert all(max(opened(tiers[t]).size) < 16383 for t in ("medium", "low"))
 
 
 def test_empty_is_400():
@@ -563,6 +587,22 @@ def test_a_delete_interrupted_half_way_leaves_a_duplicate_not_a_gap(store, monke
     assert all(store.set_path(SHA, seq, t).is_file() for seq in range(4) for t in TIER_NAMES)
 
 
+def test_a_symlinked_tier_is_neither_served_nor_counted(store, tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0")
+    store.add_image(SHA, encode(gradient((20, 20))))
+    store.set_path(SHA, 1, "high").symlink_to(secret)
+    store.set_path(SHA, 0, "low").unlink()
+    store.set_path(SHA, 0, "low").symlink_to(secret)
+    assert store.count(SHA) == 1
+    assert store.counts()[SHA] == 1
+    assert store.open_tier(SHA, 1, ("high",)) is None
+    with store.open_tier(SHA, 0, ("low", "medium")) as fh:  # falls back past the link
+        assert fh.read() == store.set_path(SHA, 0, "medium").read_bytes()
+    os.mkfifo(store.set_path(SHA, 2, "high"))  # would block a reader forever
+    assert store.open_tier(SHA, 2, ("high",)) is None
+
+
 # --- pending originals ------------------------------------------------------------------------
 
 
@@ -594,7 +634,7 @@ def test_pending_image_path_stays_inside(store, tmp_path):
     for bad in ["..", ".", "", "link.png", "sub", "a.png\x00", "*", "a*", "missing.png",
                 str(secret), ".hikaze-tmp-a"]:
         assert store.pending_image_path(bad) is None, bad
-    assert store.pending_image_path("inner.png") == store.pending_dir / "inner.png"
+    assert store.pending_image_path("inner.png") is None  # regular files only, even inside
 
 
 def test_find_pending_image_matches_stem_without_glob(store):
@@ -617,3 +657,64 @@ def test_delete_pending_image(store, tmp_path):
     assert store.delete_pending_image("../keep.png") is False
     assert store.delete_pending_image("out.png") is False
     assert outside.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("crash_at", range(1, 12))
+def test_a_delete_killed_at_any_step_is_finished_by_start_up_recovery(store, monkeypatch, crash_at):
+    """Stop a delete after ``crash_at`` file operations (as a kill would: no clean-up), then
+    recover with a new store: every set is one whole picture and the delete is complete."""
+    for i in range(5):
+        store.add_image(SHA, encode(Image.new("RGB", (30 + i, 20), (50 * i, 0, 0))))
+    owner = {store.set_path(SHA, s, t).read_bytes(): s for s in range(5) for t in TIER_NAMES}
+    calls = [0]
+
+    class Killed(BaseException):
+        pass
+
+    for name in ("replace", "link", "unlink"):
+        real = getattr(os, name)
+
+        def wrapped(*args, _real=real, **kwargs):
+            calls[0] += 1
+            if calls[0] == crash_at:
+                raise Killed
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(images_service.os, name, wrapped)
+    with pytest.raises(Killed):
+        store.delete_image(SHA, 1)
+    monkeypatch.undo()
+    for tmp in store.images_dir.glob(".hikaze-tmp-*"):
+        tmp.unlink()  # what the start-up temp sweep does
+    recovered = ImageStore(store.images_dir, store.pending_dir)
+    recovered.recover()
+    sets = [[owner[recovered.set_path(SHA, s, t).read_bytes()] for t in TIER_NAMES]
+            for s in range(recovered.count(SHA))]
+    if len(sets) == 5:  # killed before the journal was written: nothing changed
+        assert sets == [[s] * 3 for s in range(5)]
+    else:
+        assert sets == [[0] * 3, [2] * 3, [3] * 3, [4] * 3]
+    assert sorted(p.name for p in store.images_dir.iterdir() if p.is_file()) == sorted(
+        f"{SHA}_{s}_{t}.webp" for s in range(len(sets)) for t in TIER_NAMES)
+
+
+def test_deleting_a_set_after_a_gap_removes_only_that_set(store):
+    for i in range(2):
+        store.add_image(SHA, encode(Image.new("RGB", (30 + i, 20), (90 * i, 0, 0))))
+    kept = store.set_path(SHA, 1).read_bytes()
+    for tier in TIER_NAMES:  # set 3 beyond a gap, as older software could leave
+        os.link(store.set_path(SHA, 0, tier), store.set_path(SHA, 3, tier))
+    store.delete_image(SHA, 3)
+    assert store.count(SHA) == 2 and store.set_path(SHA, 1).read_bytes() == kept
+    assert not any(store.set_path(SHA, 3, t).exists() for t in TIER_NAMES)
+
+
+def test_remove_picture_removes_the_set_showing_it_wherever_it_moved(store):
+    datas = [encode(Image.new("RGB", (30 + i, 20), (60 * i, 0, 0))) for i in range(3)]
+    for data in datas:
+        store.add_image(SHA, data)
+    wanted = picture_digest(process_image(datas[2]))
+    store.delete_image(SHA, 0)  # the picture moved from set 2 to set 1
+    assert store.find_picture(SHA, wanted) == [1]
+    assert store.remove_picture(SHA, wanted) == 1
+    assert store.count(SHA) == 1 and store.find_picture(SHA, wanted) == []

@@ -13,8 +13,10 @@ import pytest
 from legacy_v1 import V1Library, file_state, image_bytes, make_realistic_library, sha256_of
 from PIL import Image
 
+from hikaze_manager import create_app
 from hikaze_manager.db import connection
-from hikaze_manager.services import legacy, legacy_reader
+from hikaze_manager.services import image_journal, legacy, legacy_reader
+from hikaze_manager.services.images import picture_digest
 from hikaze_manager.services.jobs import Job, JobCancelled
 from hikaze_manager.state import get_state
 
@@ -806,3 +808,41 @@ def test_candidates_lists_v1_databases_next_to_us_and_configured_ones(app, clien
     client.post("/api/migration/migrate_legacy_db", json={"legacy_db_path": str(lib.db_path)})
     found = {c["path"]: c for c in client.get("/api/migration/legacy_candidates").get_json()["candidates"]}
     assert found[str(lib.db_path)]["migrated_rows"] == 2
+
+
+def test_a_picture_wider_than_webp_allows_is_scaled_and_the_rest_comes_over(app, make_v1):
+    lib = make_v1()
+    lib.add_model("/m/checkpoints/wide.safetensors", hash_hex=SHA_A, image=image_bytes((20000, 1)))
+    lib.add_model("/m/checkpoints/b.safetensors", hash_hex=SHA_B, image=image_bytes((40, 30)))
+    lib.close()
+    report = migrate(app, lib.db_path)
+    assert report["status"] == "success"
+    assert report["db_migration"]["migrated"] == 2
+    assert report["db_migration"]["images_processed"] == 2
+    store = get_state(app).images
+    assert store.count(SHA_A) == 1 and store.count(SHA_B) == 1
+    with Image.open(store.set_path(SHA_A, 0, "high")) as im:
+        assert im.size == (16383, 1)
+
+
+def test_sets_of_a_migration_killed_before_its_commit_are_removed_and_the_retry_adds_once(
+        app, app_config, db_conn, make_v1):
+    """What a SIGKILL during the image phase leaves (the real kill is in tests/test_crash.py):
+    sets announced and written, no transaction. A restart removes them; the re-run adds one each."""
+    lib = make_v1()
+    lib.add_model("/m/checkpoints/a.safetensors", hash_hex=SHA_A, image=image_bytes((40, 30)))
+    lib.add_model("/m/checkpoints/b.safetensors", hash_hex=SHA_B, image=image_bytes((30, 40)))
+    lib.close()
+    store = get_state(app).images
+    for sha, size in ((SHA_A, (40, 30)), (SHA_B, (30, 40))):
+        tiers = store.process(sha, image_bytes(size))
+        image_journal.announce(db_conn, sha, picture_digest(tiers))
+        store.add_processed(sha, tiers)
+    restarted = create_app(app_config)
+    assert store.count(SHA_A) == store.count(SHA_B) == 0
+    report = migrate(restarted, lib.db_path)
+    assert report["db_migration"]["migrated"] == 2
+    assert store.count(SHA_A) == store.count(SHA_B) == 1
+    assert migrate(restarted, lib.db_path)["db_migration"]["migrated"] == 0
+    assert store.count(SHA_A) == store.count(SHA_B) == 1
+    assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0

@@ -10,7 +10,9 @@ import os
 import pytest
 from PIL import Image
 
-from hikaze_manager.services import hashing
+from hikaze_manager import create_app
+from hikaze_manager.services import hashing, image_journal
+from hikaze_manager.services.images import picture_digest
 from hikaze_manager.services.jobs import Job, JobCancelled
 from hikaze_manager.services.promotion import promote_pending
 from hikaze_manager.state import get_state
@@ -352,3 +354,38 @@ def test_cancel_between_items_keeps_the_done_part(app, db_conn, make_model_file,
     assert info.value.result["success"] == [first] and info.value.result["total"] == 2
     assert _model(db_conn, first_sha) is not None and _model(db_conn, second_sha) is None
     assert _pending_ids(db_conn) == [second]
+
+
+def test_a_set_written_by_a_promotion_killed_before_its_commit_is_gone_after_restart(
+        client, app, app_config, db_conn, make_model_file, add_pending):
+    """The state a SIGKILL between the set write and the commit leaves (tests/test_crash.py kills
+    for real): announced in the journal, set on disk, no model. A restart removes the set; the
+    retry adds the picture once."""
+    path, sha = make_model_file("loras/k.safetensors")
+    images = get_state(app).images
+    image_name = images.save_pending_image("k.png", png_bytes("green"))
+    pid = add_pending(path, meta={"images": [image_name]})
+    tiers = images.process(sha, png_bytes("green"))
+    image_journal.announce(db_conn, sha, picture_digest(tiers))
+    images.add_processed(sha, tiers)
+    assert images.count(sha) == 1 and _model(db_conn, sha) is None
+
+    restarted = create_app(app_config)
+    again = get_state(restarted).images
+    assert again.count(sha) == 0  # no set for a model that is neither in the library nor pending
+    assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
+    assert _import(restarted.test_client(), [pid])["success"] == [pid]
+    assert again.count(sha) == 1
+    assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
+
+
+def test_a_picture_already_in_the_sets_is_not_added_again(client, app, db_conn, make_model_file,
+                                                          add_pending, add_model):
+    path, sha = make_model_file("loras/d.safetensors")
+    images = get_state(app).images
+    images.add_image(sha, png_bytes("blue"))  # e.g. promoted once, then the row came back
+    add_model(sha, str(path))
+    image_name = images.save_pending_image("d.png", png_bytes("blue"))
+    pid = add_pending(path, meta={"images": [image_name]})
+    assert _import(client, [pid], "merge")["success"] == [pid]
+    assert images.count(sha) == 1

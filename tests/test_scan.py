@@ -3,6 +3,7 @@ re-hashed, relinking of moved files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -288,3 +289,34 @@ def test_files_removed_while_the_scan_runs_are_never_fatal(client, db_conn, mode
     queued = set(_pending(db_conn))
     assert queued <= {str(p) for p in created}
     assert {str(p) for p in created[1::2]} <= queued  # the files never removed are all there
+
+
+def test_a_new_copy_is_queued_even_when_a_same_size_model_lost_its_file(
+        client, db_conn, add_model, make_model_file, models_root):
+    """The move check hashes the copy (and caches that hash); the copy must still reach Pending."""
+    kept = os.urandom(5000)
+    path, sha = make_model_file("checkpoints/kept.safetensors", kept)
+    add_model(sha, str(path), size_bytes=len(kept))
+    lost = os.urandom(5000)
+    add_model(hashlib.sha256(lost).hexdigest(), str(models_root / "checkpoints" / "gone.safetensors"),
+              size_bytes=len(lost))  # its file is gone: same size as the copy below
+    copy, _ = make_model_file("checkpoints/copy-of-kept.safetensors", kept)
+    report = client.get("/api/scan").get_json()
+    assert report["relinked"] == 0
+    assert report["added"] == 1
+    assert list(_pending(db_conn)) == [str(copy)]
+    assert client.get("/api/scan").get_json()["added"] == 0  # queued once, not twice
+    assert list(_pending(db_conn)) == [str(copy)]
+
+
+def test_a_pending_id_once_used_never_names_another_model(client, db_conn, make_model_file):
+    make_model_file("checkpoints/first.safetensors")
+    [first] = client.get("/api/scan").get_json()["pending_ids"]
+    report = client.post("/api/migration/import_models", json={"id": [first]}).get_json()
+    assert report["success"] == [first]
+    make_model_file("checkpoints/second.safetensors")
+    [second] = client.get("/api/scan").get_json()["pending_ids"]
+    assert second > first
+    stale = client.post("/api/migration/import_models", json={"id": [first]}).get_json()
+    assert stale["failed"] == [{"id": first, "error": "Pending model not found"}]
+    assert db_conn.execute("SELECT id FROM pending_import").fetchall()[0][0] == second

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -133,6 +134,71 @@ def _file_metadata(conn: sqlite3.Connection) -> None:
     )
 
 
+def _pending_ids_never_reused_and_image_journal(conn: sqlite3.Connection) -> None:
+    """Give ``pending_import`` AUTOINCREMENT ids, and add the journal of picture writes.
+
+    Without AUTOINCREMENT SQLite hands out max(id)+1, so promoting the newest pending model lets
+    the next scan reuse its id. The table is rebuilt from its own stored definition (columns,
+    defaults and constraints other steps added are kept), its indexes and triggers are recreated,
+    and rows of tables that reference it (``pending_model_tags``) are put back, since dropping
+    the old table cascades to them. Ids already handed out to a legacy migration count as used.
+
+    ``image_writes`` records a picture set before it is written for a DB change not yet committed
+    (promotion, legacy migration); the commit deletes the record, and start-up removes the set of
+    every record left (see ``services/image_journal.py``).
+    """
+    table_sql = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'pending_import'"
+    ).fetchone()[0]
+    new_sql, replaced = re.subn(
+        r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b(?!\s+AUTOINCREMENT)",
+        "id INTEGER PRIMARY KEY AUTOINCREMENT", table_sql, count=1, flags=re.IGNORECASE,
+    )
+    if replaced:
+        extras = [sql for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'pending_import'"
+            " AND type IN ('index', 'trigger') AND sql IS NOT NULL")]
+        referencing = [
+            name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'pending_import'")
+            if any(fk["table"] == "pending_import"
+                   for fk in conn.execute(f'PRAGMA foreign_key_list("{name}")'))
+        ]
+        for name in referencing:
+            conn.execute(f'CREATE TEMP TABLE "saved_{name}" AS SELECT * FROM "{name}"')
+        new_sql = re.sub(r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?\"?pending_import\"?",
+                         "CREATE TABLE pending_import_rebuilt", new_sql, count=1,
+                         flags=re.IGNORECASE)
+        conn.execute(new_sql)
+        conn.execute("INSERT INTO pending_import_rebuilt SELECT * FROM pending_import")
+        conn.execute("DROP TABLE pending_import")
+        # Legacy rename: no re-check of other schema objects that name the (now dropped) table.
+        conn.execute("PRAGMA legacy_alter_table = ON")
+        try:
+            conn.execute("ALTER TABLE pending_import_rebuilt RENAME TO pending_import")
+        finally:
+            conn.execute("PRAGMA legacy_alter_table = OFF")
+        for sql in extras:
+            conn.execute(sql)
+        for name in referencing:
+            conn.execute(f'DELETE FROM "{name}"')  # rows a trigger may have re-added
+            conn.execute(f'INSERT INTO "{name}" SELECT * FROM temp."saved_{name}"')
+            conn.execute(f'DROP TABLE temp."saved_{name}"')
+    used = [conn.execute("SELECT COALESCE(MAX(id), 0) FROM pending_import").fetchone()[0]]
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'legacy_imports'").fetchone():
+        used.append(conn.execute(
+            "SELECT COALESCE(MAX(pending_id), 0) FROM legacy_imports").fetchone()[0])
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'pending_import'")
+    conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('pending_import', ?)", (max(used),))
+    conn.execute(
+        "CREATE TABLE image_writes ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " sha256 TEXT NOT NULL,"
+        " picture TEXT NOT NULL,"
+        " created_at INTEGER NOT NULL)"
+    )
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
@@ -141,6 +207,7 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _legacy_imports,
     _content_lookup_indexes,
     _file_metadata,
+    _pending_ids_never_reused_and_image_journal,
 ]
 CURRENT_VERSION = len(UPGRADES)
 

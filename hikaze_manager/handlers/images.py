@@ -31,6 +31,7 @@ from ..schemas.images import (
     UploadResultSchema,
 )
 from ..security import accepts_multipart
+from ..services.files import open_regular_file
 from ..services.image_processing import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
 from ..state import get_state
 
@@ -72,10 +73,7 @@ def _send_open_file(fh, mimetype: str) -> Response:
 
 
 def _open(path) -> object | None:
-    try:
-        return open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
+    return open_regular_file(path)  # checked again at open: a swap to a symlink is refused
 
 
 def _quality() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -62,3 +64,60 @@ def sweep_temp_files(folder: Path, older_than_ns: int | None = None) -> int:
             except FileNotFoundError:
                 pass
     return removed
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FAILURES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def open_regular_file(path: Path):
+    """Open ``path`` for reading only if it is a regular file itself (never through a symlink)."""
+    try:
+        if not _NOFOLLOW and os.path.islink(path):  # Windows: no O_NOFOLLOW
+            return None
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular files).
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_BINARY", 0))
+    except _OPEN_FAILURES:
+        return None
+    except OSError:  # ELOOP: the last component is a symlink
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or leak
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_regular_file(path: Path | str) -> bool:
+    """True if ``path`` itself (not a symlink's target) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes, or None if it is missing (or not a regular file)."""
+    fh = open_regular_file(path)
+    if fh is None:
+        return None
+    with fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def fsync_dir(folder: Path) -> None:
+    """Persist renames in ``folder`` (no-op where directories can't be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -23,7 +23,11 @@ BASE_MAX_PIXELS = 2_000_000
 # for an image we accept; a header above this is refused before any pixel is decoded.
 MAX_SOURCE_PIXELS = 64_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+WEBP_MAX_SIDE = 16383
+# Still-image decoders built into Pillow that need no external program (EPS would run
+# Ghostscript) and stop at the pixel guard below; multi-frame formats give their first frame.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "PPM", "TGA", "ICO",
+                   "PCX", "SGI", "QOI")
 # Magic bytes -> MIME type of the originals we serve (pending images).
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -62,17 +66,26 @@ class ImageTooLarge(ImageError):
 
 
 def base_size(width: int, height: int) -> tuple[int, int]:
-    """The high tier's size: at most ~2 MP, never upscaled (the reference's formula)."""
-    if width * height > BASE_MAX_PIXELS:
+    """The high tier's size: at most ~2 MP and WebP's 16,383 px a side, never upscaled."""
+    scale = 1.0
+    if width * height > BASE_MAX_PIXELS:  # the reference's formula
         scale = math.sqrt(BASE_MAX_PIXELS / (width * height))
+    scale = min(scale, WEBP_MAX_SIDE / width, WEBP_MAX_SIDE / height)
+    if scale < 1.0:
         width, height = int(width * scale), int(height * scale)
-    return max(1, width), max(1, height)
+    return max(1, min(width, WEBP_MAX_SIDE)), max(1, min(height, WEBP_MAX_SIDE))
 
 
 def tier_size(base: tuple[int, int], tier: str) -> tuple[int, int]:
     """Size of ``tier`` for a base size; never zero on either side."""
     scale = TIER_SCALE[tier]
     return max(1, int(base[0] * scale)), max(1, int(base[1] * scale))
+
+
+def _decoders() -> tuple[str, ...]:
+    """The allowed formats this Pillow has (QOI came in 9.5; an unknown name is a KeyError)."""
+    Image.init()
+    return tuple(name for name in ALLOWED_FORMATS if name in Image.OPEN)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -82,9 +95,9 @@ def _open(data: bytes) -> Image.Image:
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageTooLarge(f"The image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
     try:
-        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        im = Image.open(io.BytesIO(data), formats=_decoders())
     except UnidentifiedImageError:
-        raise UnsupportedImage("Unsupported image format: use PNG, JPEG, WebP or GIF") from None
+        raise UnsupportedImage("Unsupported image format: use PNG, JPEG, WebP, GIF, BMP or TIFF") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge("The image has too many pixels") from None
     except Exception as exc:  # Pillow raises many types for malformed headers

@@ -8,6 +8,8 @@ never handed out twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -18,7 +20,16 @@ from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
 from ..errors import NotFound
-from .files import TMP_PREFIX, remove_quietly, write_file_atomic, write_temp_file
+from .files import (
+    TMP_PREFIX,
+    file_digest,
+    fsync_dir,
+    open_regular_file,
+    is_regular_file,
+    remove_quietly,
+    write_file_atomic,
+    write_temp_file,
+)
 from .image_processing import (
     TIER_SCALE,
     TIERS,
@@ -32,6 +43,8 @@ from .image_processing import (
 logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
+_TIER_NAME = re.compile(r"([0-9a-f]{64})_([0-9]{1,9})_(?:medium|low)\.webp\Z")
+RENUMBER_PREFIX = ".hikaze-renumber-"  # not TMP_PREFIX: start-up must read it, not sweep it
 WEBP_CACHE_BYTES = 32 * 1024 * 1024
 COUNTS_SETTLE_NS = 3_000_000_000
 
@@ -94,7 +107,8 @@ class ImageStore:
                 for entry in entries:
                     name = entry.name
                     # <64 hex>_<seq>_high.webp, checked without a regex: this is the hot loop.
-                    if name.endswith("_high.webp") and name[64:65] == "_":
+                    if name.endswith("_high.webp") and name[64:65] == "_" and \
+                            entry.is_file(follow_symlinks=False):  # d_type: no extra stat
                         sha, seq = name[:64], name[65:-10]
                         if seq.isdigit() and seq.isascii() and _SHA.match(sha):
                             seqs[sha].add(int(seq))
@@ -119,7 +133,7 @@ class ImageStore:
             return 0
         n = 0
         prefix = os.path.join(self.images_dir, sha256)  # str paths: this runs on every detail request
-        while os.path.isfile(f"{prefix}_{n}_high.webp"):
+        while is_regular_file(f"{prefix}_{n}_high.webp"):  # a symlink is never a set
             n += 1
         return n
 
@@ -127,10 +141,13 @@ class ImageStore:
 
     def add_image(self, sha256: str, data: bytes) -> int:
         """Process ``data`` into a new set of ``sha256``; returns its seq."""
+        return self.add_processed(sha256, self.process(sha256, data))
+
+    def process(self, sha256: str, data: bytes) -> dict[str, bytes]:
+        """The encoded tiers of ``data`` for ``sha256`` (validated first), on a bounded worker."""
         self.set_path(sha256, 0)  # validates the sha before any work
         with self._workers:
-            tiers = process_image(data)
-        return self.add_processed(sha256, tiers)
+            return process_image(data)
 
     def add_processed(self, sha256: str, tiers: dict[str, bytes]) -> int:
         """Write already-encoded tiers as the next set, atomically; returns its seq."""
@@ -147,7 +164,7 @@ class ImageStore:
                     os.replace(temps[tier], final)
                     del temps[tier]
                     placed.append(final)
-                _fsync_dir(self.images_dir)
+                fsync_dir(self.images_dir)
             return seq
         except BaseException:
             for path in reversed(placed):
@@ -164,35 +181,127 @@ class ImageStore:
 
         Each later set is copied one place down (hard links, each tier replaced atomically,
         ``high`` last), then the now duplicated last set is dropped, ``high`` first. At every
-        moment sets ``0..n-1`` (and then ``0..n-2``) exist, so counts never see a hole, and a crash
-        half-way leaves a duplicated set, not a missing one. Readers open tiers under the same
-        lock (:meth:`open_tier`), so they never get tiers of two different sets.
+        moment sets ``0..n-1`` (and then ``0..n-2``) exist, so counts never see a hole. Readers
+        open tiers under the same lock (:meth:`open_tier`), so they never get tiers of two sets.
+        A kill half-way could leave a set whose tiers come from two pictures, so the wanted
+        result is journaled first and :meth:`recover` finishes it at start-up.
         """
         target = self.set_path(sha256, seq)
         with self._lock(sha256):
-            if not target.is_file():
+            if not is_regular_file(target):
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
-            last = self.count(sha256) - 1
-            for k in range(seq, last):
-                for tier in ("low", "medium", "high"):
+            self._delete_locked(sha256, seq)
+
+    def _delete_locked(self, sha256: str, seq: int) -> None:
+        last = self.count(sha256) - 1
+        journal = None
+        if seq < last:
+            want = [[file_digest(self.set_path(sha256, k, t)) for t in TIERS]
+                    for k in range(seq + 1, last + 1)]
+            journal = self._journal_path(sha256)
+            write_file_atomic(journal, json.dumps(
+                {"sha256": sha256, "seq": seq, "last": last, "want": want}).encode())
+            fsync_dir(self.images_dir)
+        self._renumber(sha256, seq, max(last, seq), None)
+        if journal is not None:
+            remove_quietly(journal)
+            fsync_dir(self.images_dir)
+
+    def _renumber(self, sha256: str, seq: int, last: int, want: list | None) -> None:
+        """Sets ``seq+1..last`` become ``seq..last-1``; with ``want`` (digests), redo only what differs."""
+        for k in range(seq, last):
+            for tier in ("low", "medium", "high"):
+                dest = self.set_path(sha256, k, tier)
+                if want is None:
                     source = self.set_path(sha256, k + 1, tier)
-                    dest = self.set_path(sha256, k, tier)
-                    if source.is_file():
-                        self._link_or_copy(source, dest)
-                    else:  # an old half-written set: don't leave the deleted set's tier behind
-                        remove_quietly(dest)
-            for tier in ("high", "medium", "low"):
-                remove_quietly(self.set_path(sha256, max(last, seq), tier))
-            _fsync_dir(self.images_dir)
+                    source = source if is_regular_file(source) else None
+                else:
+                    wanted = want[k - seq][TIERS.index(tier)]
+                    if wanted is not None and file_digest(dest) == wanted:
+                        continue  # done before the kill
+                    source = None if wanted is None else next(
+                        (path for path in (self.set_path(sha256, j, tier)
+                                           for j in range(k + 1, last + 1))
+                         if file_digest(path) == wanted), None)
+                    if wanted is not None and source is None:
+                        logger.error("[Hikaze] cannot finish renumbering %s: tier %s of set %d"
+                                     " is gone", sha256, tier, k + 1)
+                        continue
+                if source is not None:
+                    self._link_or_copy(source, dest)
+                else:  # an old half-written set: don't leave the deleted set's tier behind
+                    remove_quietly(dest)
+        for tier in ("high", "medium", "low"):
+            remove_quietly(self.set_path(sha256, last, tier))
+        fsync_dir(self.images_dir)
+
+    def _journal_path(self, sha256: str) -> Path:
+        return self.images_dir / f"{RENUMBER_PREFIX}{sha256}.json"
+
+    # -- pictures by content and start-up recovery
+
+    def find_picture(self, sha256: str, picture: str) -> list[int]:
+        """Seqs of the sets of ``sha256`` whose ``high`` tier has the digest ``picture``."""
+        return [seq for seq in range(self.count(sha256))
+                if file_digest(self.set_path(sha256, seq, "high")) == picture]
+
+    def remove_picture(self, sha256: str, picture: str) -> int:
+        """Delete every set of ``sha256`` showing ``picture`` (newest first); return how many."""
+        with self._lock(sha256):  # one lock: a concurrent delete cannot shift the seqs found
+            seqs = self.find_picture(sha256, picture)
+            for seq in reversed(seqs):
+                self._delete_locked(sha256, seq)
+        return len(seqs)
+
+    def recover(self) -> None:
+        """At start-up, from one listing of the folder: remove temp files, finish renumberings a
+        kill interrupted, and drop tiers left beyond the last complete set."""
+        plans, strays, highs = [], [], set()
+        try:
+            with os.scandir(self.images_dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(TMP_PREFIX):
+                        if entry.is_file(follow_symlinks=False):
+                            remove_quietly(Path(entry.path))
+                    elif name.startswith(RENUMBER_PREFIX) and name.endswith(".json"):
+                        plans.append(name)
+                    elif name.endswith("_high.webp"):
+                        if entry.is_file(follow_symlinks=False):
+                            highs.add(name[:-len("high.webp")])
+                    elif _TIER_NAME.match(name) and entry.is_file(follow_symlinks=False):
+                        strays.append(name)  # a stray only if its set has no high tier
+        except FileNotFoundError:
+            return
+        for name in sorted(plans):
+            self._finish_renumbering(self.images_dir / name)
+        if plans:  # renumbering moved sets: look again (rare; only after a killed delete)
+            highs = {n[:-len("high.webp")] for n in os.listdir(self.images_dir)
+                     if n.endswith("_high.webp") and is_regular_file(self.images_dir / n)}
+        for name in strays:
+            if name[: name.rindex("_") + 1] not in highs:
+                remove_quietly(self.images_dir / name)  # a tier of a set never completed
+        fsync_dir(self.images_dir)
+
+    def _finish_renumbering(self, path: Path) -> None:
+        try:
+            plan = json.loads(path.read_bytes())
+            sha256, seq, last, want = plan["sha256"], plan["seq"], plan["last"], plan["want"]
+            self.set_path(sha256, seq)  # validates what the file says
+            with self._lock(sha256):
+                self._renumber(sha256, int(seq), int(last), want)
+            logger.warning("[Hikaze] finished an interrupted image delete of %s", sha256)
+        except (ValueError, KeyError, TypeError, ImageError) as exc:
+            logger.error("[Hikaze] unreadable image journal %s: %s", path.name, exc)
+        remove_quietly(path)
 
     def open_tier(self, sha256: str, seq: int, tiers: tuple[str, ...]):
         """Open the first existing tier of a set for reading, or None; consistent with deletes."""
         with self._lock(sha256):
             for tier in tiers:
-                try:
-                    return open(self.set_path(sha256, seq, tier), "rb")
-                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                    continue
+                fh = open_regular_file(self.set_path(sha256, seq, tier))  # never a symlink
+                if fh is not None:
+                    return fh
         return None
 
     def _link_or_copy(self, source: Path, dest: Path) -> None:
@@ -296,9 +405,14 @@ class ImageStore:
         real = os.path.realpath(path)
         if os.path.commonpath((root, real)) != root or real == root:
             return None
-        if not os.path.isfile(real) or path.name.startswith(TMP_PREFIX):
-            return None
+        if not is_regular_file(path) or path.name.startswith(TMP_PREFIX):
+            return None  # a symlink, even to a file inside, is not served (its target may change)
         return path
+
+
+def picture_digest(tiers: dict[str, bytes]) -> str:
+    """The identity of a set: SHA-256 of its ``high`` tier bytes."""
+    return hashlib.sha256(tiers["high"]).hexdigest()
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -308,17 +422,3 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except OSError:
         return False
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist renames in ``folder`` (no-op where directories can't be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

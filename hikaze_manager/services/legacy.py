@@ -3,7 +3,9 @@
 Rows with a full SHA-256 become library entries, the others pending entries. The run has three
 phases: plan (read our DB), images (written atomically by the image store, outside any lock),
 then every DB change in ONE transaction, re-planned inside it so concurrent edits are respected.
-A failure or cancel rolls the transaction back and deletes the images this run added.
+A failure or cancel rolls the transaction back and deletes the images this run added; each set is
+announced in the image journal before it is written and settled by that one transaction, so a
+kill at any moment leaves no set behind once the server restarts (``services/image_journal.py``).
 
 Re-running is safe because ``legacy_imports`` remembers each v1 row by (library identity, v1 id,
 v1 path):
@@ -34,8 +36,10 @@ from pathlib import Path
 from ..db import transaction
 from ..db.upgrades import backup_database
 from ..errors import ApiError, Conflict
+from . import image_journal
 from . import tags as tags_service
 from .image_processing import sniff_mime
+from .images import picture_digest
 from .jobs import Job
 from .legacy_reader import LegacyLibrary, LegacyRow
 from .library import parse_meta
@@ -246,7 +250,7 @@ def _import_images(
             continue
         try:
             if action.kind == MODEL:
-                action.added = (MODEL, action.sha256, store.add_image(action.sha256, data))
+                action.added = _add_model_image(conn, store, action.sha256, data)
                 known.add((action.sha256, digest))
             else:
                 stored = store.save_pending_image(row.image, data)
@@ -259,16 +263,28 @@ def _import_images(
         report.images_processed += 1
 
 
+def _add_model_image(conn, store, sha256: str, data: bytes) -> tuple:
+    """Write a set announced in the image journal (settled by the migration's transaction)."""
+    tiers = store.process(sha256, data)
+    write_id = image_journal.announce(conn, sha256, picture_digest(tiers))
+    try:
+        seq = store.add_processed(sha256, tiers)
+    except BaseException:
+        image_journal.undo(conn, store, [write_id])
+        raise
+    return MODEL, sha256, seq, write_id
+
+
 def _message(exc: BaseException) -> str:
     return getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
 
 
-def _remove_images(store, added: list[tuple]) -> None:
-    """Undo image writes, newest first (deleting a set renumbers later ones)."""
+def _remove_images(conn, store, added: list[tuple]) -> None:
+    """Undo image writes, newest first (sets by their journal entry, whatever their seq now)."""
     for item in reversed(added):
         try:
             if item[0] == MODEL:
-                store.delete_image(item[1], item[2])
+                image_journal.undo(conn, store, [item[3]])
             elif not item[2]:
                 store.delete_pending_image(item[1])
         except Exception:  # keep undoing the rest; the leftover is only an extra picture
@@ -339,8 +355,10 @@ def _pending_image_url(action: _Action) -> list[str]:
 def _write_pending(conn, action: _Action, tag_ids: dict) -> None:
     row = action.row
     if action.op == "insert":
+        # Ids are never reused: the v1 id is kept only if no pending model ever had it.
         taken = conn.execute(
-            "SELECT 1 FROM pending_import WHERE id = ?", (row.legacy_id,)
+            "SELECT 1 FROM pending_import WHERE id = ? UNION ALL SELECT 1 FROM sqlite_sequence"
+            " WHERE name = 'pending_import' AND seq >= ?", (row.legacy_id, row.legacy_id),
         ).fetchone()
         meta = {
             "description": row.description,
@@ -431,6 +449,8 @@ def _apply(conn, library: LegacyLibrary, planned: list[_Action], store, report, 
             report.pending += 1
         for problem in action.row.problems:
             report.problem(action.row, problem)
+    image_journal.settle(conn, [action.added[3] for action in actions if action.added
+                                and action.added[0] == MODEL and action.added not in unused])
     return unused
 
 
@@ -470,9 +490,9 @@ def _migrate(conn, library, images_dir, store, backups_dir, job) -> dict:
         with transaction(conn):
             unused = _apply(conn, library, planned, store, report, job)
     except BaseException:
-        _remove_images(store, [action.added for action in planned if action.added])
+        _remove_images(conn, store, [action.added for action in planned if action.added])
         raise
-    _remove_images(store, unused)
+    _remove_images(conn, store, unused)
     db_migration = {
         "migrated": report.migrated,
         "pending": report.pending,

@@ -8,8 +8,10 @@ Differences from the reference (reference-behaviour 4.2, 8.2.8-9), on purpose:
   wipes a description); ``merge`` keeps the entry and fills each empty field. Both union the tags
   and keep the existing images.
 * ``delete`` also removes the pending image file (unless another pending row still uses it).
-* Each item is atomic across the database and the image files: if the transaction fails, the image
-  set added for it is deleted again, so a retry never duplicates an image.
+* Each item is atomic across the database and the image files: the set is announced in the image
+  journal before it is written and settled by the item's transaction; if that fails (or the
+  process is killed) the set is removed again (at start-up at the latest), and a picture already
+  in the model's sets is not added again, so a retry never duplicates an image.
 * Files are hashed through the hash cache, several at once.
 """
 
@@ -23,7 +25,8 @@ import time
 
 from .. import db
 from ..db import as_row_id
-from . import hashing
+from . import hashing, image_journal
+from .images import picture_digest
 from .jobs import JobCancelled, byte_progress
 from .library import display_name, parse_meta
 from .metadata import importing as file_metadata
@@ -165,12 +168,11 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             _delete_pending_image(images, image_name)
         return "deleted", pending_id
 
-    seq = _add_image(images, sha, image_name, pending_id, warnings)
+    write_id = _add_image(conn, images, sha, image_name, pending_id, warnings)
+    pending_image_used = write_id is not None
     found = file_metadata.found_for(row["path"], row["meta_json"])
-    if seq is None:  # no picture of its own: the preview beside the file, if the model has none
-        seq, warning = file_metadata.add_preview(images, sha, row["path"], found)
-        if warning:
-            warnings.append({"id": pending_id, "warning": warning})
+    if write_id is None:  # no picture of its own: the preview beside the file, if the model has none
+        write_id = _add_preview(conn, images, sha, row["path"], found, pending_id, warnings)
     autov3 = (digest.autov3 if digest.autov3 is not None
               else file_metadata.autov3_for(conn, sha, row["path"]))
     try:
@@ -197,14 +199,16 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             )
             conn.execute("DELETE FROM pending_import WHERE id = ?", (pending_id,))
             keep_image = _image_still_used(conn, image_name)
+            if write_id is not None:
+                image_journal.settle(conn, [write_id])
     except BaseException as exc:
-        if seq is not None:
-            _delete_image(images, sha, seq)
+        if write_id is not None:
+            _undo_image(conn, images, write_id)
         if isinstance(exc, sqlite3.Error):
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
             raise _fail(pending_id, f"Database error: {exc}") from None
         raise
-    if seq is not None and image_name and not keep_image:
+    if pending_image_used and not keep_image:
         _delete_pending_image(images, image_name)
     warnings.extend({"id": pending_id, "warning": line}
                     for line in file_metadata.warnings_of(summary))
@@ -242,16 +246,16 @@ def _image_still_used(conn, image_name: str | None) -> bool:
     return False
 
 
-def _add_image(images, sha: str, image_name: str | None, pending_id: int, warnings) -> int | None:
-    """Turn the pending original into a new image set; a bad image only costs a warning."""
+def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
+               warnings) -> int | None:
+    """Turn the pending original into a new image set (see :func:`_add_journaled_set`)."""
     if not image_name:
         return None
     try:
         path = images.pending_image_path(image_name)
         if path is None or not path.is_file():
             return None
-        data = path.read_bytes()
-        return images.add_image(sha, data)
+        return _add_journaled_set(conn, images, sha, path.read_bytes())
     except Exception as exc:  # ImageError, UnsupportedImage, OSError...: promote without it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
         logger.warning("[Hikaze] pending %s: image %r not imported: %s", pending_id, image_name, message)
@@ -259,11 +263,43 @@ def _add_image(images, sha: str, image_name: str | None, pending_id: int, warnin
         return None
 
 
-def _delete_image(images, sha: str, seq: int) -> None:
+def _add_preview(conn, images, sha: str, path: str, found, pending_id: int, warnings) -> int | None:
+    """The preview file beside the model as its first set, journaled like the pending original."""
+    data, warning = file_metadata.preview_picture(images, sha, path, found)
+    if data is not None:
+        try:
+            return _add_journaled_set(conn, images, sha, data)
+        except Exception as exc:  # ImageError, UnsupportedImage, OSError: import the rest anyway
+            warning = f"preview not imported: {getattr(exc, 'message', None) or exc or type(exc).__name__}"
+    if warning:
+        warnings.append({"id": pending_id, "warning": warning})
+    return None
+
+
+def _add_journaled_set(conn, images, sha: str, data: bytes) -> int | None:
+    """Add a set announced in the image journal first; returns the journal id to settle.
+
+    None when that very picture is already one of the model's sets (e.g. a retry after a
+    crash): a picture is never added twice.
+    """
+    tiers = images.process(sha, data)
+    picture = picture_digest(tiers)
+    if images.find_picture(sha, picture):
+        return None
+    write_id = image_journal.announce(conn, sha, picture)
     try:
-        images.delete_image(sha, seq)
-    except Exception:
-        logger.exception("[Hikaze] could not remove image %s_%s after a failed promotion", sha, seq)
+        images.add_processed(sha, tiers)
+    except BaseException:
+        _undo_image(conn, images, write_id)
+        raise
+    return write_id
+
+
+def _undo_image(conn, images, write_id: int) -> None:
+    try:
+        image_journal.undo(conn, images, [write_id])
+    except Exception:  # the journal entry stays; start-up removes the set
+        logger.exception("[Hikaze] could not remove an image set after a failed promotion")
 
 
 def _delete_pending_image(images, name: str) -> None:

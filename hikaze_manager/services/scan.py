@@ -268,13 +268,15 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
     relinked = 0
     to_queue: list[FoundFile] = []
     candidates = [f for f in new_files if f.size in missing]
+    # Copies seen before this scan, read BEFORE the move check below hashes (and caches) new
+    # files: a new copy hashed only for that check must still reach Pending.
+    copies = _library_copies(conn) if new_files else {}
     digests: dict[str, hashing.HashResult] = {}
     if candidates:
         if job is not None:
             job.set_totals(bytes_=sum(f.size for f in candidates))
         progress = byte_progress(job)
         digests = hashing.hash_files(conn, [f.path for f in candidates], progress=progress)
-    copies = _library_copies(conn) if new_files else {}
     for found in new_files:
         result = digests.get(found.path)
         sha = result.sha256 if result is not None else None

@@ -17,10 +17,10 @@ def found_for(path: str, meta_text: str | None) -> dict:
     return found if found is not None else read_file_metadata(path)
 
 
-def add_preview(images, sha256: str, path: str, found: dict | None) -> tuple[int | None, str | None]:
-    """Add the preview beside the model as its first picture, if the model has none yet.
+def preview_picture(images, sha256: str, path: str, found: dict | None) -> tuple[bytes | None, str | None]:
+    """The bytes of the preview beside the model, if the model has no picture yet.
 
-    Returns ``(seq, warning)``; a picture that cannot be used only costs a warning.
+    Returns ``(data, warning)``; a preview that cannot be read only costs a warning.
     """
     preview = (found or {}).get("preview")
     if not preview or images.count(sha256) > 0:
@@ -28,11 +28,25 @@ def add_preview(images, sha256: str, path: str, found: dict | None) -> tuple[int
     data = preview_bytes(path, preview)
     if not data:
         return None, f"preview {preview.get('file') or preview.get('embedded')!r} could not be read"
+    return data, None
+
+
+def add_preview(images, sha256: str, path: str, found: dict | None) -> tuple[int | None, str | None]:
+    """Add the preview beside a library model as its first picture, if it has none yet.
+
+    Returns ``(seq, warning)``; a picture that cannot be used only costs a warning.
+    """
+    data, warning = preview_picture(images, sha256, path, found)
+    if data is None:
+        return None, warning
     try:
         return images.add_image(sha256, data), None
     except Exception as exc:  # ImageError, UnsupportedImage, OSError: import the rest anyway
-        message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-        return None, f"preview not imported: {message}"
+        return None, f"preview not imported: {_message(exc)}"
+
+
+def _message(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
 
 
 def autov3_for(conn: sqlite3.Connection, sha256: str, path: str) -> str | None:

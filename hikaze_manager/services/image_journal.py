@@ -1,0 +1,60 @@
+"""Picture sets written for a DB change that is not committed yet (promotion, legacy migration).
+
+A set is announced in ``image_writes`` (committed) before its files are written; the transaction
+that makes the model refer to it deletes the announcement. So after a kill at any moment, an
+announcement still there names a set whose DB change never happened: :func:`recover` removes it
+at start-up (by picture digest, so renumbering since does not matter), and a retried promotion
+or migration adds the picture once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from ..db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def announce(conn: sqlite3.Connection, sha256: str, picture: str) -> int:
+    """Record (and commit) that a set showing ``picture`` is about to be added to ``sha256``."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT INTO image_writes(sha256, picture, created_at) VALUES (?, ?, ?)",
+            (sha256, picture, int(time.time() * 1000)),
+        )
+    return cursor.lastrowid
+
+
+def settle(conn: sqlite3.Connection, write_ids: list[int]) -> None:
+    """Inside the committing transaction: these sets are now part of the library."""
+    conn.executemany("DELETE FROM image_writes WHERE id = ?", [(i,) for i in write_ids])
+
+
+def undo(conn: sqlite3.Connection, store, write_ids: list[int]) -> None:
+    """Remove the sets of announcements whose DB change failed, then the announcements."""
+    for write_id in write_ids:
+        row = conn.execute(
+            "SELECT sha256, picture FROM image_writes WHERE id = ?", (write_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        try:
+            store.remove_picture(row["sha256"], row["picture"])
+        except Exception:  # the announcement stays: start-up tries again
+            logger.exception("[Hikaze] could not remove picture set of %s", row["sha256"])
+            continue
+        with transaction(conn):
+            conn.execute("DELETE FROM image_writes WHERE id = ?", (write_id,))
+
+
+def recover(conn: sqlite3.Connection, store) -> int:
+    """At start-up: undo every announcement left by a kill; return how many."""
+    ids = [row[0] for row in conn.execute("SELECT id FROM image_writes ORDER BY id DESC")]
+    if ids:
+        logger.warning("[Hikaze] removing %d picture set(s) of writes interrupted by a crash",
+                       len(ids))
+        undo(conn, store, ids)
+    return len(ids)
