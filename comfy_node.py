@@ -118,14 +118,14 @@ def _register_with_comfyui() -> None:
         logger.exception("[Hikaze] could not register with ComfyUI")
 
 
-_caches: dict = {}
+def _last_run(node):
+    """What this node object loaded in its previous run (ComfyUI keeps one object per node)."""
+    cache = getattr(node, "_hikaze_last_run", None)
+    if cache is None:
+        from .hikaze_manager.services.load_cache import LastRunCache
 
-
-def _cache(name: str):
-    """The node's cache of what its previous run loaded (created on first use)."""
-    from .hikaze_manager.services.load_cache import LastRunCache
-
-    return _caches.setdefault(name, LastRunCache())
+        cache = node._hikaze_last_run = LastRunCache()
+    return cache
 
 
 def _library_database() -> str:
@@ -229,10 +229,7 @@ class HikazeCheckpointLoader:
 
         # ComfyUI re-runs the node whenever the payload text changes; the same file need not be
         # read again for that (e.g. a sha256 added, or a moved file found by its hash).
-        used = {}
-        out = _cache("checkpoint").get(path, read, used)
-        _cache("checkpoint").keep(used)
-        return out
+        return _last_run(self).load([path], read)[0]
 
 
 class HikazeLoraPowerLoader:
@@ -266,14 +263,12 @@ class HikazeLoraPowerLoader:
             label = f"LoRA #{index + 1} ({entry.name or os.path.basename(entry.full_path)})"
             path = _model_file("HikazeLoraPowerLoader", label, "loras", entry.full_path, entry.sha256)
             chosen.append((path, entry))
-        used = {}
-        for path, entry in chosen:
-            lora = _cache("lora").get(path, lambda file: comfy.utils.load_torch_file(file, safe_load=True),
-                                   used)
+        loras = _last_run(self).load(
+            [path for path, _ in chosen], lambda file: comfy.utils.load_torch_file(file, safe_load=True))
+        for lora, (_, entry) in zip(loras, chosen):
             model, clip = comfy.sd.load_lora_for_models(
                 model, clip, lora, entry.strength_model, entry.strength_clip
             )
-        _cache("lora").keep(used)
         return (model, clip)
 
 

@@ -113,7 +113,6 @@ def world(tmp_path, monkeypatch, node_module):
     app = create_app({"TESTING": True, "DATA_DIR": str(data), "MODEL_TYPES": {
         "checkpoints": {"roots": [str(p) for p in folders["checkpoints"]]},
         "loras": {"roots": [str(p) for p in folders["loras"]]}}})
-    node_module._caches.clear()
     return types.SimpleNamespace(
         tmp=tmp_path, models=models, fake=fake, app=app, client=app.test_client(),
         db=app.config["DATABASE"], node=node_module,
@@ -334,8 +333,7 @@ def test_an_unchanged_lora_is_not_read_again_a_changed_one_is(world):
     assert world.fake.reads == [str(a), str(b), str(b), str(a)]
     # The same file twice in one list is read once.
     world.fake.reads.clear()
-    world.node._caches.clear()
-    world.lora.load([], [], lora_payload(entry(a), entry(a, strength_model=0.3)))
+    world.node.HikazeLoraPowerLoader().load([], [], lora_payload(entry(a), entry(a, strength_model=0.3)))
     assert world.fake.reads == [str(a)]
 
 
@@ -361,3 +359,83 @@ def test_looking_up_by_content_uses_indexes_not_table_scans(world):
             ).fetchall()
             details = " ".join(row[3] for row in plan)
             assert "USING" in details and "INDEX" in details, (table, details)
+
+
+class Weights(dict):
+    """What a loader returned; unlike a plain dict it can be watched with a weak reference."""
+
+
+def watch_loads(world, monkeypatch):
+    """Make the fake loaders return Weights and record, per read, which earlier ones are alive."""
+    import weakref
+
+    seen: list = []
+    alive_at_read: list[list[str]] = []
+
+    def load_torch_file(path, safe_load=False):
+        alive_at_read.append([name for name, ref in seen if ref() is not None])
+        world.fake.reads.append(path)
+        weights = Weights(file=path)
+        seen.append((Path(path).name, weakref.ref(weights)))
+        return weights
+
+    monkeypatch.setattr(world.fake.utils, "load_torch_file", load_torch_file)
+    return alive_at_read
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_read_again(world):
+    """Copies made with cp -p / rsync -t keep the mtime, and LoRAs of one shape have one size:
+    (size, mtime) alone would hand back the old weights for the new file."""
+    path = world.models / "loras" / "v.safetensors"
+    write_safetensors(path, "v1")
+    world.lora.load([], [], lora_payload(entry(path)))
+    before = os.stat(path)
+    fresh = world.tmp / "v.download"
+    write_safetensors(fresh, "v2")
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(fresh, path)
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    world.lora.load([], [], lora_payload(entry(path)))
+    assert world.fake.reads == [str(path), str(path)]
+    assert read_header(world.fake.reads[-1])["__metadata__"]["seed"] == "v2"
+
+
+def test_the_previous_runs_weights_are_released_before_new_ones_are_read(world, monkeypatch):
+    """Holding the old LoRAs while reading the new ones would need both in memory at once."""
+    alive_at_read = watch_loads(world, monkeypatch)
+    a = world.models / "loras" / "a.safetensors"
+    b = world.models / "loras" / "b.safetensors"
+    write_safetensors(a, "a")
+    write_safetensors(b, "b")
+    world.lora.load([], [], lora_payload(entry(a), entry(b)))
+    world.lora.load([], [], lora_payload(entry(b), entry(a, strength_model=0.2)))  # both kept
+    world.lora.load([], [], lora_payload(entry(b)))
+    c = world.models / "loras" / "c.safetensors"
+    write_safetensors(c, "c")
+    world.lora.load([], [], lora_payload(entry(c)))
+    assert world.fake.reads == [str(a), str(b), str(c)]
+    assert alive_at_read == [[], ["a.safetensors"], []]  # b was released before c was read
+
+
+def test_two_lora_nodes_each_keep_their_own_last_run(world):
+    """ComfyUI keeps one node object per node of the workflow (its LoraLoader caches on self);
+    a cache shared by all nodes of a class would re-read every LoRA whenever both nodes run."""
+    a = world.models / "loras" / "a.safetensors"
+    b = world.models / "loras" / "b.safetensors"
+    write_safetensors(a, "a")
+    write_safetensors(b, "b")
+    first, second = world.node.HikazeLoraPowerLoader(), world.node.HikazeLoraPowerLoader()
+    for upstream in (["base"], ["other base"], ["third"]):
+        first.load(upstream, [], lora_payload(entry(a)))
+        second.load(upstream, [], lora_payload(entry(b)))
+    assert world.fake.reads == [str(a), str(b)]
+
+
+def test_the_same_lora_twice_is_read_once_and_applied_with_each_strength(world):
+    a = world.models / "loras" / "a.safetensors"
+    write_safetensors(a, "a")
+    world.lora.load([], [], lora_payload(entry(a, strength_model=0.3, strength_clip=0.4),
+                                         entry(a, strength_model=-1, strength_clip=0.5)))
+    assert world.fake.reads == [str(a)]
+    assert world.fake.applied == [("a.safetensors", 0.3, 0.4), ("a.safetensors", -1.0, 0.5)]
