@@ -139,8 +139,9 @@ def _library_database() -> str:
     return str(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
 
 
-def _find_by_hash(sha256: str, skip: str) -> str | None:
-    """A file with this content that the library knows of, or None (no library: None)."""
+def _find_by_hash(sha256: str, skip: str) -> tuple[str | None, str]:
+    """A file with this content that the library knows of (or None), and why none when the
+    library itself is the problem (missing, unreadable, locked); the library is only read."""
     import sqlite3
 
     from .hikaze_manager.db import connect
@@ -148,17 +149,17 @@ def _find_by_hash(sha256: str, skip: str) -> str | None:
 
     database = _library_database()
     if not os.path.isfile(database):
-        return None
+        return None, f"there is no Hikaze library at {os.path.dirname(database)}"
     try:
         conn = connect(database, read_only=True)
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None
+        return None, f"the Hikaze library {database} could not be read ({exc})"
     try:
-        return find_by_hash(conn, sha256, skip=skip)
+        return find_by_hash(conn, sha256, skip=skip), ""
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None
+        return None, f"the Hikaze library {database} could not be read ({exc})"
     finally:
         conn.close()
 
@@ -174,8 +175,9 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
     except (KeyError, ValueError):
         roots = []
     found = resolve.locate(path, sha256, roots, None)
+    library_problem = ""
     if found is None and resolve.is_sha256(sha256):
-        hit = _find_by_hash(sha256, os.path.expanduser(path))
+        hit, library_problem = _find_by_hash(sha256, os.path.expanduser(path))
         if hit:
             found = resolve.Resolved(hit, "hash")
             logger.warning("[Hikaze] %s: %s is not at %s; loading %s (same SHA-256 %s)",
@@ -183,6 +185,11 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
     if found is None:
         where = path if os.path.isabs(os.path.expanduser(path)) else (
             f"{path} (in none of the {kind} folders: {', '.join(roots) or 'none configured'})")
+        if library_problem:
+            raise resolve.ModelNotFoundError(
+                f"{node}: {label} not found: {where}, and it cannot be looked up by its SHA-256 "
+                f"{sha256}: {library_problem}. Open Hikaze Manager and scan the model folders, "
+                "or select it again.")
         if resolve.is_sha256(sha256):
             raise resolve.ModelNotFoundError(
                 f"{node}: {label} not found: {where}, and the Hikaze library knows no file with "

@@ -241,10 +241,13 @@ def test_checkpoint_payload_with_sha256_survives_a_move_and_old_payloads_still_l
         f"knows no file with SHA-256 {sha}")
 
 
-def test_no_library_at_all_is_just_not_found(world, monkeypatch):
+def test_no_library_at_all_is_not_found_and_says_there_is_no_library(world, monkeypatch):
     monkeypatch.setenv("HIKAZE_DATA_DIR", str(world.tmp / "no-such-data"))
-    with pytest.raises(FileNotFoundError, match="knows no file with SHA-256"):
+    with pytest.raises(FileNotFoundError) as missing:
         world.ckpt.load(json.dumps({"ckpt_path": "/gone/x.safetensors", "sha256": "a" * 64}))
+    assert type_name(missing.value) == "hikaze.ModelNotFoundError"
+    assert "there is no Hikaze library at " + str(world.tmp / "no-such-data") in str(missing.value)
+    assert "a" * 64 in str(missing.value)
     assert not (world.tmp / "no-such-data").exists()  # looking never creates a library
 
 
@@ -439,3 +442,47 @@ def test_the_same_lora_twice_is_read_once_and_applied_with_each_strength(world):
                                          entry(a, strength_model=-1, strength_clip=0.5)))
     assert world.fake.reads == [str(a)]
     assert world.fake.applied == [("a.safetensors", 0.3, 0.4), ("a.safetensors", -1.0, 0.5)]
+
+
+def test_a_verified_candidate_replaced_with_other_content_is_checked_again(world):
+    """The in-memory digest of a candidate is keyed by the file's whole state, not (size, mtime)."""
+    gone = world.tmp / "gone" / "m.safetensors"
+    home = world.tmp / "lib" / "m.safetensors"
+    sha = write_safetensors(home, "m1")
+    with connection(world.db) as conn:
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, ?, 'M', 'loras', 1, 1)", (sha, str(home)))
+    assert world.lora.load([], [], lora_payload(entry(gone, sha)))[0] == [str(home)]
+    before = os.stat(home)
+    other = world.tmp / "lib" / "m.part"
+    write_safetensors(other, "m2")
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, home)
+    with pytest.raises(FileNotFoundError, match=f"knows no file with SHA-256 {sha}"):
+        world.lora.load([], [], lora_payload(entry(gone, sha)))
+
+
+def test_an_unreadable_library_is_named_in_the_error(world):
+    """A library that cannot be read is not 'a library that knows no such file'."""
+    with connection(world.db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    Path(world.db).write_bytes(b"this is not a database at all" * 200)
+    sha = "b" * 64
+    with pytest.raises(FileNotFoundError) as missing:
+        world.lora.load([], [], lora_payload(entry(world.tmp / "gone.safetensors", sha, name="Gone")))
+    text = str(missing.value)
+    assert text.startswith("HikazeLoraPowerLoader: LoRA #1 (Gone) not found: ")
+    assert f"the Hikaze library {world.db} could not be read" in text and sha in text
+    assert Path(world.db).read_bytes().startswith(b"this is not a database")  # never repaired
+
+
+
+def test_a_library_of_another_shape_is_named_not_taken_for_knowing_nothing(world):
+    """Only a missing table (an older library) is skipped; any other failure of the lookup
+    (a newer library that renamed a column, a lock) is reported, not read as 'no such file'."""
+    with connection(world.db) as conn:
+        conn.execute("ALTER TABLE file_hashes RENAME COLUMN path TO file_path")
+    sha = "c" * 64
+    with pytest.raises(FileNotFoundError) as missing:
+        world.lora.load([], [], lora_payload(entry(world.tmp / "gone.safetensors", sha)))
+    assert f"the Hikaze library {world.db} could not be read (no such column: path)" in str(missing.value)

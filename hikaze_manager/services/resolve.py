@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .hashing import FileIdentity, cached_sha256, sha256_file
+from .load_cache import file_key
 
 logger = logging.getLogger(__name__)
 
@@ -76,37 +77,41 @@ def hash_candidates(conn: sqlite3.Connection, sha256: str) -> list[str]:
     for query in queries:
         try:
             rows = conn.execute(query, (sha256,)).fetchall()
-        except sqlite3.OperationalError:  # an older library without that table
-            continue
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise  # locked or unreadable: the caller says so instead of "not known"
+            continue  # an older library without that table
         paths.extend(row[0] for row in rows if row[0] and row[0] not in paths)
     return paths
 
 
-# Digests this process computed to verify a candidate, by (path, size, mtime_ns): the node opens
-# the library read-only, so they are not stored there, and each run would otherwise hash again.
-_verified: dict[tuple[str, int, int], str] = {}
+# Digests this process computed to verify a candidate, by the file's state (load_cache.file_key:
+# size, mtime, inode, ctime): the node opens the library read-only, so they are not stored there,
+# and each run would otherwise hash again.
+_verified: dict[tuple, str] = {}
 VERIFIED_MAX = 256
 
 
 def _has_content(conn: sqlite3.Connection, path: str, sha256: str) -> bool:
     """True if ``path`` holds ``sha256`` now: by its unchanged ``file_hashes`` row, else re-hashed."""
     try:
-        identity = FileIdentity.of(os.stat(path))
+        st = os.stat(path)
+        state = file_key(path)
     except OSError:
         return False
-    if cached_sha256(conn, path, identity) == sha256:
+    if cached_sha256(conn, path, FileIdentity.of(st)) == sha256:
         return True
-    known = _verified.get((path, identity.size, identity.mtime_ns))
+    known = _verified.get(state)
     if known is not None:
         return known == sha256
     logger.info("[Hikaze] checking the content of %s", path)
     try:
-        digest, hashed = sha256_file(path)
+        digest, _ = sha256_file(path)  # raises FileChangedError if it changed while being read
     except OSError:
         return False
     if len(_verified) >= VERIFIED_MAX:
         _verified.clear()
-    _verified[(path, hashed.size, hashed.mtime_ns)] = digest
+    _verified[state] = digest
     return digest == sha256
 
 
