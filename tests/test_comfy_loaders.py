@@ -486,3 +486,25 @@ def test_a_library_of_another_shape_is_named_not_taken_for_knowing_nothing(world
     with pytest.raises(FileNotFoundError) as missing:
         world.lora.load([], [], lora_payload(entry(world.tmp / "gone.safetensors", sha)))
     assert f"the Hikaze library {world.db} could not be read (no such column: path)" in str(missing.value)
+
+
+def test_a_truncated_safetensors_file_is_named_before_anything_loads(world):
+    """An unfinished download keeps a valid header; torch would fail later naming no file."""
+    good = world.models / "loras" / "ok.safetensors"
+    write_safetensors(good, "ok")
+    cut = world.models / "loras" / "cut.safetensors"
+    write_safetensors(cut, "cut")
+    cut.write_bytes(cut.read_bytes()[:-2])
+    broken = world.models / "loras" / "broken.safetensors"
+    body = b"{not json at all"
+    broken.write_bytes(struct.pack("<Q", len(body)) + body)
+    cases = [("cut.safetensors", "LoRA #2 (cut.safetensors) is not a model file (it is truncated"),
+             ("broken.safetensors", "LoRA #2 (broken.safetensors) is not a model file (its "
+                                    "safetensors header is not valid")]
+    for name, words in cases:
+        with pytest.raises(ValueError) as bad:
+            world.lora.load([], [], lora_payload(entry("ok.safetensors"), entry(name)))
+        assert str(bad.value).startswith("HikazeLoraPowerLoader: " + words), str(bad.value)
+        assert str(bad.value).endswith(str(world.models / "loras" / name))
+    assert world.fake.reads == []
+    assert world.lora.load([], [], lora_payload(entry("ok.safetensors")))[0] == [str(good)]

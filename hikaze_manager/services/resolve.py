@@ -6,6 +6,7 @@ No ComfyUI and no Flask here: comfy_node passes in the folder list and a library
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -24,6 +25,7 @@ SAFETENSORS_EXTENSIONS = frozenset({".safetensors", ".sft"})
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL = 0x80
 SHA256_HEX = frozenset("0123456789abcdef")
+SAFETENSORS_HEADER_MAX = 100 * 1024 * 1024  # the safetensors library's own limit
 
 
 class ModelFileError(ValueError):
@@ -161,9 +163,34 @@ def model_file_problem(path: str) -> str | None:
         if len(head) < 9:
             return "it is too short for a safetensors file"
         (header_size,) = struct.unpack("<Q", head[:8])
-        if header_size > size - 8 or head[8:9] != b"{":
+        if header_size > min(size - 8, SAFETENSORS_HEADER_MAX) or head[8:9] != b"{":
             return "it has no safetensors header"
-        return None
+        return _safetensors_problem(path, header_size, size)
     if head.startswith(ZIP_MAGIC) or (head[:1] and head[0] == PICKLE_PROTOCOL):
         return None
     return "it is neither a PyTorch archive nor a pickle"
+
+
+def _safetensors_problem(path: str, header_size: int, size: int) -> str | None:
+    """Why a safetensors file with a plausible header is still unusable (bad JSON, cut short)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(8)
+            header = json.loads(file.read(header_size))
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    except ValueError:
+        return "its safetensors header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its safetensors header is not valid JSON"
+    end = 0
+    for name, tensor in header.items():
+        offsets = tensor.get("data_offsets") if isinstance(tensor, dict) else None
+        if name == "__metadata__" or not isinstance(offsets, list) or len(offsets) != 2:
+            continue
+        if all(isinstance(o, int) for o in offsets):
+            end = max(end, *offsets)
+    expected = 8 + header_size + end
+    if size < expected:
+        return f"it is truncated ({size} of {expected} bytes; an unfinished download or copy?)"
+    return None
