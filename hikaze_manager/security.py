@@ -155,12 +155,15 @@ def frame_ancestors() -> str:
     Chromium drops an IPv6 literal (``http://[::1]:8188``) as a source expression, so such an
     origin cannot be listed. When the page framing us is one (its iframe request names it in
     ``Referer``, which a page cannot forge), that page's scheme and port with any host stand in
-    for it; every other request gets only the exact origins.
+    for it; every other request gets only the exact origins. Only selection mode (the one page
+    the ComfyUI-side script frames) is widened so: any page on that port could then be an outer
+    ancestor, and the full panel, which edits and deletes, must not be framed by it.
     """
     allowed = [normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()]
     sources = ["'self'", *(o for o in allowed if not _is_ipv6_origin(o))]
     framer = normalized_origin(request.headers.get("Referer") or "")
-    if framer and framer in allowed and _is_ipv6_origin(framer):
+    selecting = request.args.get("mode") == "select"
+    if selecting and framer and framer in allowed and _is_ipv6_origin(framer):
         parts = _split(framer)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         sources.append(f"{parts.scheme}://*:{port}")

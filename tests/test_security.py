@@ -94,6 +94,10 @@ def test_ipv6_loopback_comfyui_page_may_frame_the_panel(app_config):
     assert ancestors(Referer="http://127.0.0.1:8188/") == strict
     with client.get("/api/panel/config", headers={"Referer": "http://[::1]:8188/"}) as response:
         assert "Content-Security-Policy" not in response.headers  # HTML only
+    # The ComfyUI-side script frames only selection mode: the full panel (deletes, edits) never
+    # gets the any-host source, whatever the Referer says.
+    with client.get("/", headers={"Referer": "http://[::1]:8188/"}) as response:
+        assert response.headers["Content-Security-Policy"].endswith("frame-ancestors " + strict)
 
 
 @pytest.mark.parametrize("value", ["http://[::1", "http://[::1]:99999/", "http://[::1]:x/",
