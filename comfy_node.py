@@ -204,6 +204,23 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
     return found.path
 
 
+def _named_read(node: str, labels: dict, read):
+    """``read`` whose failures name the entry and the file (out of memory is left as it is)."""
+    from .hikaze_manager.services.resolve import ModelFileError
+
+    def guarded(file):
+        try:
+            return read(file)
+        except Exception as exc:
+            # ComfyUI tells OOM apart by its type (to free memory and explain); an interrupt too.
+            if "OutOfMemory" in type(exc).__name__ or "Interrupt" in type(exc).__name__:
+                raise
+            raise ModelFileError(f"{node}: {labels[file]} could not be loaded "
+                                 f"({type(exc).__name__}: {exc}): {file}") from exc
+
+    return guarded
+
+
 class HikazeCheckpointLoader:
     """Load the checkpoint chosen in the Hikaze panel."""
 
@@ -236,6 +253,7 @@ class HikazeCheckpointLoader:
 
         # ComfyUI re-runs the node whenever the payload text changes; the same file need not be
         # read again for that (e.g. a sha256 added, or a moved file found by its hash).
+        read = _named_read("HikazeCheckpointLoader", {path: label}, read)
         return _last_run(self).load([path], read)[0]
 
 
@@ -264,14 +282,17 @@ class HikazeLoraPowerLoader:
 
         # Every file is found and checked before the first one is read: a bad entry fails fast.
         chosen = []
+        labels = {}
         for index, entry in enumerate(lora_entries(hikaze_payload)):
             if not entry.enabled or (entry.strength_model == 0 and entry.strength_clip == 0):
                 continue
             label = f"LoRA #{index + 1} ({entry.name or os.path.basename(entry.full_path)})"
             path = _model_file("HikazeLoraPowerLoader", label, "loras", entry.full_path, entry.sha256)
             chosen.append((path, entry))
-        loras = _last_run(self).load(
-            [path for path, _ in chosen], lambda file: comfy.utils.load_torch_file(file, safe_load=True))
+            labels.setdefault(path, label)
+        read = _named_read("HikazeLoraPowerLoader", labels,
+                           lambda file: comfy.utils.load_torch_file(file, safe_load=True))
+        loras = _last_run(self).load([path for path, _ in chosen], read)
         for lora, (_, entry) in zip(loras, chosen):
             model, clip = comfy.sd.load_lora_for_models(
                 model, clip, lora, entry.strength_model, entry.strength_clip

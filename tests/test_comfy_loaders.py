@@ -508,3 +508,45 @@ def test_a_truncated_safetensors_file_is_named_before_anything_loads(world):
         assert str(bad.value).endswith(str(world.models / "loras" / name))
     assert world.fake.reads == []
     assert world.lora.load([], [], lora_payload(entry("ok.safetensors")))[0] == [str(good)]
+
+
+def test_a_file_that_fails_while_loading_is_named_and_out_of_memory_passes_through(world, monkeypatch):
+    """A file that passes the checks can still fail inside torch (a corrupt archive); the error
+    then names the entry and the file. Running out of memory is not the file's fault: ComfyUI
+    recognises its own type to free memory and explain, so it is not wrapped."""
+    good = world.models / "loras" / "ok.safetensors"
+    bad = world.models / "loras" / "bad.safetensors"
+    write_safetensors(good, "ok")
+    write_safetensors(bad, "bad")
+
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    failure = {"exc": RuntimeError("PytorchStreamReader failed reading zip archive")}
+
+    def load_torch_file(path, safe_load=False):
+        if path == str(bad):
+            raise failure["exc"]
+        return {"file": path}
+
+    monkeypatch.setattr(world.fake.utils, "load_torch_file", load_torch_file)
+    payload = lora_payload(entry(good), entry(bad, name="Bad"))
+    with pytest.raises(ValueError) as broken:
+        world.lora.load([], [], payload)
+    assert type_name(broken.value) == "hikaze.ModelFileError"
+    assert str(broken.value) == (
+        "HikazeLoraPowerLoader: LoRA #2 (Bad) could not be loaded (RuntimeError: PytorchStreamReader "
+        f"failed reading zip archive): {bad}")
+    failure["exc"] = OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(OutOfMemoryError):
+        world.lora.load([], [], payload)
+    ckpt = world.models / "checkpoints" / "c.safetensors"
+    write_safetensors(ckpt, "c")
+
+    def load_checkpoint(path, output_vae, output_clip, embedding_directory):
+        raise KeyError("model.diffusion_model.input_blocks.0.0.weight")
+
+    monkeypatch.setattr(world.fake.sd, "load_checkpoint_guess_config", load_checkpoint)
+    with pytest.raises(ValueError, match=r"^HikazeCheckpointLoader: checkpoint \(c.safetensors\) could "
+                                         r"not be loaded \(KeyError: .*\): " + str(ckpt)):
+        world.ckpt.load('{"ckpt_path": "c.safetensors"}')
