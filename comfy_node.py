@@ -213,7 +213,8 @@ def _named_read(node: str, labels: dict, read):
             return read(file)
         except Exception as exc:
             # ComfyUI tells OOM apart by its type (to free memory and explain); an interrupt too.
-            if "OutOfMemory" in type(exc).__name__ or "Interrupt" in type(exc).__name__:
+            name = type(exc).__name__
+            if isinstance(exc, MemoryError) or "OutOfMemory" in name or "Interrupt" in name:
                 raise
             raise ModelFileError(f"{node}: {labels[file]} could not be loaded "
                                  f"({type(exc).__name__}: {exc}): {file}") from exc
