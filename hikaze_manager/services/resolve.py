@@ -61,7 +61,11 @@ def find_in_folders(relative: str, roots: Iterable[str]) -> str | None:
     for root in roots:
         root = os.path.abspath(root)
         candidate = os.path.normpath(os.path.join(root, relative))
-        if os.path.commonpath([root, candidate]) != root:
+        try:
+            inside = os.path.commonpath([root, candidate]) == root
+        except ValueError:  # Windows: "D:x" joined to a C: root lands on another drive
+            inside = False
+        if not inside:
             continue  # "../" may not leave the model folder
         if os.path.isfile(candidate):
             return candidate
