@@ -118,14 +118,14 @@ def _register_with_comfyui() -> None:
         logger.exception("[Hikaze] could not register with ComfyUI")
 
 
-_caches: dict = {}
+def _last_run(node):
+    """What this node object loaded in its previous run (ComfyUI keeps one object per node)."""
+    cache = getattr(node, "_hikaze_last_run", None)
+    if cache is None:
+        from .hikaze_manager.services.load_cache import LastRunCache
 
-
-def _cache(name: str):
-    """The node's cache of what its previous run loaded (created on first use)."""
-    from .hikaze_manager.services.load_cache import LastRunCache
-
-    return _caches.setdefault(name, LastRunCache())
+        cache = node._hikaze_last_run = LastRunCache()
+    return cache
 
 
 def _library_database() -> str:
@@ -139,41 +139,43 @@ def _library_database() -> str:
     return str(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
 
 
-def _with_library(work, default):
-    """``work(conn)`` on the library opened read-only, or ``default`` (no library, or unreadable)."""
+def _read_library(work) -> tuple[object, str]:
+    """``(work(conn), "")`` on the library opened read-only, or ``(None, why)`` when the library
+    itself is the problem (missing, unreadable, locked); the library is never written."""
     import sqlite3
 
     from .hikaze_manager.db import connect
 
     database = _library_database()
     if not os.path.isfile(database):
-        return default
+        return None, f"there is no Hikaze library at {os.path.dirname(database)}"
     try:
         conn = connect(database, read_only=True)
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return default
+        return None, f"the Hikaze library {database} could not be read ({exc})"
     try:
-        return work(conn)
+        return work(conn), ""
     except sqlite3.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return default
+        return None, f"the Hikaze library {database} could not be read ({exc})"
     finally:
         conn.close()
 
 
-def _find_by_hash(sha256: str, skip: str) -> str | None:
-    """A file with this content that the library knows of, or None (no library: None)."""
+def _find_by_hash(sha256: str, skip: str) -> tuple[str | None, str]:
+    """A file with this content that the library knows of (or None), and why none when the
+    library itself is the problem."""
     from .hikaze_manager.services.resolve import find_by_hash
 
-    return _with_library(lambda conn: find_by_hash(conn, sha256, skip=skip), None)
+    return _read_library(lambda conn: find_by_hash(conn, sha256, skip=skip))
 
 
 def _trigger_words(loaded: list[tuple[str, str]]) -> str:
     """The library's trigger words of the loaded LoRAs, in list order, once each, comma-separated.
 
     ``loaded`` holds (sha256 from the payload or "", path loaded); an entry without a hash is
-    looked up by the path it was loaded from.
+    looked up by the path it was loaded from. No library: no words (the LoRAs still load).
     """
     from .hikaze_manager.services.metadata.store import trigger_words_for
 
@@ -189,7 +191,7 @@ def _trigger_words(loaded: list[tuple[str, str]]) -> str:
         words = [w.strip() for sha in shas for w in words_by_sha.get(sha, [])]
         return ", ".join(dict.fromkeys(w for w in words if w))
 
-    return _with_library(read, "") if loaded else ""
+    return (_read_library(read)[0] or "") if loaded else ""
 
 
 def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str:
@@ -203,8 +205,9 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
     except (KeyError, ValueError):
         roots = []
     found = resolve.locate(path, sha256, roots, None)
+    library_problem = ""
     if found is None and resolve.is_sha256(sha256):
-        hit = _find_by_hash(sha256, os.path.expanduser(path))
+        hit, library_problem = _find_by_hash(sha256, os.path.expanduser(path))
         if hit:
             found = resolve.Resolved(hit, "hash")
             logger.warning("[Hikaze] %s: %s is not at %s; loading %s (same SHA-256 %s)",
@@ -212,6 +215,11 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
     if found is None:
         where = path if os.path.isabs(os.path.expanduser(path)) else (
             f"{path} (in none of the {kind} folders: {', '.join(roots) or 'none configured'})")
+        if library_problem:
+            raise resolve.ModelNotFoundError(
+                f"{node}: {label} not found: {where}, and it cannot be looked up by its SHA-256 "
+                f"{sha256}: {library_problem}. Open Hikaze Manager and scan the model folders, "
+                "or select it again.")
         if resolve.is_sha256(sha256):
             raise resolve.ModelNotFoundError(
                 f"{node}: {label} not found: {where}, and the Hikaze library knows no file with "
@@ -224,6 +232,24 @@ def _model_file(node: str, label: str, kind: str, path: str, sha256: str) -> str
         raise resolve.ModelFileError(f"{node}: {label} is not a model file ({problem}): {found.path}")
     logger.info("[Hikaze] %s: %s -> %s", node, label, found.path)
     return found.path
+
+
+def _named_read(node: str, labels: dict, read):
+    """``read`` whose failures name the entry and the file (out of memory is left as it is)."""
+    from .hikaze_manager.services.resolve import ModelFileError
+
+    def guarded(file):
+        try:
+            return read(file)
+        except Exception as exc:
+            # ComfyUI tells OOM apart by its type (to free memory and explain); an interrupt too.
+            name = type(exc).__name__
+            if isinstance(exc, MemoryError) or "OutOfMemory" in name or "Interrupt" in name:
+                raise
+            raise ModelFileError(f"{node}: {labels[file]} could not be loaded "
+                                 f"({type(exc).__name__}: {exc}): {file}") from exc
+
+    return guarded
 
 
 class HikazeCheckpointLoader:
@@ -258,10 +284,8 @@ class HikazeCheckpointLoader:
 
         # ComfyUI re-runs the node whenever the payload text changes; the same file need not be
         # read again for that (e.g. a sha256 added, or a moved file found by its hash).
-        used = {}
-        out = _cache("checkpoint").get(path, read, used)
-        _cache("checkpoint").keep(used)
-        return out
+        read = _named_read("HikazeCheckpointLoader", {path: label}, read)
+        return _last_run(self).load([path], read)[0]
 
 
 class HikazeLoraPowerLoader:
@@ -292,20 +316,21 @@ class HikazeLoraPowerLoader:
 
         # Every file is found and checked before the first one is read: a bad entry fails fast.
         chosen = []
+        labels = {}
         for index, entry in enumerate(lora_entries(hikaze_payload)):
             if not entry.enabled or (entry.strength_model == 0 and entry.strength_clip == 0):
                 continue
             label = f"LoRA #{index + 1} ({entry.name or os.path.basename(entry.full_path)})"
             path = _model_file("HikazeLoraPowerLoader", label, "loras", entry.full_path, entry.sha256)
             chosen.append((path, entry))
-        used = {}
-        for path, entry in chosen:
-            lora = _cache("lora").get(path, lambda file: comfy.utils.load_torch_file(file, safe_load=True),
-                                   used)
+            labels.setdefault(path, label)
+        read = _named_read("HikazeLoraPowerLoader", labels,
+                           lambda file: comfy.utils.load_torch_file(file, safe_load=True))
+        loras = _last_run(self).load([path for path, _ in chosen], read)
+        for lora, (_, entry) in zip(loras, chosen):
             model, clip = comfy.sd.load_lora_for_models(
                 model, clip, lora, entry.strength_model, entry.strength_clip
             )
-        _cache("lora").keep(used)
         return (model, clip, _trigger_words([(entry.sha256 or "", path) for path, entry in chosen]))
 
 

@@ -61,21 +61,30 @@ def allowed_host_names(app: Flask) -> frozenset[str]:
     return frozenset(names)
 
 
+def _split(url: str):
+    """``urlsplit`` of a header value, or None when it cannot be parsed (e.g. ``http://[::1``)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises on a port that is not a number in range
+    except ValueError:
+        return None
+    return parts
+
+
 def normalized_origin(url: str) -> str:
-    """``scheme://host[:port]`` in lower case, as browsers send it in ``Origin``."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """``scheme://host[:port]`` in lower case, as browsers send it in ``Origin`` ("" if unparsable)."""
+    parts = _split(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts else ""
 
 
 def _foreign_origin_allowed(origin: str) -> bool:
-    return origin.lower() in {
-        normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()
-    }
+    allowed = {normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()}
+    return bool(origin) and origin.lower() in allowed - {""}
 
 
 def _same_origin(origin: str) -> bool:
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+    parts = _split(origin)
+    return parts is not None and parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
 
 
 def _view_flag(name: str) -> bool:
@@ -149,7 +158,8 @@ def _add_headers(response):
 
 
 def _is_ipv6_origin(origin: str) -> bool:
-    return urlsplit(origin).netloc.startswith("[")
+    parts = _split(origin)
+    return parts is not None and parts.netloc.startswith("[")
 
 
 def frame_ancestors() -> str:
@@ -158,13 +168,16 @@ def frame_ancestors() -> str:
     Chromium drops an IPv6 literal (``http://[::1]:8188``) as a source expression, so such an
     origin cannot be listed. When the page framing us is one (its iframe request names it in
     ``Referer``, which a page cannot forge), that page's scheme and port with any host stand in
-    for it; every other request gets only the exact origins.
+    for it; every other request gets only the exact origins. Only selection mode (the one page
+    the ComfyUI-side script frames) is widened so: any page on that port could then be an outer
+    ancestor, and the full panel, which edits and deletes, must not be framed by it.
     """
     allowed = [normalized_origin(o) for o in current_app.config.get("ALLOWED_ORIGINS") or ()]
     sources = ["'self'", *(o for o in allowed if not _is_ipv6_origin(o))]
     framer = normalized_origin(request.headers.get("Referer") or "")
-    if framer in allowed and _is_ipv6_origin(framer):
-        parts = urlsplit(framer)
+    selecting = request.args.get("mode") == "select"
+    if selecting and framer and framer in allowed and _is_ipv6_origin(framer):
+        parts = _split(framer)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         sources.append(f"{parts.scheme}://*:{port}")
     return " ".join(sources)

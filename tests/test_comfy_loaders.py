@@ -113,7 +113,6 @@ def world(tmp_path, monkeypatch, node_module):
     app = create_app({"TESTING": True, "DATA_DIR": str(data), "MODEL_TYPES": {
         "checkpoints": {"roots": [str(p) for p in folders["checkpoints"]]},
         "loras": {"roots": [str(p) for p in folders["loras"]]}}})
-    node_module._caches.clear()
     return types.SimpleNamespace(
         tmp=tmp_path, models=models, fake=fake, app=app, client=app.test_client(),
         db=app.config["DATABASE"], node=node_module,
@@ -242,10 +241,13 @@ def test_checkpoint_payload_with_sha256_survives_a_move_and_old_payloads_still_l
         f"knows no file with SHA-256 {sha}")
 
 
-def test_no_library_at_all_is_just_not_found(world, monkeypatch):
+def test_no_library_at_all_is_not_found_and_says_there_is_no_library(world, monkeypatch):
     monkeypatch.setenv("HIKAZE_DATA_DIR", str(world.tmp / "no-such-data"))
-    with pytest.raises(FileNotFoundError, match="knows no file with SHA-256"):
+    with pytest.raises(FileNotFoundError) as missing:
         world.ckpt.load(json.dumps({"ckpt_path": "/gone/x.safetensors", "sha256": "a" * 64}))
+    assert type_name(missing.value) == "hikaze.ModelNotFoundError"
+    assert "there is no Hikaze library at " + str(world.tmp / "no-such-data") in str(missing.value)
+    assert "a" * 64 in str(missing.value)
     assert not (world.tmp / "no-such-data").exists()  # looking never creates a library
 
 
@@ -334,8 +336,7 @@ def test_an_unchanged_lora_is_not_read_again_a_changed_one_is(world):
     assert world.fake.reads == [str(a), str(b), str(b), str(a)]
     # The same file twice in one list is read once.
     world.fake.reads.clear()
-    world.node._caches.clear()
-    world.lora.load([], [], lora_payload(entry(a), entry(a, strength_model=0.3)))
+    world.node.HikazeLoraPowerLoader().load([], [], lora_payload(entry(a), entry(a, strength_model=0.3)))
     assert world.fake.reads == [str(a)]
 
 
@@ -406,3 +407,190 @@ def test_trigger_words_are_empty_without_a_library_or_loras(world, tmp_path, mon
     model, _clip, words = world.lora.load([], [], lora_payload(entry("plain.safetensors")))
     assert model == [str(world.models / "loras" / "plain.safetensors")] and words == ""
     assert not (tmp_path / "no-library-here").exists()
+class Weights(dict):
+    """What a loader returned; unlike a plain dict it can be watched with a weak reference."""
+
+
+def watch_loads(world, monkeypatch):
+    """Make the fake loaders return Weights and record, per read, which earlier ones are alive."""
+    import weakref
+
+    seen: list = []
+    alive_at_read: list[list[str]] = []
+
+    def load_torch_file(path, safe_load=False):
+        alive_at_read.append([name for name, ref in seen if ref() is not None])
+        world.fake.reads.append(path)
+        weights = Weights(file=path)
+        seen.append((Path(path).name, weakref.ref(weights)))
+        return weights
+
+    monkeypatch.setattr(world.fake.utils, "load_torch_file", load_torch_file)
+    return alive_at_read
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_read_again(world):
+    """Copies made with cp -p / rsync -t keep the mtime, and LoRAs of one shape have one size:
+    (size, mtime) alone would hand back the old weights for the new file."""
+    path = world.models / "loras" / "v.safetensors"
+    write_safetensors(path, "v1")
+    world.lora.load([], [], lora_payload(entry(path)))
+    before = os.stat(path)
+    fresh = world.tmp / "v.download"
+    write_safetensors(fresh, "v2")
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(fresh, path)
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    world.lora.load([], [], lora_payload(entry(path)))
+    assert world.fake.reads == [str(path), str(path)]
+    assert read_header(world.fake.reads[-1])["__metadata__"]["seed"] == "v2"
+
+
+def test_the_previous_runs_weights_are_released_before_new_ones_are_read(world, monkeypatch):
+    """Holding the old LoRAs while reading the new ones would need both in memory at once."""
+    alive_at_read = watch_loads(world, monkeypatch)
+    a = world.models / "loras" / "a.safetensors"
+    b = world.models / "loras" / "b.safetensors"
+    write_safetensors(a, "a")
+    write_safetensors(b, "b")
+    world.lora.load([], [], lora_payload(entry(a), entry(b)))
+    world.lora.load([], [], lora_payload(entry(b), entry(a, strength_model=0.2)))  # both kept
+    world.lora.load([], [], lora_payload(entry(b)))
+    c = world.models / "loras" / "c.safetensors"
+    write_safetensors(c, "c")
+    world.lora.load([], [], lora_payload(entry(c)))
+    assert world.fake.reads == [str(a), str(b), str(c)]
+    assert alive_at_read == [[], ["a.safetensors"], []]  # b was released before c was read
+
+
+def test_two_lora_nodes_each_keep_their_own_last_run(world):
+    """ComfyUI keeps one node object per node of the workflow (its LoraLoader caches on self);
+    a cache shared by all nodes of a class would re-read every LoRA whenever both nodes run."""
+    a = world.models / "loras" / "a.safetensors"
+    b = world.models / "loras" / "b.safetensors"
+    write_safetensors(a, "a")
+    write_safetensors(b, "b")
+    first, second = world.node.HikazeLoraPowerLoader(), world.node.HikazeLoraPowerLoader()
+    for upstream in (["base"], ["other base"], ["third"]):
+        first.load(upstream, [], lora_payload(entry(a)))
+        second.load(upstream, [], lora_payload(entry(b)))
+    assert world.fake.reads == [str(a), str(b)]
+
+
+def test_the_same_lora_twice_is_read_once_and_applied_with_each_strength(world):
+    a = world.models / "loras" / "a.safetensors"
+    write_safetensors(a, "a")
+    world.lora.load([], [], lora_payload(entry(a, strength_model=0.3, strength_clip=0.4),
+                                         entry(a, strength_model=-1, strength_clip=0.5)))
+    assert world.fake.reads == [str(a)]
+    assert world.fake.applied == [("a.safetensors", 0.3, 0.4), ("a.safetensors", -1.0, 0.5)]
+
+
+def test_a_verified_candidate_replaced_with_other_content_is_checked_again(world):
+    """The in-memory digest of a candidate is keyed by the file's whole state, not (size, mtime)."""
+    gone = world.tmp / "gone" / "m.safetensors"
+    home = world.tmp / "lib" / "m.safetensors"
+    sha = write_safetensors(home, "m1")
+    with connection(world.db) as conn:
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, ?, 'M', 'loras', 1, 1)", (sha, str(home)))
+    assert world.lora.load([], [], lora_payload(entry(gone, sha)))[0] == [str(home)]
+    before = os.stat(home)
+    other = world.tmp / "lib" / "m.part"
+    write_safetensors(other, "m2")
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, home)
+    with pytest.raises(FileNotFoundError, match=f"knows no file with SHA-256 {sha}"):
+        world.lora.load([], [], lora_payload(entry(gone, sha)))
+
+
+def test_an_unreadable_library_is_named_in_the_error(world):
+    """A library that cannot be read is not 'a library that knows no such file'."""
+    with connection(world.db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    Path(world.db).write_bytes(b"this is not a database at all" * 200)
+    sha = "b" * 64
+    with pytest.raises(FileNotFoundError) as missing:
+        world.lora.load([], [], lora_payload(entry(world.tmp / "gone.safetensors", sha, name="Gone")))
+    text = str(missing.value)
+    assert text.startswith("HikazeLoraPowerLoader: LoRA #1 (Gone) not found: ")
+    assert f"the Hikaze library {world.db} could not be read" in text and sha in text
+    assert Path(world.db).read_bytes().startswith(b"this is not a database")  # never repaired
+
+
+
+def test_a_library_of_another_shape_is_named_not_taken_for_knowing_nothing(world):
+    """Only a missing table (an older library) is skipped; any other failure of the lookup
+    (a newer library that renamed a column, a lock) is reported, not read as 'no such file'."""
+    with connection(world.db) as conn:
+        conn.execute("ALTER TABLE file_hashes RENAME COLUMN path TO file_path")
+    sha = "c" * 64
+    with pytest.raises(FileNotFoundError) as missing:
+        world.lora.load([], [], lora_payload(entry(world.tmp / "gone.safetensors", sha)))
+    assert f"the Hikaze library {world.db} could not be read (no such column: path)" in str(missing.value)
+
+
+def test_a_truncated_safetensors_file_is_named_before_anything_loads(world):
+    """An unfinished download keeps a valid header; torch would fail later naming no file."""
+    good = world.models / "loras" / "ok.safetensors"
+    write_safetensors(good, "ok")
+    cut = world.models / "loras" / "cut.safetensors"
+    write_safetensors(cut, "cut")
+    cut.write_bytes(cut.read_bytes()[:-2])
+    broken = world.models / "loras" / "broken.safetensors"
+    body = b"{not json at all"
+    broken.write_bytes(struct.pack("<Q", len(body)) + body)
+    cases = [("cut.safetensors", "LoRA #2 (cut.safetensors) is not a model file (it is truncated"),
+             ("broken.safetensors", "LoRA #2 (broken.safetensors) is not a model file (its "
+                                    "safetensors header is not valid")]
+    for name, words in cases:
+        with pytest.raises(ValueError) as bad:
+            world.lora.load([], [], lora_payload(entry("ok.safetensors"), entry(name)))
+        assert str(bad.value).startswith("HikazeLoraPowerLoader: " + words), str(bad.value)
+        assert str(bad.value).endswith(str(world.models / "loras" / name))
+    assert world.fake.reads == []
+    assert world.lora.load([], [], lora_payload(entry("ok.safetensors")))[0] == [str(good)]
+
+
+def test_a_file_that_fails_while_loading_is_named_and_out_of_memory_passes_through(world, monkeypatch):
+    """A file that passes the checks can still fail inside torch (a corrupt archive); the error
+    then names the entry and the file. Running out of memory is not the file's fault: ComfyUI
+    recognises its own type to free memory and explain, so it is not wrapped."""
+    good = world.models / "loras" / "ok.safetensors"
+    bad = world.models / "loras" / "bad.safetensors"
+    write_safetensors(good, "ok")
+    write_safetensors(bad, "bad")
+
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    failure = {"exc": RuntimeError("PytorchStreamReader failed reading zip archive")}
+
+    def load_torch_file(path, safe_load=False):
+        if path == str(bad):
+            raise failure["exc"]
+        return {"file": path}
+
+    monkeypatch.setattr(world.fake.utils, "load_torch_file", load_torch_file)
+    payload = lora_payload(entry(good), entry(bad, name="Bad"))
+    with pytest.raises(ValueError) as broken:
+        world.lora.load([], [], payload)
+    assert type_name(broken.value) == "hikaze.ModelFileError"
+    assert str(broken.value) == (
+        "HikazeLoraPowerLoader: LoRA #2 (Bad) could not be loaded (RuntimeError: PytorchStreamReader "
+        f"failed reading zip archive): {bad}")
+    for exc in (OutOfMemoryError("CUDA out of memory"), MemoryError()):
+        failure["exc"] = exc
+        with pytest.raises(type(exc)):
+            world.lora.load([], [], payload)
+    ckpt = world.models / "checkpoints" / "c.safetensors"
+    write_safetensors(ckpt, "c")
+
+    def load_checkpoint(path, output_vae, output_clip, embedding_directory):
+        raise KeyError("model.diffusion_model.input_blocks.0.0.weight")
+
+    monkeypatch.setattr(world.fake.sd, "load_checkpoint_guess_config", load_checkpoint)
+    with pytest.raises(ValueError, match=r"^HikazeCheckpointLoader: checkpoint \(c.safetensors\) could "
+                                         r"not be loaded \(KeyError: .*\): " + str(ckpt)):
+        world.ckpt.load('{"ckpt_path": "c.safetensors"}')

@@ -923,6 +923,8 @@ def test_summary_rules(page, comfy):
           m.summarize('lora', '[{"path": "b.pt", "MStrength": "0.5", "toggleOn": false}]'),
           m.summarize('lora', '{"LoRAs": [{"name": "n", "strength_model": "x"}]}'),
           m.summarize('lora', '{"loras": 5}'),
+          m.summarize('lora', '[{"full_path": "a", "strength_model": null, "MStrength": 0.5}]'),
+          m.summarize('lora', '{"loras": null, "LoRAs": []}'),
         ]; }""", json.dumps({"ckpt_path": "C:\\m\\a.safetensors"}))
     assert results == [
         {"checkpoint": None},
@@ -931,4 +933,24 @@ def test_summary_rules(page, comfy):
         {"loras": [{"name": "b.pt", "path": "b.pt", "model": "0.5", "clip": "1", "enabled": False}]},
         {"loras": [{"name": "n", "path": "", "model": "?", "clip": "1", "enabled": True}]},
         {"error": "The payload has no list of LoRAs."},
+        # The node takes the first key present, even when it is null (then 1): so does the summary.
+        {"loras": [{"name": "a", "path": "a", "model": "1", "clip": "1", "enabled": True}]},
+        {"error": "The payload has no list of LoRAs."},  # the node: 'loras' must be a list
     ]
+
+
+def test_summary_shows_hostile_names_as_text(page, comfy):
+    open_harness(page, comfy.origin)
+    result = page.evaluate("""async () => {
+        const m = await import('/extensions/hikaze/hikaze_summary.js');
+        const name = '<img src=x onerror="window.__xss=1"><b>bold</b>';
+        const box = document.createElement('div');
+        document.body.append(box);
+        m.renderSummary(box, 'lora', JSON.stringify([{full_path: '/m/"><script>x</script>', name}]));
+        const ckpt = document.createElement('div');
+        m.renderSummary(ckpt, 'checkpoint', JSON.stringify({ckpt_path: '/m/a', name}));
+        await new Promise((r) => setTimeout(r, 50));
+        return [box.querySelectorAll('img, b, script').length, ckpt.querySelectorAll('img, b').length,
+                box.textContent, ckpt.textContent, window.__xss ?? null]; }""")
+    name = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+    assert result == [0, 0, f"● 1. {name} · model 1 · clip 1", f"Checkpoint: {name}", None]

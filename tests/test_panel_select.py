@@ -372,3 +372,27 @@ def test_a_filled_tab_shows_no_offer(panel, parent_site, page):
     _wait_for_message(page, "ready")
     frame.locator("#items [data-name='a.safetensors']").wait_for()
     assert frame.locator("#first-use").count() == 0
+
+
+def test_an_allowed_parent_inside_a_page_that_is_not_allowed_is_refused(panel, parent_site, page):
+    """frame-ancestors may admit an outer page it cannot tell apart (for an IPv6 ComfyUI page it
+    admits any host on that port; 'self' is always admitted): the panel itself checks every
+    ancestor, so an allowed ComfyUI page wrapped in another page gets nothing."""
+    src = f"{panel.url}/?mode=select&kind=checkpoint&parent={parent_site.origin}"
+    parent_site.html = PARENT_PAGE.format(src=src, kind="checkpoint", payload='""',
+                                          panel_origin=panel.origin, extra="")
+    # The outer page: a document of the panel's own origin ('self') that is not the panel.
+    page.goto(f"{panel.url}/api/panel/config")
+    page.evaluate(f"""() => {{
+        const outer = document.createElement('iframe');
+        outer.id = 'outer';
+        outer.style.cssText = 'width:1350px;height:850px';
+        outer.src = '{parent_site.origin}/workflow';
+        document.body.appendChild(outer);
+    }}""")
+    frame = page.frame_locator("#outer").frame_locator("#panel")
+    frame.locator("#banner.error").wait_for()
+    assert f"inside a page of {panel.origin}" in frame.locator("#banner").inner_text()
+    assert frame.locator("#select-confirm").is_disabled()
+    parent = page.frame_locator("#outer")
+    assert parent.locator("body").evaluate("() => window.__messages") == []  # not even "ready"

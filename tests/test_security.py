@@ -94,6 +94,25 @@ def test_ipv6_loopback_comfyui_page_may_frame_the_panel(app_config):
     assert ancestors(Referer="http://127.0.0.1:8188/") == strict
     with client.get("/api/panel/config", headers={"Referer": "http://[::1]:8188/"}) as response:
         assert "Content-Security-Policy" not in response.headers  # HTML only
+    # The ComfyUI-side script frames only selection mode: the full panel (deletes, edits) never
+    # gets the any-host source, whatever the Referer says.
+    with client.get("/", headers={"Referer": "http://[::1]:8188/"}) as response:
+        assert response.headers["Content-Security-Policy"].endswith("frame-ancestors " + strict)
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "http://[::1]:99999/", "http://[::1]:x/",
+                                   "http://[zz]:8188/", "\udcff://[::1]:8188"])
+def test_malformed_referer_or_origin_is_refused_not_a_500(app_config, value):
+    """urlsplit raises on an unclosed IPv6 bracket: a hostile header must not crash a request."""
+    app_config["ALLOWED_ORIGINS"] = ["http://[::1]:8188"]
+    app_config["TESTING"] = False  # a crash would be a 500, as in production
+    client = create_app(app_config).test_client()
+    with client.get("/?mode=select", headers={"Referer": value}) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Security-Policy"].endswith("frame-ancestors 'self'")
+    response = client.post("/api/tags_add", json={"newtags": ["a"]}, headers={"Origin": value})
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert "error" in response.get_json()
 
 
 def test_panel_config_tells_the_panel_its_parent_origins(app_config):

@@ -87,6 +87,8 @@ def _strength(entry: dict, index: int, *keys: str) -> float:
         raise PayloadError(f"HikazeLoraPowerLoader: LoRA #{index + 1} needs a numeric {keys[0]}")
     try:
         number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        number = math.inf
     except (TypeError, ValueError):
         raise PayloadError(
             f"HikazeLoraPowerLoader: LoRA #{index + 1} has a non-numeric {keys[0]}: {value!r}"

@@ -6,6 +6,7 @@ No ComfyUI and no Flask here: comfy_node passes in the folder list and a library
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .hashing import FileIdentity, cached_sha256, sha256_file
+from .load_cache import file_key
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ SAFETENSORS_EXTENSIONS = frozenset({".safetensors", ".sft"})
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL = 0x80
 SHA256_HEX = frozenset("0123456789abcdef")
+SAFETENSORS_HEADER_MAX = 100 * 1024 * 1024  # the safetensors library's own limit
 
 
 class ModelFileError(ValueError):
@@ -58,7 +61,11 @@ def find_in_folders(relative: str, roots: Iterable[str]) -> str | None:
     for root in roots:
         root = os.path.abspath(root)
         candidate = os.path.normpath(os.path.join(root, relative))
-        if os.path.commonpath([root, candidate]) != root:
+        try:
+            inside = os.path.commonpath([root, candidate]) == root
+        except ValueError:  # Windows: "D:x" joined to a C: root lands on another drive
+            inside = False
+        if not inside:
             continue  # "../" may not leave the model folder
         if os.path.isfile(candidate):
             return candidate
@@ -76,37 +83,41 @@ def hash_candidates(conn: sqlite3.Connection, sha256: str) -> list[str]:
     for query in queries:
         try:
             rows = conn.execute(query, (sha256,)).fetchall()
-        except sqlite3.OperationalError:  # an older library without that table
-            continue
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise  # locked or unreadable: the caller says so instead of "not known"
+            continue  # an older library without that table
         paths.extend(row[0] for row in rows if row[0] and row[0] not in paths)
     return paths
 
 
-# Digests this process computed to verify a candidate, by (path, size, mtime_ns): the node opens
-# the library read-only, so they are not stored there, and each run would otherwise hash again.
-_verified: dict[tuple[str, int, int], str] = {}
+# Digests this process computed to verify a candidate, by the file's state (load_cache.file_key:
+# size, mtime, inode, ctime): the node opens the library read-only, so they are not stored there,
+# and each run would otherwise hash again.
+_verified: dict[tuple, str] = {}
 VERIFIED_MAX = 256
 
 
 def _has_content(conn: sqlite3.Connection, path: str, sha256: str) -> bool:
     """True if ``path`` holds ``sha256`` now: by its unchanged ``file_hashes`` row, else re-hashed."""
     try:
-        identity = FileIdentity.of(os.stat(path))
+        st = os.stat(path)
+        state = file_key(path)
     except OSError:
         return False
-    if cached_sha256(conn, path, identity) == sha256:
+    if cached_sha256(conn, path, FileIdentity.of(st)) == sha256:
         return True
-    known = _verified.get((path, identity.size, identity.mtime_ns))
+    known = _verified.get(state)
     if known is not None:
         return known == sha256
     logger.info("[Hikaze] checking the content of %s", path)
     try:
-        digest, hashed = sha256_file(path)
+        digest, _ = sha256_file(path)  # raises FileChangedError if it changed while being read
     except OSError:
         return False
     if len(_verified) >= VERIFIED_MAX:
         _verified.clear()
-    _verified[(path, hashed.size, hashed.mtime_ns)] = digest
+    _verified[state] = digest
     return digest == sha256
 
 
@@ -156,9 +167,34 @@ def model_file_problem(path: str) -> str | None:
         if len(head) < 9:
             return "it is too short for a safetensors file"
         (header_size,) = struct.unpack("<Q", head[:8])
-        if header_size > size - 8 or head[8:9] != b"{":
+        if header_size > min(size - 8, SAFETENSORS_HEADER_MAX) or head[8:9] != b"{":
             return "it has no safetensors header"
-        return None
+        return _safetensors_problem(path, header_size, size)
     if head.startswith(ZIP_MAGIC) or (head[:1] and head[0] == PICKLE_PROTOCOL):
         return None
     return "it is neither a PyTorch archive nor a pickle"
+
+
+def _safetensors_problem(path: str, header_size: int, size: int) -> str | None:
+    """Why a safetensors file with a plausible header is still unusable (bad JSON, cut short)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(8)
+            header = json.loads(file.read(header_size))
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    except ValueError:
+        return "its safetensors header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its safetensors header is not valid JSON"
+    end = 0
+    for name, tensor in header.items():
+        offsets = tensor.get("data_offsets") if isinstance(tensor, dict) else None
+        if name == "__metadata__" or not isinstance(offsets, list) or len(offsets) != 2:
+            continue
+        if all(isinstance(o, int) for o in offsets):
+            end = max(end, *offsets)
+    expected = 8 + header_size + end
+    if size < expected:
+        return f"it is truncated ({size} of {expected} bytes; an unfinished download or copy?)"
+    return None

@@ -17,8 +17,9 @@ function element(tag, style, attributes = {}) {
 export const SUMMARY_WIDGET = "hikaze_summary";
 const LORA_KEYS = ["loras", "LoRAs", "LoRAList", "loRAList"];
 
+// The first key present, even when its value is null: as the node reads an entry.
 function first(entry, keys) {
-  for (const key of keys) if (entry[key] !== undefined && entry[key] !== null) return entry[key];
+  for (const key of keys) if (Object.prototype.hasOwnProperty.call(entry, key)) return entry[key];
   return undefined;
 }
 
@@ -27,7 +28,7 @@ function baseName(path) {
 }
 
 function strengthText(value) {
-  if (value === undefined) return "1";  // a missing strength means 1 (the node agrees)
+  if (value === undefined || value === null) return "1";  // missing means 1 (the node agrees)
   const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
   if (typeof number !== "number" || !Number.isFinite(number)) return "?";
   return String(Math.round(number * 100) / 100);
@@ -54,7 +55,7 @@ export function summarize(kind, text) {
     return { checkpoint: { name, path } };
   }
   let items = Array.isArray(data) ? data : null;
-  if (isPlainObject(data)) items = first(data, LORA_KEYS) ?? [];
+  if (isPlainObject(data)) items = first(data, LORA_KEYS) === undefined ? [] : first(data, LORA_KEYS);
   if (!Array.isArray(items)) return { error: "The payload has no list of LoRAs." };
   const loras = items.map((entry, index) => {
     if (!isPlainObject(entry)) return { name: `#${index + 1} (not an entry)`, path: "", model: "?", clip: "?", enabled: false };

@@ -80,8 +80,14 @@ export async function startSelection() {
   }
   emit("config:loaded");
   const allowed = (state.config.allowed_origins || []).map((o) => String(o).toLowerCase());
+  // frame-ancestors cannot tell every outer page apart (for an IPv6 ComfyUI page it admits any
+  // host on that port), so every ancestor must be an allowed ComfyUI page (Chromium lists them).
+  const outsider = Array.from(window.location.ancestorOrigins || [])
+    .map((o) => String(o).toLowerCase()).find((o) => !allowed.includes(o));
   if (!sel.parent || !allowed.includes(sel.parent)) {
     sel.error = t("select.badOrigin", { origin: sel.parent || "?" });
+  } else if (outsider) {
+    sel.error = t("select.badAncestor", { origin: outsider });
   } else if (window.parent === window) {
     sel.error = t("select.notFramed");
   } else {
