@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from .config import ROOT, DefaultConfig
+from .json_provider import SafeJSONProvider
 from .state import AppState, DataPaths
 
 logger = logging.getLogger(__name__)
@@ -18,13 +19,12 @@ __all__ = ["create_app"]
 def create_app(config: Mapping | None = None) -> Flask:
     """Create and configure the app; ``config`` overrides defaults and the environment."""
     app = Flask(__name__, static_folder=str(ROOT / "static"), static_url_path="/static")
+    app.json = SafeJSONProvider(app)
     app.config.from_object(DefaultConfig)
     if not (config or {}).get("TESTING"):
         app.config.from_prefixed_env("HIKAZE")
     if config:
         app.config.update(config)
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
 
     from . import db, errors, handlers, security
 

@@ -15,12 +15,20 @@ DB_FILE_NAME = "hikaze_model_manager.db"
 SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
 
+ROW_ID_DIGITS = 19  # SQLite's largest integer has 19 digits; longer text is never an id
+
+
 def as_row_id(value) -> int | None:
-    """An integer id from JSON: an int or a string of ASCII digits within SQLite's range, else None."""
+    """The one strict id parser: an int, or a string of ASCII digits, within SQLite's range; else None.
+
+    The length is checked before ``int()``, so a 5,000-digit string (over Python's int-digit limit)
+    is simply not an id, and ``'²'`` or ``'٣'`` (``isdigit()`` but not ASCII) are not either.
+    """
     if isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] == "-" else text
-        value = int(text) if digits.isascii() and digits.isdigit() else None
+        ok = 0 < len(digits) <= ROW_ID_DIGITS and digits.isascii() and digits.isdigit()
+        value = int(text) if ok else None
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else None

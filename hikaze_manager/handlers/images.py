@@ -18,7 +18,7 @@ import re
 from flask import Blueprint, Response, request
 from werkzeug.utils import send_file
 
-from ..db import get_db
+from ..db import as_row_id, get_db
 from ..errors import BadRequest, NotFound
 from ..schemas.common import load_query, parse_sha256
 from ..schemas.images import (
@@ -197,7 +197,7 @@ def _send_converted(path, quality: str) -> Response:
     return response.make_conditional(request)
 
 
-@bp.get("/images/pending/<int:pending_id>")
+@bp.get("/images/pending/<rowid:pending_id>")
 def get_pending_image_by_id(pending_id: int):
     return _send_original(_pending_image_of(pending_id))
 
@@ -220,8 +220,9 @@ def get_pending_image_webp(name: str):
                 is_webp = sniff_mime(fh.read(16)) == WEBP
             if is_webp:
                 return _send_original(literal)
-    if name.isdigit():
-        path = _pending_image_of(int(name))
+    pending_id = as_row_id(name) if name.isascii() and name.isdigit() else None
+    if pending_id is not None:
+        path = _pending_image_of(pending_id)
     else:
         path = literal or store.find_pending_image(name)
     return _send_converted(path, quality)

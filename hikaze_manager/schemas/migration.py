@@ -6,8 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..errors import BadRequest
-from ..db import SQLITE_INT_MAX, SQLITE_INT_MIN
-from .common import AsyncFlag, BodySchema, QuerySchema, TagSchema
+from .common import AsyncFlag, BodySchema, QuerySchema, RowId, TagSchema
 
 STRATEGY_CHOICES = ("override", "merge", "ignore", "delete", "null")
 MAX_IMPORT_IDS = 100_000
@@ -57,11 +56,7 @@ class ImportModelsSchema(_Strict):
 class PendingModelQuerySchema(QuerySchema):
     """``GET /api/migration/pending_model?id=``."""
 
-    id = fields.Integer(
-        required=True, strict=False,
-        validate=validate.Range(min=SQLITE_INT_MIN, max=SQLITE_INT_MAX, error="must be an integer"),
-        error_messages={"required": "is required", "invalid": "must be an integer"},
-    )
+    id = RowId(required=True, error_messages={"required": "is required", "invalid": "must be an integer"})
 
 
 class PromptsSchema(ma.Schema):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -159,6 +160,9 @@ class JobManager:
             state, status_code, result, error = FAILED, 500, None, message
         else:
             state, error = SUCCEEDED, None
+        if not _encodable(result):  # a snapshot that cannot be sent would break GET /api/jobs
+            logger.error("[Hikaze] job %s (%s) produced a report that is not JSON", job.id, job.kind)
+            state, status_code, result, error = FAILED, 500, None, "the job's report could not be encoded"
         with job._lock:
             job.state, job.status_code, job.result, job.error = state, status_code, result, error
             job.finished_at = time.time()
@@ -200,6 +204,14 @@ class JobManager:
         finished = [j.id for j in self._jobs.values() if j.state in FINISHED_STATES]
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
+
+
+def _encodable(result: object) -> bool:
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def byte_progress(job: Job | None) -> Callable[[int], None] | None:
