@@ -43,6 +43,10 @@ class Conflict(ApiError):
     code = 409
 
 
+class PreconditionFailed(ApiError):
+    code = 412
+
+
 class PayloadTooLarge(ApiError):
     code = 413
 

@@ -129,7 +129,8 @@ def _add_headers(response):
     if origin and not _same_origin(origin) and _foreign_origin_allowed(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {TOKEN_HEADER}"
+        response.headers["Access-Control-Allow-Headers"] = f"Content-Type, If-Match, {TOKEN_HEADER}"
+        response.headers["Access-Control-Expose-Headers"] = "ETag"
         response.headers["Access-Control-Max-Age"] = "600"
     response.vary.add("Origin")
     if response.mimetype == "text/html":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, jsonify, request
 
 from ..db import get_db, transaction
 from ..schemas.common import TagSchema, load_body, load_query, parse_sha256
@@ -40,14 +40,29 @@ def list_models():
     return {"models": ModelSimpleRecordSchema(many=True).dump(models)}
 
 
-def _model_record(sha256: str) -> dict:
-    record = library.get_model(get_db(), sha256, get_state().images.count(sha256))
-    return ModelRecordSchema().dump(record)
+def _model_response(sha256: str):
+    conn = get_db()
+    record = ModelRecordSchema().dump(
+        library.get_model(conn, sha256, get_state().images.count(sha256)))
+    response = jsonify(record)
+    response.set_etag(library.model_etag(conn, sha256))
+    response.cache_control.no_cache = True
+    return response
+
+
+def _if_match() -> frozenset[str] | None:
+    """Strong tags of ``If-Match``; None when absent or ``*`` (the model exists or it is a 404)."""
+    if not request.headers.get("If-Match", "").strip():
+        return None
+    tags = request.if_match
+    if tags.star_tag:
+        return None
+    return frozenset(tags.as_set(include_weak=False))
 
 
 @bp.get("/models/<sha256>")
 def get_model(sha256: str):
-    return _model_record(parse_sha256(sha256))
+    return _model_response(parse_sha256(sha256)).make_conditional(request)
 
 
 @bp.patch("/models/<sha256>")
@@ -56,9 +71,10 @@ def update_model(sha256: str):
     changes = load_body(ModelPatchSchema())
     index = get_state().model_types.current()
     library.update_model(
-        get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index)
+        get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index),
+        if_match=_if_match(),
     )
-    return _model_record(sha256)
+    return _model_response(sha256)
 
 
 @bp.get("/tags")
