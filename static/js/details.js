@@ -15,6 +15,7 @@ let statusEl;
 let tagBox;
 let pics;
 let record = null; // the record as last loaded or saved
+let recordEtag = null; // its ETag: a save is refused (412) if the model changed since
 let loadSeq = 0;
 
 const label = (forId, key) => h("label", { for: forId, dataset: { i18n: key }, text: t(key) });
@@ -98,9 +99,9 @@ export async function show(sha, force = false) {
   emptyEl.hidden = false;
   replace(emptyEl, h("p", { class: "loading", text: t("details.loading") }));
   try {
-    const loaded = await api.model(sha);
+    const { data: loaded, etag } = await api.modelTagged(sha);
     if (seq !== loadSeq) return undefined;
-    fill(loaded);
+    fill(loaded, etag);
     if (force) setStatus(t("details.reverted"), "ok");
   } catch (err) {
     if (seq !== loadSeq) return undefined;
@@ -116,8 +117,9 @@ export function clearDetails() {
   showEmpty();
 }
 
-function fill(rec) {
+function fill(rec, etag = null) {
   record = rec;
+  recordEtag = etag;
   const meta = rec.meta_json || {};
   $("#d-name", form).value = rec.name || "";
   $("#d-path", form).value = rec.path || "";
@@ -265,23 +267,37 @@ async function save() {
       tags = tags.map((tag) => (tag.id < 0 ? createdByName.get(tag.name.toLowerCase()) || tag : tag));
     }
     if (diff.tags) diff.tags = [...new Set(tags.map((tag) => tag.id))];
-    const saved = await api.patchModel(sha, diff);
+    const { data: saved, etag } = await api.saveModel(sha, diff, recordEtag);
     for (const entry of cachedEntries(sha)) {
       entry.name = saved.name || entry.name;
       entry.tags = saved.tags;
     }
     if (record?.sha256 === sha) {
       const now = formValues();
-      fill(saved);
+      fill(saved, etag);
       const kept = restoreNewerEdits(sent, now, createdByName);
       setStatus(t(kept ? "details.savedNewer" : "details.saved"), "ok");
     }
     emit("model:saved", saved);
   } catch (err) {
+    if (err.status === 412) {
+      gateWrite(saveBtn);
+      offerReload(sha);
+      return;
+    }
     setStatus(t("details.saveFailed", { error: err.message }), "error");
   } finally {
     gateWrite(saveBtn);
   }
+}
+
+/** Someone else saved this model since it was loaded: say so, and offer to load their version. */
+async function offerReload(sha) {
+  setStatus(t("details.staleSave"), "error");
+  const reload = await confirmDialog(t("details.staleSave"), {
+    title: t("details.staleTitle"), okLabel: t("details.staleReload"),
+  });
+  if (reload && record?.sha256 === sha) await show(sha, true);
 }
 
 /** Redraw language-dependent values (dates, gallery buttons) after a language switch. */
