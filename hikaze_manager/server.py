@@ -18,6 +18,27 @@ from waitress.task import ErrorTask
 logger = logging.getLogger(__name__)
 
 PORT_ATTEMPTS = 20
+# waitress' defaults (100 connections, idle ones kept 120 s) let 100 idle or slow clients stop the
+# server answering anyone. Idle keep-alive and half-sent requests are dropped after
+# CHANNEL_TIMEOUT_S (a request being served is never cut), and the limit is far above 100.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT_S = 15
+CLEANUP_INTERVAL_S = 1
+
+
+def connection_limit() -> int:
+    """How many connections to hold: select() on Windows stops at 512 sockets, poll() does not."""
+    if os.name == "nt":
+        return 400
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return CONNECTION_LIMIT
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(100, min(CONNECTION_LIMIT, soft // 2))  # leave descriptors for files and SQLite
 
 
 @dataclass
@@ -133,6 +154,10 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
         max_request_body_size=max_body,
+        connection_limit=int(app.config.get("CONNECTION_LIMIT") or connection_limit()),
+        channel_timeout=int(app.config.get("CHANNEL_TIMEOUT") or CHANNEL_TIMEOUT_S),
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        asyncore_use_poll=os.name != "nt",
     )
     server.channel_class = _JsonErrorChannel
     stop = threading.Event()
