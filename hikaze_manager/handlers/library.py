@@ -17,6 +17,10 @@ from ..schemas.library import (
 from ..services import library, tags
 from ..services.model_types import resolve_model_file
 from ..state import get_state
+from ..openapi import api_doc
+from ..schemas.common import TagListSchema
+from ..schemas.library import ModelListSchema
+
 
 bp = Blueprint("library", __name__, url_prefix="/api")
 
@@ -27,11 +31,14 @@ def _known_types() -> list[str]:
 
 
 @bp.get("/models/get_types")
+@api_doc("Model types (ComfyUI folder names)", response=TypesSchema)
 def get_types():
     return TypesSchema().dump({"types": _known_types()})
 
 
 @bp.get("/models")
+@api_doc("Library models of one type (or others)", query=ModelListQuerySchema,
+         response=ModelListSchema)
 def list_models():
     args = load_query(ModelListQuerySchema())
     models = library.list_models(
@@ -61,11 +68,15 @@ def _if_match() -> frozenset[str] | None:
 
 
 @bp.get("/models/<sha256>")
+@api_doc("One library model in full; ETag for If-Match", response=ModelRecordSchema,
+         other_statuses={304: "Not modified (If-None-Match)"})
 def get_model(sha256: str):
     return _model_response(parse_sha256(sha256)).make_conditional(request)
 
 
 @bp.patch("/models/<sha256>")
+@api_doc("Update a model, all or nothing (If-Match: 412 when stale)", body=ModelPatchSchema,
+         response=ModelRecordSchema, errors=(412,))
 def update_model(sha256: str):
     sha256 = parse_sha256(sha256)
     changes = load_body(ModelPatchSchema())
@@ -78,11 +89,14 @@ def update_model(sha256: str):
 
 
 @bp.get("/tags")
+@api_doc("Every tag", response=TagListSchema)
 def list_tags():
     return {"tags": TagSchema(many=True).dump(tags.list_tags(get_db()))}
 
 
 @bp.post("/tags_add")
+@api_doc("Create tags (existing names resolve to their tag)", body=TagsAddSchema,
+         response=TagListSchema)
 def add_tags():
     names = load_body(TagsAddSchema())["newtags"]
     conn = get_db()

@@ -165,3 +165,9 @@ def load_body(schema: ma.Schema) -> dict:
 def load_query(schema: ma.Schema) -> dict:
     """Load and validate the query string through ``schema``."""
     return schema.load(request.args)
+
+
+class TagListSchema(ma.Schema):
+    """``{"tags": [...]}``."""
+
+    tags = fields.List(fields.Nested(TagSchema))

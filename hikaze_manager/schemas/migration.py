@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..errors import BadRequest
+from .library import PromptsSchema
 from .common import AsyncFlag, BodySchema, QuerySchema, RowId, TagSchema
 
 STRATEGY_CHOICES = ("override", "merge", "ignore", "delete", "null")
@@ -57,11 +58,6 @@ class PendingModelQuerySchema(QuerySchema):
     """``GET /api/migration/pending_model?id=``."""
 
     id = RowId(required=True, error_messages={"required": "is required", "invalid": "must be an integer"})
-
-
-class PromptsSchema(ma.Schema):
-    positive = fields.String()
-    negative = fields.String()
 
 
 class OldMetaJsonSchema(ma.Schema):
@@ -146,3 +142,9 @@ class BatchPromotionReportSchema(ma.Schema):
     deleted = fields.List(fields.Integer())
     failed = fields.List(fields.Nested(FailedSchema))
     warnings = fields.List(fields.Nested(WarningSchema))
+
+
+class PendingModelListSchema(ma.Schema):
+    """``GET /api/migration/pending_models``."""
+
+    models = fields.List(fields.Nested(PendingModelSimpleRecordSchema))
