@@ -85,6 +85,8 @@ def openapi_path(rule: str) -> tuple[str, list[dict]]:
         schema: dict = {"type": "string"}
         if converter in ("rowid", "int"):
             schema = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+        elif name == "sha256":
+            schema = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     return _ARGUMENT.sub(lambda m: "{" + m.group(2) + "}", rule), parameters
 
