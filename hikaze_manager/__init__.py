@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 
 from flask import Flask
 
@@ -48,12 +51,23 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .services.jobs import JobManager
     from .services.model_types import ModelTypeRegistry
 
-    for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
-        sweep_temp_files(folder)
-    with connection(paths.database) as conn:
-        result = upgrades.apply(conn, paths.backups_dir)
+    try:
+        for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
+            sweep_temp_files(folder)
+            _probe_writable(folder)  # SQLite opens a read-only file quietly; find out now
+        with connection(paths.database) as conn:
+            result = upgrades.apply(conn, paths.backups_dir)
+        read_only_reason = result.read_only_reason
+    except (OSError, sqlite3.OperationalError) as exc:
+        # A folder we cannot write (read-only disk, permissions) still opens: read-only, with why.
+        read_only_reason = (
+            f"The data folder {paths.data_dir} cannot be written ({exc}); the library is "
+            "read-only until it can be."
+        )
+        logger.error("[Hikaze] %s", read_only_reason)
+        paths = _read_only_paths(paths)
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),
@@ -65,5 +79,38 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         images=ImageStore(paths.images_dir, paths.pending_dir),
         jobs=JobManager(),
         model_types=registry,
-        read_only_reason=result.read_only_reason,
+        read_only_reason=read_only_reason,
     )
+
+
+def _probe_writable(folder: Path) -> None:
+    """Raise OSError unless a file can be created (and removed) in ``folder``."""
+    import tempfile
+
+    from .services.files import TMP_PREFIX
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=TMP_PREFIX, suffix=".probe"):
+        pass
+
+
+def _read_only_paths(paths: DataPaths) -> DataPaths:
+    """Paths to serve from when the data folder cannot be written.
+
+    SQLite cannot open a WAL database read-only where it cannot create the ``-shm`` file, so the
+    database is opened ``immutable`` (nothing can write that folder anyway). With no usable
+    database there, an empty one in a temporary folder stands in, so every read still answers.
+    """
+    import tempfile
+
+    from .db import connection, upgrades
+
+    try:
+        with connection(paths.database, immutable=True) as conn:
+            if upgrades.user_version(conn) >= 1:
+                return dataclasses.replace(paths, immutable=True)
+    except sqlite3.Error:
+        pass
+    stand_in = Path(tempfile.mkdtemp(prefix="hikaze-read-only-")) / paths.database.name
+    with connection(stand_in) as conn:
+        upgrades.apply(conn, stand_in.parent / "backups")
+    return dataclasses.replace(paths, database=stand_in)

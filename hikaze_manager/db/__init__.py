@@ -40,14 +40,14 @@ def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     return f"file:{urllib.request.pathname2url(str(absolute))}?mode={mode}"
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, read_only: bool = False, immutable: bool = False) -> sqlite3.Connection:
     """Open a connection configured the one way this project uses SQLite.
 
     Autocommit mode (``isolation_level=None``): reads need no transaction, and every write goes
     through :func:`transaction`, which takes the write lock up front with ``BEGIN IMMEDIATE``.
     """
     conn = sqlite3.connect(
-        sqlite_uri(path, "ro" if read_only else "rwc"),
+        sqlite_uri(path, "ro" if read_only or immutable else "rwc") + ("&immutable=1" if immutable else ""),
         uri=True,
         timeout=BUSY_TIMEOUT_S,
         isolation_level=None,
@@ -65,24 +65,29 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK TO nested")
-            conn.execute("RELEASE nested")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
             raise
         conn.execute("RELEASE nested")
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may already have rolled back by itself (SQLITE_FULL): then there is nothing to undo,
+        # and a ROLLBACK would replace the real error with "no transaction is active".
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 @contextmanager
-def connection(path: str | Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+def connection(path: str | Path, *, read_only: bool = False,
+               immutable: bool = False) -> Iterator[sqlite3.Connection]:
     """Short-lived connection for code outside a request (jobs, node execution)."""
-    conn = connect(path, read_only=read_only)
+    conn = connect(path, read_only=read_only, immutable=immutable)
     try:
         yield conn
     finally:
@@ -93,7 +98,8 @@ def get_db() -> sqlite3.Connection:
     """Connection for the current request; opened on first use, closed at teardown."""
     if "db" not in g:
         state = current_app.extensions["hikaze"]
-        g.db = connect(state.paths.database, read_only=state.read_only_reason is not None)
+        g.db = connect(state.paths.database, read_only=state.read_only_reason is not None,
+                       immutable=state.paths.immutable)
     return g.db
 
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ApiError, Conflict
+from ..errors import ApiError, Conflict, storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +155,14 @@ class JobManager:
         except ApiError as exc:  # an expected refusal (e.g. 503 no model types): the client's error
             state, status_code, result, error = FAILED, exc.code, None, exc.message
         except Exception as exc:  # the job's owner reads the error; the server keeps running
-            logger.exception("[Hikaze] job %s (%s) failed", job.id, job.kind)
-            message = str(exc) or exc.__class__.__name__
-            state, status_code, result, error = FAILED, 500, None, message
+            refused = storage_error(exc)  # full disk and the like: a 507, not a bug of ours
+            if refused is not None:
+                logger.error("[Hikaze] job %s (%s): %s", job.id, job.kind, exc)
+                state, status_code, result, error = FAILED, refused.code, None, refused.message
+            else:
+                logger.exception("[Hikaze] job %s (%s) failed", job.id, job.kind)
+                message = str(exc) or exc.__class__.__name__
+                state, status_code, result, error = FAILED, 500, None, message
         else:
             state, error = SUCCEEDED, None
         if not _encodable(result):  # a snapshot that cannot be sent would break GET /api/jobs
