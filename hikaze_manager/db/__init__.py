@@ -84,6 +84,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
+def consistent_read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Several reads that must see one state of the database (a deferred read transaction)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+@contextmanager
 def connection(path: str | Path, *, read_only: bool = False,
                immutable: bool = False) -> Iterator[sqlite3.Connection]:
     """Short-lived connection for code outside a request (jobs, node execution)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..db import get_db, transaction
+from ..db import consistent_read, get_db, transaction
 from ..schemas.common import TagSchema, load_body, load_query, parse_sha256
 from ..schemas.library import (
     ModelListQuerySchema,
@@ -49,10 +49,12 @@ def list_models():
 
 def _model_response(sha256: str):
     conn = get_db()
-    record = ModelRecordSchema().dump(
-        library.get_model(conn, sha256, get_state().images.count(sha256)))
+    with consistent_read(conn):  # the record and its ETag from one state, or a client could pair them wrongly
+        record = ModelRecordSchema().dump(
+            library.get_model(conn, sha256, get_state().images.count(sha256)))
+        etag = library.model_etag(conn, sha256)
     response = jsonify(record)
-    response.set_etag(library.model_etag(conn, sha256))
+    response.set_etag(etag)
     response.cache_control.no_cache = True
     return response
 
