@@ -17,13 +17,6 @@ SURROGATE_KEY = '{"\\ud800": 1}'
 
 
 @pytest.fixture
-def no_propagation(app):
-    """Behave as in production: an unexpected exception becomes a 500 instead of reaching the test."""
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    return app
-
-
-@pytest.fixture
 def seeded(app, client, add_model, db_conn, tmp_path):
     """A library model with a tag and a pending row for a real file, so a change would show."""
     add_model(SHA, "/m/a.safetensors", name="A")
