@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 
 from flask import Flask
 
 from .config import ROOT, DefaultConfig
+from .json_provider import SafeJSONProvider
 from .state import AppState, DataPaths
 
 logger = logging.getLogger(__name__)
@@ -19,13 +22,12 @@ __all__ = ["create_app"]
 def create_app(config: Mapping | None = None) -> Flask:
     """Create and configure the app; ``config`` overrides defaults and the environment."""
     app = Flask(__name__, static_folder=str(ROOT / "static"), static_url_path="/static")
+    app.json = SafeJSONProvider(app)
     app.config.from_object(DefaultConfig)
     if not (config or {}).get("TESTING"):
         app.config.from_prefixed_env("HIKAZE")
     if config:
         app.config.update(config)
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
 
     from . import db, errors, handlers, security
 
@@ -51,23 +53,35 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .services.list_cache import ListCache
     from .services.model_types import ModelTypeRegistry
 
-    for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    # Before anything reads a set, and before this run writes a temp file: crash leftovers go.
-    for folder in (paths.data_dir, paths.pending_dir):
-        sweep_temp_files(folder)
     images = ImageStore(paths.images_dir, paths.pending_dir)
-    try:  # one listing of images/: temp files, interrupted renumberings, stray tiers
-        images.recover()
-    except OSError as exc:  # e.g. a read-only folder: serve what is there
-        logger.error("[Hikaze] image recovery failed: %s", exc)
-    with connection(paths.database) as conn:
-        result = upgrades.apply(conn, paths.backups_dir)
-        if result.read_only_reason is None:
-            try:
-                image_journal.recover(conn, images)
-            except (OSError, sqlite3.Error) as exc:
-                logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
+    try:
+        for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        # Before anything reads a set, and before this run writes a temp file: crash leftovers go.
+        for folder in (paths.data_dir, paths.pending_dir):
+            sweep_temp_files(folder)
+        for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
+            _probe_writable(folder)  # SQLite opens a read-only file quietly; find out now
+        try:  # one listing of images/: temp files, interrupted renumberings, stray tiers
+            images.recover()
+        except OSError as exc:
+            logger.error("[Hikaze] image recovery failed: %s", exc)
+        with connection(paths.database) as conn:
+            result = upgrades.apply(conn, paths.backups_dir)
+            if result.read_only_reason is None:
+                try:
+                    image_journal.recover(conn, images)
+                except (OSError, sqlite3.Error) as exc:
+                    logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
+        read_only_reason = result.read_only_reason
+    except (OSError, sqlite3.OperationalError) as exc:
+        # A folder we cannot write (read-only disk, permissions) still opens: read-only, with why.
+        read_only_reason = (
+            f"The data folder {paths.data_dir} cannot be written ({exc}); the library is "
+            "read-only until it can be."
+        )
+        logger.error("[Hikaze] %s", read_only_reason)
+        paths = _read_only_paths(paths)
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),
@@ -80,5 +94,50 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         jobs=JobManager(),
         model_types=registry,
         lists=ListCache(paths.database, images),
-        read_only_reason=result.read_only_reason,
+        read_only_reason=read_only_reason,
     )
+
+
+def _probe_writable(folder: Path) -> None:
+    """Raise OSError unless a file can be created (and removed) in ``folder``."""
+    import tempfile
+
+    from .services.files import TMP_PREFIX
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=TMP_PREFIX, suffix=".probe"):
+        pass
+
+
+def _read_only_paths(paths: DataPaths) -> DataPaths:
+    """Paths to serve from when the data folder cannot be written.
+
+    SQLite cannot open a WAL database read-only where it cannot create the ``-shm`` file, so the
+    database is opened ``immutable`` (nothing can write that folder anyway). An immutable open
+    ignores the ``-wal`` file, though: when one with content is there (the last run was killed
+    before a checkpoint), the database and its WAL are read from a copy in a temporary folder,
+    so every committed write is seen. With no usable database, an empty one stands in, so every
+    read still answers.
+    """
+    import shutil
+    import tempfile
+
+    from .db import connection, upgrades
+
+    wal = paths.database.with_name(paths.database.name + "-wal")
+    try:
+        if wal.is_file() and wal.stat().st_size > 0:
+            copy = Path(tempfile.mkdtemp(prefix="hikaze-read-only-")) / paths.database.name
+            shutil.copyfile(paths.database, copy)
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            with connection(copy) as conn:
+                if upgrades.user_version(conn) >= 1:
+                    return dataclasses.replace(paths, database=copy)
+        with connection(paths.database, immutable=True) as conn:
+            if upgrades.user_version(conn) >= 1:
+                return dataclasses.replace(paths, immutable=True)
+    except (OSError, sqlite3.Error) as exc:
+        logger.error("[Hikaze] cannot read the library in %s: %s", paths.data_dir, exc)
+    stand_in = Path(tempfile.mkdtemp(prefix="hikaze-read-only-")) / paths.database.name
+    with connection(stand_in) as conn:
+        upgrades.apply(conn, stand_in.parent / "backups")
+    return dataclasses.replace(paths, database=stand_in)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 
@@ -43,6 +44,10 @@ class Conflict(ApiError):
     code = 409
 
 
+class PreconditionFailed(ApiError):
+    code = 412
+
+
 class PayloadTooLarge(ApiError):
     code = 413
 
@@ -53,6 +58,39 @@ class UnsupportedMediaType(ApiError):
 
 class ServiceUnavailable(ApiError):
     code = 503
+
+
+class InsufficientStorage(ApiError):
+    code = 507
+
+
+DISK_FULL_MESSAGE = (
+    "The disk holding the library is full: nothing was changed. Free some space and try again."
+)
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: DISK_FULL_MESSAGE,
+    getattr(errno, "EDQUOT", -1): "The disk quota of the library's folder is used up: nothing "
+                                  "was changed. Free some space and try again.",
+    errno.EFBIG: "The file is larger than this process may write (a file-size limit): nothing "
+                 "was changed.",
+    errno.EROFS: "The library's folder is on a read-only file system: nothing was changed.",
+}
+
+
+def storage_error(exc: BaseException) -> ApiError | None:
+    """The client's error for a write the storage refused (full disk, size limit, read-only)."""
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        cls = ServiceUnavailable if exc.errno == errno.EROFS else InsufficientStorage
+        return cls(_STORAGE_ERRNOS[exc.errno])
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        if "disk is full" in text:
+            return InsufficientStorage(DISK_FULL_MESSAGE)
+        if "disk I/O error" in text:  # what SQLite reports for EFBIG and other refused writes
+            return InsufficientStorage(
+                "The library database could not be written (disk I/O error): nothing was "
+                "changed. Check the disk's free space and limits, then try again.")
+    return None
 
 
 def error_response(code: int, message: str, details: dict | None = None):
@@ -93,8 +131,20 @@ def register_error_handlers(app: Flask) -> None:
         messages = e.normalized_messages()
         return error_response(400, "Invalid request: " + _validation_message(messages), messages)
 
+    @app.errorhandler(OSError)
+    def handle_storage_error(e: OSError):
+        refused = storage_error(e)
+        if refused is None:
+            raise e
+        logger.error("[Hikaze] a write was refused by the storage: %s", e)
+        return error_response(refused.code, refused.message)
+
     @app.errorhandler(sqlite3.OperationalError)
     def handle_db_busy(e: sqlite3.OperationalError):
+        refused = storage_error(e)
+        if refused is not None:
+            logger.error("[Hikaze] a database write was refused by the storage: %s", e)
+            return error_response(refused.code, refused.message)
         text = str(e)
         if "locked" in text or "busy" in text or "readonly" in text:
             logger.warning("database unavailable: %s", text)

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
 
-from .errors import error_response
+from .errors import ApiError, error_response
+from .schemas.common import json_body
 from .state import get_state
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -124,6 +125,12 @@ def _check_request():
     reason = get_state().read_only_reason
     if reason:
         return error_response(503, reason)
+    if request.method in ("POST", "PUT", "PATCH") and request.is_json and has_body:
+        # Every JSON body, whether its view reads it or not, passes the one strict parser first.
+        try:
+            json_body()
+        except ApiError as exc:
+            return error_response(exc.code, exc.message, exc.details)
     return None
 
 
@@ -140,7 +147,8 @@ def _add_headers(response):
     if origin and not _same_origin(origin) and _foreign_origin_allowed(origin):
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-        headers["Access-Control-Allow-Headers"] = f"Content-Type, {TOKEN_HEADER}"
+        headers["Access-Control-Allow-Headers"] = f"Content-Type, If-Match, {TOKEN_HEADER}"
+        headers["Access-Control-Expose-Headers"] = "ETag"
         headers["Access-Control-Max-Age"] = "600"
     vary = present.get("vary")
     if vary is None:

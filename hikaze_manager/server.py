@@ -6,19 +6,45 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.task import ErrorTask
+from waitress.utilities import Error as WaitressError
+
+from .errors import storage_error
 
 logger = logging.getLogger(__name__)
 
 PORT_ATTEMPTS = 20
 OUTBUF_OVERFLOW = 64 * 1024 * 1024
+# waitress' defaults (100 connections, idle ones kept 120 s) let 100 idle or slow clients stop the
+# server answering anyone. Idle keep-alive and half-sent requests are dropped after
+# CHANNEL_TIMEOUT_S (a request being served is never cut), and the limit is far above 100.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT_S = 15
+CLEANUP_INTERVAL_S = 1
+
+
+def connection_limit() -> int:
+    """How many connections to hold: select() on Windows stops at 512 sockets, poll() does not."""
+    if os.name == "nt":
+        return 400
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return CONNECTION_LIMIT
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(100, min(CONNECTION_LIMIT, soft // 2))  # leave descriptors for files and SQLite
 
 
 @dataclass
@@ -49,7 +75,8 @@ class _JsonErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
-        body = json.dumps({"error": f"{error.reason}: {error.body}".strip(": ")}).encode()
+        message = error.body if isinstance(error, _StorageRefused) else f"{error.reason}: {error.body}"
+        body = json.dumps({"error": message.strip(": ")}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend(
             [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
@@ -59,8 +86,66 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class _StorageRefused(WaitressError):
+    code = 507
+    reason = "Insufficient Storage"
+
+
+class _DiscardBuffer:
+    """Where the rest of a body goes once the disk refused it: counted by the parser, not kept."""
+
+    def append(self, data: bytes) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+    def getfile(self):
+        import io
+
+        return io.BytesIO()
+
+    def close(self) -> None:
+        pass
+
+
+class _StorageSafeParser(HTTPRequestParser):
+    """A body waitress cannot spool to disk (full, or over RLIMIT_FSIZE) is read to its end and
+    answered 507 as JSON, instead of the connection being dropped with no answer."""
+
+    refused = None
+
+    def received(self, data):
+        try:
+            consumed = super().received(data)
+        except OSError as exc:
+            refused = storage_error(exc)
+            if refused is None or self.body_rcv is None:
+                raise
+            logger.error("[Hikaze] a request body could not be buffered: %s", exc)
+            self.refused = refused
+            self.body_rcv.buf = _DiscardBuffer()
+            consumed = super().received(data)
+        if self.completed and self.refused is not None and self.error is None:
+            self.error = _StorageRefused(self.refused.message)
+        return consumed
+
+
 class _JsonErrorChannel(HTTPChannel):
     error_task_class = _JsonErrorTask
+    parser_class = _StorageSafeParser
+
+
+def ignore_file_size_signal() -> None:
+    """Make a write over RLIMIT_FSIZE fail with EFBIG (answered as JSON) instead of SIGXFSZ
+    killing the whole process (and ComfyUI with it). Only the main thread may set it."""
+    sigxfsz = getattr(signal, "SIGXFSZ", None)
+    if sigxfsz is None:
+        return
+    try:
+        signal.signal(sigxfsz, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the host application decides
+        logger.debug("SIGXFSZ left as it is (start_server called off the main thread)")
 
 
 def _bind_socket(host: str, port: int) -> socket.socket:
@@ -108,6 +193,7 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
     Binding happens here, before the thread starts, so the port is known and accepting when this
     returns, and a bind error reaches the caller.
     """
+    ignore_file_size_signal()
     # waitress warns on every queued request by default; that logging costs throughput.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     last_error: OSError | None = None
@@ -137,6 +223,10 @@ def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 
         # A list of a big library is 3-15 MB; above outbuf_overflow (1 MB by default) waitress
         # spools the response through a temp file on disk, which doubled the cost of a cached list.
         outbuf_overflow=OUTBUF_OVERFLOW,
+        connection_limit=int(app.config.get("CONNECTION_LIMIT") or connection_limit()),
+        channel_timeout=int(app.config.get("CHANNEL_TIMEOUT") or CHANNEL_TIMEOUT_S),
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        asyncore_use_poll=os.name != "nt",
     )
     server.channel_class = _JsonErrorChannel
     stop = threading.Event()

@@ -24,6 +24,7 @@ class DataPaths:
     pending_dir: Path
     backups_dir: Path
     types_cache: Path
+    immutable: bool = False  # the folder cannot be written: open the database as immutable
 
     @classmethod
     def under(cls, data_dir: str | Path, database: str | Path | None = None) -> "DataPaths":

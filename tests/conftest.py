@@ -46,6 +46,13 @@ def app(app_config):
 
 
 @pytest.fixture
+def no_propagation(app):
+    """Behave as in production: an unexpected exception becomes a 500 instead of reaching the test."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

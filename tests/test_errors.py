@@ -64,13 +64,6 @@ def test_oversized_json_body_is_413(app, client):
 SHA = "a" * 64
 
 
-@pytest.fixture
-def no_propagation(app):
-    """Behave as in production: an unexpected exception becomes a 500 instead of reaching the test."""
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    return app
-
-
 @pytest.mark.parametrize("method, url, body", [
     ("patch", f"/api/models/{SHA}", {"tags": [99999999999999999999999]}),
     ("patch", f"/api/models/{SHA}", {"tags": [{"id": 2**70}]}),

@@ -17,12 +17,20 @@ DB_FILE_NAME = "hikaze_model_manager.db"
 SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
 
+ROW_ID_DIGITS = 19  # SQLite's largest integer has 19 digits; longer text is never an id
+
+
 def as_row_id(value) -> int | None:
-    """An integer id from JSON: an int or a string of ASCII digits within SQLite's range, else None."""
+    """The one strict id parser: an int, or a string of ASCII digits, within SQLite's range; else None.
+
+    The length is checked before ``int()``, so a 5,000-digit string (over Python's int-digit limit)
+    is simply not an id, and ``'²'`` or ``'٣'`` (``isdigit()`` but not ASCII) are not either.
+    """
     if isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] == "-" else text
-        value = int(text) if digits.isascii() and digits.isdigit() else None
+        ok = 0 < len(digits) <= ROW_ID_DIGITS and digits.isascii() and digits.isdigit()
+        value = int(text) if ok else None
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else None
@@ -34,14 +42,14 @@ def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     return f"file:{urllib.request.pathname2url(str(absolute))}?mode={mode}"
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, read_only: bool = False, immutable: bool = False) -> sqlite3.Connection:
     """Open a connection configured the one way this project uses SQLite.
 
     Autocommit mode (``isolation_level=None``): reads need no transaction, and every write goes
     through :func:`transaction`, which takes the write lock up front with ``BEGIN IMMEDIATE``.
     """
     conn = sqlite3.connect(
-        sqlite_uri(path, "ro" if read_only else "rwc"),
+        sqlite_uri(path, "ro" if read_only or immutable else "rwc") + ("&immutable=1" if immutable else ""),
         uri=True,
         timeout=BUSY_TIMEOUT_S,
         isolation_level=None,
@@ -59,24 +67,43 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK TO nested")
-            conn.execute("RELEASE nested")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
             raise
         conn.execute("RELEASE nested")
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may already have rolled back by itself (SQLITE_FULL): then there is nothing to undo,
+        # and a ROLLBACK would replace the real error with "no transaction is active".
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 @contextmanager
-def connection(path: str | Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+def consistent_read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Several reads that must see one state of the database (a deferred read transaction)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+@contextmanager
+def connection(path: str | Path, *, read_only: bool = False,
+               immutable: bool = False) -> Iterator[sqlite3.Connection]:
     """Short-lived connection for code outside a request (jobs, node execution)."""
-    conn = connect(path, read_only=read_only)
+    conn = connect(path, read_only=read_only, immutable=immutable)
     try:
         yield conn
     finally:
@@ -93,11 +120,11 @@ class RequestConnections(threading.local):
     """
 
     def __init__(self) -> None:
-        self.conns: dict[tuple[str, bool], tuple[tuple[int, int] | None, sqlite3.Connection]] = {}
+        self.conns: dict[tuple[str, bool, bool], tuple[tuple[int, int] | None, sqlite3.Connection]] = {}
 
-    def checkout(self, path: str | Path, read_only: bool) -> sqlite3.Connection:
+    def checkout(self, path: str | Path, read_only: bool, immutable: bool = False) -> sqlite3.Connection:
         """This thread's connection to ``path``, ready for a request."""
-        key = (str(path), read_only)
+        key = (str(path), read_only, immutable)
         try:
             st = os.stat(path)
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
@@ -110,7 +137,7 @@ class RequestConnections(threading.local):
             return conn
         if held is not None:
             held[1].close()
-        conn = connect(path, read_only=read_only)
+        conn = connect(path, read_only=read_only, immutable=immutable)
         self.conns[key] = (identity, conn)
         return conn
 
@@ -123,7 +150,7 @@ def get_db() -> sqlite3.Connection:
         extensions = current_app.extensions
         state = extensions["hikaze"]
         conn = extensions["hikaze_connections"].checkout(
-            state.paths.database, state.read_only_reason is not None
+            state.paths.database, state.read_only_reason is not None, state.paths.immutable
         )
         context.db = conn
     return conn

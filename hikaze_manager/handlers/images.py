@@ -18,7 +18,7 @@ import re
 from flask import Blueprint, Response, request
 from werkzeug.utils import send_file
 
-from ..db import get_db
+from ..db import as_row_id, get_db
 from ..errors import BadRequest, NotFound
 from ..schemas.common import load_query, parse_sha256
 from ..schemas.images import (
@@ -34,6 +34,12 @@ from ..security import accepts_multipart
 from ..services.files import open_regular_file
 from ..services.image_processing import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
 from ..state import get_state
+from ..openapi import BINARY, api_doc
+
+_PARTIAL = {206: BINARY, 304: "Not modified", 416: "Range not satisfiable"}
+_UPLOAD_FORM = {"type": "object", "required": ["sha256", "image"], "properties": {
+    "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "image": BINARY}}
+
 
 bp = Blueprint("images", __name__, url_prefix="/api")
 
@@ -84,6 +90,8 @@ def _quality() -> str:
 
 
 @bp.get("/images/get_img_count")
+@api_doc("Number of picture sets of a model", query=ImageCountQuerySchema,
+         response=ImageCountSchema)
 def get_img_count():
     sha256 = load_query(ImageCountQuerySchema())["sha256"]
     return ImageCountSchema().dump({"count": get_state().images.count(sha256)})
@@ -91,6 +99,8 @@ def get_img_count():
 
 @bp.get("/images/<ident>")
 @bp.get("/images/<ident>.webp")
+@api_doc("A picture of a model (<sha256> or <sha256>_<seq>) as WebP",
+         query=ImageQualityQuerySchema, response=BINARY, content=WEBP, other_statuses=_PARTIAL)
 def get_image(ident: str):
     if ident.lower().endswith(".webp"):
         ident = ident[: -len(".webp")]
@@ -108,6 +118,8 @@ def get_image(ident: str):
 
 
 @bp.post("/images/upload")
+@api_doc("Add a picture set to a model (multipart: sha256, image)", form=_UPLOAD_FORM,
+         response=UploadResultSchema)
 @accepts_multipart
 def upload_image():
     files = request.files.getlist("image")  # 413 here if the body exceeds MAX_CONTENT_LENGTH
@@ -127,6 +139,8 @@ def upload_image():
 
 
 @bp.delete("/images/delete")
+@api_doc("Delete a picture set; later sets move down", query=ImageDeleteQuerySchema,
+         response=StatusSchema)
 def delete_image():
     args = load_query(ImageDeleteQuerySchema())
     get_state().images.delete_image(args["sha256"], args["seq"])
@@ -195,17 +209,24 @@ def _send_converted(path, quality: str) -> Response:
     return response.make_conditional(request)
 
 
-@bp.get("/images/pending/<int:pending_id>")
+@bp.get("/images/pending/<rowid:pending_id>")
+@api_doc("The original picture of a pending model, by its id", response=BINARY,
+         content="image/*", other_statuses=_PARTIAL)
 def get_pending_image_by_id(pending_id: int):
     return _send_original(_pending_image_of(pending_id))
 
 
 @bp.get("/images/pending/<name>")
+@api_doc("A pending picture by file name, as stored", response=BINARY, content="image/*",
+         other_statuses=_PARTIAL)
 def get_pending_image(name: str):
     return _send_original(get_state().images.find_pending_image(_checked_name(name)))
 
 
 @bp.get("/images/pending/<name>.webp")
+@api_doc("A pending picture (by file name or pending id) converted to WebP",
+         query=ImageQualityQuerySchema, response=BINARY, content=WEBP,
+         other_statuses={304: "Not modified"})
 def get_pending_image_webp(name: str):
     quality = _quality()
     _checked_name(name)
@@ -218,8 +239,9 @@ def get_pending_image_webp(name: str):
                 is_webp = sniff_mime(fh.read(16)) == WEBP
             if is_webp:
                 return _send_original(literal)
-    if name.isdigit():
-        path = _pending_image_of(int(name))
+    pending_id = as_row_id(name) if name.isascii() and name.isdigit() else None
+    if pending_id is not None:
+        path = _pending_image_of(pending_id)
     else:
         path = literal or store.find_pending_image(name)
     return _send_converted(path, quality)

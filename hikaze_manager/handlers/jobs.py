@@ -7,6 +7,9 @@ from flask import Blueprint
 from ..errors import NotFound
 from ..services.jobs import FINISHED_STATES
 from ..state import get_state
+from ..openapi import api_doc
+from ..schemas.jobs import JobListSchema, JobSnapshotSchema
+
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 
@@ -19,16 +22,20 @@ def _job_or_404(job_id: str):
 
 
 @bp.get("")
+@api_doc("Remembered jobs, oldest first", response=JobListSchema)
 def list_jobs():
     return {"jobs": [job.snapshot() for job in get_state().jobs.list()]}
 
 
 @bp.get("/<job_id>")
+@api_doc("A job's progress and, once finished, its report", response=JobSnapshotSchema)
 def get_job(job_id: str):
     return _job_or_404(job_id).snapshot()
 
 
 @bp.post("/<job_id>/cancel")
+@api_doc("Ask a job to stop (202), or the finished job as it is (200)",
+         response=JobSnapshotSchema, other_statuses={202: JobSnapshotSchema})
 def cancel_job(job_id: str):
     """Ask a running job to stop (``202``); a finished job is returned as it is (``200``)."""
     job = _job_or_404(job_id)
@@ -39,6 +46,8 @@ def cancel_job(job_id: str):
 
 
 @bp.delete("/<job_id>")
+@api_doc("Cancel a running job (202) or forget a finished one (200)",
+         response=JobSnapshotSchema, other_statuses={202: JobSnapshotSchema})
 def delete_job(job_id: str):
     """Cancel a running job (``202``), or forget a finished one (``200``)."""
     job = _job_or_404(job_id)

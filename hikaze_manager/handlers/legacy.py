@@ -17,6 +17,10 @@ from ..schemas.legacy import (
 from ..services import legacy, legacy_reader
 from ..state import get_state
 from .common import run_or_submit, wants_async
+from ..openapi import api_doc
+from ..schemas.jobs import JobAcceptedSchema
+from ..schemas.legacy import LegacyCandidateListSchema
+
 
 bp = Blueprint("legacy", __name__, url_prefix="/api/migration")
 
@@ -32,6 +36,7 @@ def _config_list(key: str) -> list[str]:
 
 
 @bp.get("/legacy_candidates")
+@api_doc("Hikaze v1 databases found on this machine", response=LegacyCandidateListSchema)
 def list_legacy_candidates():
     # v1 lived next to us under ComfyUI/custom_nodes: look in every sibling of our folder.
     search_dirs = _config_list("LEGACY_SEARCH_DIRS") or [str(ROOT.parent)]
@@ -52,6 +57,8 @@ def list_legacy_candidates():
 
 
 @bp.post("/migrate_legacy_db")
+@api_doc("Bring a v1 library over (200 report, or 202 and a job)", body=LegacyMigrateSchema,
+         response=LegacyMigrationReportSchema, other_statuses={202: JobAcceptedSchema})
 def migrate_legacy_db():
     body = load_body(LegacyMigrateSchema())
     # Validate and read v1 now, so a wrong path is a 4xx even when the work runs as a job.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, jsonify, request
 
-from ..db import get_db, transaction
-from ..schemas.common import TagSchema, load_body, load_query, parse_sha256
+from ..db import consistent_read, get_db, transaction
+from ..openapi import api_doc
+from ..schemas.common import TagListSchema, TagSchema, load_body, load_query, parse_sha256
 from ..schemas.library import (
     ModelListQuerySchema,
+    ModelListSchema,
     ModelPatchSchema,
+    ModelRecordSchema,
     TagsAddSchema,
     TypesSchema,
 )
@@ -29,6 +32,7 @@ def _known_types(configured: tuple[str, ...]) -> list[str]:
 
 
 @bp.get("/models/get_types")
+@api_doc("Model types (ComfyUI folder names)", response=TypesSchema)
 def get_types():
     configured = _configured_types()
     return cached_json(
@@ -38,6 +42,8 @@ def get_types():
 
 
 @bp.get("/models")
+@api_doc("Library models of one type (or others)", query=ModelListQuerySchema,
+         response=ModelListSchema)
 def list_models():
     model_type = load_query(ModelListQuerySchema())["type"]
     configured = _configured_types()
@@ -52,29 +58,52 @@ def list_models():
     return cached_json("models", model_type, build, uses_images=True, extra=configured)
 
 
-def _model_record(sha256: str) -> dict:
-    # get_model builds ModelRecordSchema's shape; dumping it again (nested schemas built per
-    # call) cost 4x the rest of the request.
-    return library.get_model(get_db(), sha256, get_state().images.count(sha256))
+def _model_response(sha256: str):
+    conn = get_db()
+    with consistent_read(conn):  # the record and its ETag from one state, or a client could pair them wrongly
+        # get_model builds ModelRecordSchema's shape; dumping it again (nested schemas built per
+        # call) cost 4x the rest of the request.
+        record = library.get_model(conn, sha256, get_state().images.count(sha256))
+        etag = library.model_etag(conn, sha256)
+    response = jsonify(record)
+    response.set_etag(etag)
+    response.cache_control.no_cache = True
+    return response
+
+
+def _if_match() -> frozenset[str] | None:
+    """Strong tags of ``If-Match``; None when absent or ``*`` (the model exists or it is a 404)."""
+    if not request.headers.get("If-Match", "").strip():
+        return None
+    tags = request.if_match
+    if tags.star_tag:
+        return None
+    return frozenset(tags.as_set(include_weak=False))
 
 
 @bp.get("/models/<sha256>")
+@api_doc("One library model in full; ETag for If-Match", response=ModelRecordSchema,
+         other_statuses={304: "Not modified (If-None-Match)"})
 def get_model(sha256: str):
-    return _model_record(parse_sha256(sha256))
+    return _model_response(parse_sha256(sha256)).make_conditional(request)
 
 
 @bp.patch("/models/<sha256>")
+@api_doc("Update a model, all or nothing (If-Match: 412 when stale)", body=ModelPatchSchema,
+         response=ModelRecordSchema, errors=(412,))
 def update_model(sha256: str):
     sha256 = parse_sha256(sha256)
     changes = load_body(ModelPatchSchema())
     index = get_state().model_types.current()
     library.update_model(
-        get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index)
+        get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index),
+        if_match=_if_match(),
     )
-    return _model_record(sha256)
+    return _model_response(sha256)
 
 
 @bp.get("/tags")
+@api_doc("Every tag", response=TagListSchema)
 def list_tags():
     return cached_json(
         "tags", (), lambda: {"tags": TagSchema(many=True).dump(tags.list_tags(get_db()))}
@@ -82,6 +111,8 @@ def list_tags():
 
 
 @bp.post("/tags_add")
+@api_doc("Create tags (existing names resolve to their tag)", body=TagsAddSchema,
+         response=TagListSchema)
 def add_tags():
     names = load_body(TagsAddSchema())["newtags"]
     conn = get_db()

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app
 
 from ..db import get_db, transaction
 from ..errors import BadRequest, Forbidden, NotFound
+from ..openapi import api_doc
 from ..schemas.common import load_body
 from ..schemas.manage import (
     DuplicatesReportSchema,
@@ -58,6 +59,8 @@ def file_route(view):
 
 
 @bp.post("/models/tags")
+@api_doc("Add and remove tags on many models at once, all or nothing", body=ModelTagsEditSchema,
+         response=TagEditReportSchema)
 def edit_model_tags():
     body = load_body(ModelTagsEditSchema())
     report = batch.edit_tags(get_db(), body["sha256"], body["add"], body["remove"])
@@ -65,12 +68,16 @@ def edit_model_tags():
 
 
 @bp.post("/models/set_type")
+@api_doc("Set the type of many models, all or nothing", body=ModelsSetTypeSchema,
+         response=SetTypeReportSchema)
 def set_models_type():
     body = load_body(ModelsSetTypeSchema())
     return SetTypeReportSchema().dump(batch.set_type(get_db(), body["sha256"], body["type"]))
 
 
 @bp.post("/models/remove")
+@api_doc("Remove models from the library (rows, tag links, pictures; files stay)",
+         body=ModelsRemoveSchema, response=RemoveReportSchema)
 def remove_models():
     body = load_body(ModelsRemoveSchema())
     report = batch.remove_models(get_db(), get_state().images, body["sha256"])
@@ -78,6 +85,7 @@ def remove_models():
 
 
 @bp.get("/models/sort_keys")
+@api_doc("File modification times and pending sizes, for sorting", response=SortKeysSchema)
 def sort_keys():
     return SortKeysSchema().dump(duplicates.sort_keys(get_db()))
 
@@ -86,11 +94,15 @@ def sort_keys():
 
 
 @bp.get("/tags/usage")
+@api_doc("Every tag with how many models and pending models carry it",
+         response=TagUsageListSchema)
 def tag_usage():
     return TagUsageListSchema().dump({"tags": tag_admin.tag_usage(get_db())})
 
 
 @bp.post("/tags/rename")
+@api_doc("Rename a tag (onto an existing name: merge); dry_run counts only", body=TagRenameSchema,
+         response=TagChangeReportSchema)
 def rename_tag():
     body = load_body(TagRenameSchema())
     report = tag_admin.rename_tag(get_db(), body["id"], body["name"], body["dry_run"])
@@ -98,6 +110,8 @@ def rename_tag():
 
 
 @bp.post("/tags/merge")
+@api_doc("Merge tags into one; dry_run counts only", body=TagMergeSchema,
+         response=TagChangeReportSchema)
 def merge_tags():
     body = load_body(TagMergeSchema())
     report = tag_admin.merge_tags(get_db(), body["source"], body["target"], body["dry_run"])
@@ -105,6 +119,8 @@ def merge_tags():
 
 
 @bp.post("/tags/delete")
+@api_doc("Delete tags from every model; dry_run counts only", body=TagDeleteSchema,
+         response=TagChangeReportSchema)
 def delete_tags():
     body = load_body(TagDeleteSchema())
     return TagChangeReportSchema().dump(tag_admin.delete_tags(get_db(), body["id"], body["dry_run"]))
@@ -114,11 +130,14 @@ def delete_tags():
 
 
 @bp.get("/library/duplicates")
+@api_doc("Same content at several paths, and same name with other content",
+         response=DuplicatesReportSchema)
 def list_duplicates():
     return DuplicatesReportSchema().dump(duplicates.find_duplicates(get_db()))
 
 
 @bp.get("/library/missing")
+@api_doc("Library models whose file is gone", response=MissingListSchema)
 def list_missing():
     return MissingListSchema().dump({"models": duplicates.find_missing(get_db())})
 
@@ -134,6 +153,7 @@ def _retention_days() -> float:
 
 
 @bp.get("/files/trash")
+@api_doc("Model files in the trash (expired ones are purged first)", response=TrashListSchema)
 @writes  # listing purges expired entries: same-origin only, like every write
 @file_route
 def list_trash():
@@ -142,6 +162,8 @@ def list_trash():
 
 
 @bp.post("/files/trash")
+@api_doc("Move a model file and its sidecars into the trash (confirm names the file)",
+         body=TrashFileSchema, response=TrashEntrySchema, errors=(409,))
 @file_route
 def trash_file():
     body = load_body(TrashFileSchema())
@@ -168,6 +190,8 @@ def trash_file():
 
 
 @bp.post("/files/restore")
+@api_doc("Put a trashed file and its sidecars back", body=TrashRestoreSchema,
+         response=TrashEntrySchema, errors=(409,))
 @file_route
 def restore_file():
     body = load_body(TrashRestoreSchema())

@@ -24,6 +24,10 @@ from ..services.scan import scan_models
 from ..state import get_state
 from .cached import cached_json
 from .common import run_or_submit, wants_async
+from ..openapi import api_doc
+from ..schemas.jobs import JobAcceptedSchema
+from ..schemas.migration import PendingModelListSchema
+
 
 bp = Blueprint("migration", __name__, url_prefix="/api")
 
@@ -34,6 +38,11 @@ NO_TYPES_MESSAGE = (
 
 
 @bp.route("/scan", methods=["GET", "POST"])
+@api_doc("Queue new model files as pending (GET kept for compatibility)", methods=["GET"],
+         response=ScanReportSchema, errors=(409, 503), other_statuses={202: JobAcceptedSchema})
+@api_doc("Queue new model files as pending; {\"async\": true} runs it as a job", methods=["POST"],
+         body=ScanBodySchema, body_required=False, response=ScanReportSchema,
+         other_statuses={202: JobAcceptedSchema})
 @writes
 def scan():
     """Queue new model files as pending (``GET`` kept for compatibility; it writes)."""
@@ -55,6 +64,7 @@ def scan():
 
 
 @bp.get("/migration/pending_models")
+@api_doc("Every pending model", response=PendingModelListSchema)
 def pending_models():
     return cached_json("pending_models", (), lambda: {
         "models": PendingModelSimpleRecordSchema(many=True).dump(pending.list_pending(get_db()))
@@ -62,12 +72,17 @@ def pending_models():
 
 
 @bp.get("/migration/pending_model")
+@api_doc("One pending model in full", query=PendingModelQuerySchema,
+         response=PendingModelRecordSchema)
 def pending_model():
     pending_id = load_or_400(PendingModelQuerySchema(), request.args)["id"]
     return PendingModelRecordSchema().dump(pending.get_pending(get_db(), pending_id))
 
 
 @bp.post("/migration/import_models")
+@api_doc("Promote pending models (207 report, or 202 and a job)", body=ImportModelsSchema,
+         response=BatchPromotionReportSchema, status=207,
+         other_statuses={202: JobAcceptedSchema})
 def import_models():
     """Promote pending models; ``207`` with a ``BatchPromotionReport`` (or ``202`` and a job)."""
     data = load_or_400(ImportModelsSchema(), json_body())

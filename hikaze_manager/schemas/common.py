@@ -7,9 +7,10 @@ import math
 import re
 
 import marshmallow as ma
-from flask import request
+from flask import g, request
 from marshmallow import fields
 
+from ..db import as_row_id
 from ..errors import BadRequest, UnsupportedMediaType
 
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
@@ -54,6 +55,18 @@ class AsyncFlag(fields.Boolean):
         return value
 
 
+class RowId(fields.Field):
+    """An integer row id (an int or a string of ASCII digits) through :func:`db.as_row_id`."""
+
+    default_error_messages = {"invalid": "must be an integer id"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        row_id = as_row_id(value)
+        if row_id is None:
+            raise self.make_error("invalid")
+        return row_id
+
+
 class TagSchema(ma.Schema):
     """A tag as the API returns it."""
 
@@ -81,12 +94,48 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _is_lone_surrogate_free(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find_lone_surrogate(data) -> str | None:
+    """Where in decoded JSON a string holds a lone UTF-16 surrogate (``"\\ud800"``), or None.
+
+    Such a string cannot be stored in SQLite nor sent back as UTF-8, so it is refused on the way in.
+    Iterative, so any nesting ``json.loads`` accepted is walked without recursion.
+    """
+    stack = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _is_lone_surrogate_free(value):
+                return f"the value of {where or 'the body'}"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _is_lone_surrogate_free(key):
+                    return f"a key of {where or 'the body'}"
+                stack.append((f"{where}.{key}" if where else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
 def json_body() -> dict:
     """The request's JSON object; 415 for another content type, 400 for malformed or non-object JSON.
 
     Stricter than ``request.get_json``: ``NaN``, ``Infinity`` and numbers that overflow to them are
-    refused (browsers could not parse them when echoed back), and so is nesting too deep to parse.
+    refused (browsers could not parse them when echoed back), and so are nesting too deep to parse
+    and lone surrogates anywhere in keys or values. Parsed once per request (the guards in
+    ``security`` check every JSON body before any view runs).
     """
+    if "hikaze_json" in g:
+        return g.hikaze_json
     if not request.is_json:
         raise UnsupportedMediaType("Content-Type must be application/json")
     try:
@@ -99,6 +148,12 @@ def json_body() -> dict:
         raise BadRequest("Invalid JSON body")
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object")
+    where = find_lone_surrogate(data)
+    if where is not None:
+        where = where if len(where) <= 200 else where[:200] + "..."
+        raise BadRequest(f"Invalid JSON body: a lone UTF-16 surrogate (\\uD800-\\uDFFF) in {where}",
+                         details={"body": [f"lone surrogate in {where}"]})
+    g.hikaze_json = data
     return data
 
 
@@ -110,3 +165,9 @@ def load_body(schema: ma.Schema) -> dict:
 def load_query(schema: ma.Schema) -> dict:
     """Load and validate the query string through ``schema``."""
     return schema.load(request.args)
+
+
+class TagListSchema(ma.Schema):
+    """``{"tags": [...]}``."""
+
+    tags = fields.List(fields.Nested(TagSchema))

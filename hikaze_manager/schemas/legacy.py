@@ -63,3 +63,9 @@ class LegacyCandidateSchema(ma.Schema):
     migrated_rows = fields.Integer()
     source = fields.String(allow_none=True)
     problem = fields.String(allow_none=True)
+
+
+class LegacyCandidateListSchema(ma.Schema):
+    """``GET /api/migration/legacy_candidates``."""
+
+    candidates = fields.List(fields.Nested(LegacyCandidateSchema))

@@ -129,3 +129,9 @@ class TagsAddSchema(BodySchema):
 
 class TypesSchema(ma.Schema):
     types = fields.List(fields.String())
+
+
+class ModelListSchema(ma.Schema):
+    """``GET /api/models``."""
+
+    models = fields.List(fields.Nested(ModelSimpleRecordSchema))

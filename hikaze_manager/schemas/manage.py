@@ -160,7 +160,13 @@ class TrashFileSchema(BodySchema):
 
 
 class TrashRestoreSchema(BodySchema):
-    id = SafeString(required=True, validate=validate.Regexp(r"[0-9]{10,20}-[0-9a-f]{8}\Z"))
+    # The pattern is for the OpenAPI document ("\Z" is not a JSON-schema regex); "$" would also
+    # accept a trailing newline, which the second check refuses.
+    id = SafeString(required=True, validate=[
+        validate.Regexp(r"^[0-9]{10,20}-[0-9a-f]{8}$", error="Not a trash entry id"),
+        validate.Length(max=29, error="Not a trash entry id"),
+        validate.ContainsNoneOf("\n", error="Not a trash entry id"),
+    ])
 
 
 # -- responses

@@ -6,8 +6,8 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..errors import BadRequest
-from ..db import SQLITE_INT_MAX, SQLITE_INT_MIN
-from .common import AsyncFlag, BodySchema, QuerySchema, TagSchema
+from .library import PromptsSchema
+from .common import AsyncFlag, BodySchema, QuerySchema, RowId, TagSchema
 
 STRATEGY_CHOICES = ("override", "merge", "ignore", "delete", "null")
 MAX_IMPORT_IDS = 100_000
@@ -57,16 +57,7 @@ class ImportModelsSchema(_Strict):
 class PendingModelQuerySchema(QuerySchema):
     """``GET /api/migration/pending_model?id=``."""
 
-    id = fields.Integer(
-        required=True, strict=False,
-        validate=validate.Range(min=SQLITE_INT_MIN, max=SQLITE_INT_MAX, error="must be an integer"),
-        error_messages={"required": "is required", "invalid": "must be an integer"},
-    )
-
-
-class PromptsSchema(ma.Schema):
-    positive = fields.String()
-    negative = fields.String()
+    id = RowId(required=True, error_messages={"required": "is required", "invalid": "must be an integer"})
 
 
 class OldMetaJsonSchema(ma.Schema):
@@ -153,3 +144,9 @@ class BatchPromotionReportSchema(ma.Schema):
     deleted = fields.List(fields.Integer())
     failed = fields.List(fields.Nested(FailedSchema))
     warnings = fields.List(fields.Nested(WarningSchema))
+
+
+class PendingModelListSchema(ma.Schema):
+    """``GET /api/migration/pending_models``."""
+
+    models = fields.List(fields.Nested(PendingModelSimpleRecordSchema))

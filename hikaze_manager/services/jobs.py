@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ApiError, Conflict
+from ..errors import ApiError, Conflict, storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +155,19 @@ class JobManager:
         except ApiError as exc:  # an expected refusal (e.g. 503 no model types): the client's error
             state, status_code, result, error = FAILED, exc.code, None, exc.message
         except Exception as exc:  # the job's owner reads the error; the server keeps running
-            logger.exception("[Hikaze] job %s (%s) failed", job.id, job.kind)
-            message = str(exc) or exc.__class__.__name__
-            state, status_code, result, error = FAILED, 500, None, message
+            refused = storage_error(exc)  # full disk and the like: a 507, not a bug of ours
+            if refused is not None:
+                logger.error("[Hikaze] job %s (%s): %s", job.id, job.kind, exc)
+                state, status_code, result, error = FAILED, refused.code, None, refused.message
+            else:
+                logger.exception("[Hikaze] job %s (%s) failed", job.id, job.kind)
+                message = str(exc) or exc.__class__.__name__
+                state, status_code, result, error = FAILED, 500, None, message
         else:
             state, error = SUCCEEDED, None
+        if not _encodable(result):  # a snapshot that cannot be sent would break GET /api/jobs
+            logger.error("[Hikaze] job %s (%s) produced a report that is not JSON", job.id, job.kind)
+            state, status_code, result, error = FAILED, 500, None, "the job's report could not be encoded"
         with job._lock:
             job.state, job.status_code, job.result, job.error = state, status_code, result, error
             job.finished_at = time.time()
@@ -200,6 +209,14 @@ class JobManager:
         finished = [j.id for j in self._jobs.values() if j.state in FINISHED_STATES]
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
+
+
+def _encodable(result: object) -> bool:
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def byte_progress(job: Job | None) -> Callable[[int], None] | None:

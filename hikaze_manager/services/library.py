@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from .. import db
-from ..errors import NotFound
+from ..errors import NotFound, PreconditionFailed
 from . import tags as tags_service
 from .metadata import store as metadata_store
 
@@ -166,6 +167,25 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
     }
 
 
+def model_etag(conn: sqlite3.Connection, sha256: str) -> str | None:
+    """A strong validator of what a PATCH can change (name, path, type, meta, tags, base model,
+    trigger words and whose each value is), or None.
+
+    Picture counts are left out: uploading a picture does not make an open edit stale.
+    """
+    row = conn.execute(
+        "SELECT m.path, m.name, m.type, m.meta_json, m.base_model, md.trigger_words, md.sources"
+        " FROM models m LEFT JOIN model_metadata md ON md.sha256 = m.sha256 WHERE m.sha256 = ?",
+        (sha256,),
+    ).fetchone()
+    if row is None:
+        return None
+    tag_ids = [r[0] for r in conn.execute(
+        "SELECT tag_id FROM model_tags WHERE model_hash = ? ORDER BY tag_id", (sha256,))]
+    content = json.dumps([sha256, *tuple(row), tag_ids], ensure_ascii=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:32]
+
+
 def merge_meta(stored: dict, changes: Mapping) -> dict:
     """Apply a partial meta: keys sent replace, keys not sent are kept, ``prompts`` merges too."""
     merged = dict(stored)
@@ -189,10 +209,13 @@ def update_model(
     sha256: str,
     changes: Mapping,
     check_path: Callable[[str], str] | None = None,
+    if_match: Collection[str] | None = None,
 ) -> None:
     """Apply a validated PATCH in one transaction: every change or none.
 
     ``check_path`` validates a new path (and returns the stored form); it raises to refuse it.
+    ``if_match`` (entity tags from ``If-Match``; None for no condition) is checked under the
+    write lock, so two clients holding the same tag cannot both write: the second gets a 412.
     """
     with db.transaction(conn):
         row = conn.execute(
@@ -200,6 +223,12 @@ def update_model(
         ).fetchone()
         if row is None:
             raise NotFound("Model not found")
+        if if_match is not None and model_etag(conn, sha256) not in if_match:
+            raise PreconditionFailed(
+                "This model was changed by someone else since you loaded it; reload it and "
+                "apply your changes again",
+                details={"etag": model_etag(conn, sha256)},
+            )
         assignments: dict[str, object] = {}
         for key in ("name", "type"):
             if key in changes:

@@ -9,8 +9,8 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, url, body, { raw = false } = {}) {
-  const init = { method, headers: { Accept: "application/json" } };
+async function request(method, url, body, { raw = false, headers = {} } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers } };
   if (body instanceof FormData) {
     init.body = body;
   } else if (body !== undefined) {
@@ -37,7 +37,7 @@ async function request(method, url, body, { raw = false } = {}) {
       || `HTTP ${response.status} ${response.statusText}`.trim();
     throw new ApiError(message, response.status, data);
   }
-  return raw ? { status: response.status, data } : data;
+  return raw ? { status: response.status, data, etag: response.headers.get("ETag") } : data;
 }
 
 const q = encodeURIComponent;
@@ -49,6 +49,11 @@ export const api = {
   model: (sha) => request("GET", `/api/models/${q(sha)}`),
   patchModel: (sha, changes) => request("PATCH", `/api/models/${q(sha)}`, changes),
   rereadMetadata: (shas) => request("POST", "/api/models/reread_metadata", { sha256: shas }),
+  /** `{ data, etag }` of a model: the ETag goes back as If-Match when it is saved. */
+  modelTagged: (sha) => request("GET", `/api/models/${q(sha)}`, undefined, { raw: true }),
+  /** PATCH only if the model is still as loaded (`etag`): a 412 ApiError when someone else saved. */
+  saveModel: (sha, changes, etag) => request("PATCH", `/api/models/${q(sha)}`, changes,
+    { raw: true, headers: etag ? { "If-Match": etag } : {} }),
   tags: () => request("GET", "/api/tags"),
   addTags: (names) => request("POST", "/api/tags_add", { newtags: names }),
   uploadImage(sha, file) {

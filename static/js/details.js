@@ -17,6 +17,7 @@ let tagBox;
 let pics;
 let metaView;
 let record = null; // the record as last loaded or saved
+let recordEtag = null; // its ETag: a save is refused (412) if the model changed since
 let loadSeq = 0;
 
 const label = (forId, key) => h("label", { for: forId, dataset: { i18n: key }, text: t(key) });
@@ -102,9 +103,9 @@ export async function show(sha, force = false) {
   emptyEl.hidden = false;
   replace(emptyEl, h("p", { class: "loading", text: t("details.loading") }));
   try {
-    const loaded = await api.model(sha);
+    const { data: loaded, etag } = await api.modelTagged(sha);
     if (seq !== loadSeq) return undefined;
-    fill(loaded);
+    fill(loaded, etag);
     if (force) setStatus(t("details.reverted"), "ok");
   } catch (err) {
     if (seq !== loadSeq) return undefined;
@@ -120,8 +121,9 @@ export function clearDetails() {
   showEmpty();
 }
 
-function fill(rec) {
+function fill(rec, etag = null) {
   record = rec;
+  recordEtag = etag;
   const meta = rec.meta_json || {};
   $("#d-name", form).value = rec.name || "";
   $("#d-path", form).value = rec.path || "";
@@ -272,7 +274,7 @@ async function save() {
       tags = tags.map((tag) => (tag.id < 0 ? createdByName.get(tag.name.toLowerCase()) || tag : tag));
     }
     if (diff.tags) diff.tags = [...new Set(tags.map((tag) => tag.id))];
-    const saved = await api.patchModel(sha, diff);
+    const { data: saved, etag } = await api.saveModel(sha, diff, recordEtag);
     for (const entry of cachedEntries(sha)) {
       entry.name = saved.name || entry.name;
       entry.tags = saved.tags;
@@ -281,12 +283,17 @@ async function save() {
     }
     if (record?.sha256 === sha) {
       const now = formValues();
-      fill(saved);
+      fill(saved, etag);
       const kept = restoreNewerEdits(sent, now, createdByName);
       setStatus(t(kept ? "details.savedNewer" : "details.saved"), "ok");
     }
     emit("model:saved", saved);
   } catch (err) {
+    if (err.status === 412) {
+      gateWrite(saveBtn);
+      offerReload(sha);
+      return;
+    }
     setStatus(t("details.saveFailed", { error: err.message }), "error");
   } finally {
     gateWrite(saveBtn);
@@ -300,8 +307,8 @@ async function reread(sha) {
   try {
     const report = await rereadModel(sha);
     if (record?.sha256 !== sha) return;
-    const saved = await api.model(sha);
-    fill(saved);
+    const { data: saved, etag } = await api.modelTagged(sha);
+    fill(saved, etag);
     for (const entry of cachedEntries(sha)) Object.assign(entry, { name: saved.name,
       base_model: saved.base_model, base_family: saved.base_family });
     const failed = report.failed?.[0]?.error;
@@ -312,6 +319,15 @@ async function reread(sha) {
   } catch (err) {
     setStatus(t("meta.rereadFailed", { error: err.message }), "error");
   }
+}
+
+/** Someone else saved this model since it was loaded: say so, and offer to load their version. */
+async function offerReload(sha) {
+  setStatus(t("details.staleSave"), "error");
+  const reload = await confirmDialog(t("details.staleSave"), {
+    title: t("details.staleTitle"), okLabel: t("details.staleReload"),
+  });
+  if (reload && record?.sha256 === sha) await show(sha, true);
 }
 
 /** Redraw language-dependent values (dates, gallery buttons) after a language switch. */

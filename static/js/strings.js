@@ -72,6 +72,10 @@ const en = {
   "details.discard": "This model has unsaved changes. Discard them and show the other model?",
   "details.discardOk": "Discard changes",
   "details.discardClose": "This model has unsaved changes. Discard them and close the panel?",
+  // Stale saves (If-Match refused with 412)
+  "details.staleTitle": "Changed by someone else",
+  "details.staleSave": "Not saved: someone else changed this model after you opened it. Reload it to see their version (your edits here are then discarded), then make your changes again.",
+  "details.staleReload": "Reload the model",
   "gallery.upload": "Upload image",
   "gallery.delete": "Delete image",
   "gallery.open": "Open full size",
@@ -299,6 +303,10 @@ const zh = {
   "details.discard": "此模型有未保存的更改。放弃更改并显示另一个模型？",
   "details.discardOk": "放弃更改",
   "details.discardClose": "此模型有未保存的更改。放弃更改并关闭面板？",
+  // 过期保存（If-Match 被拒绝，412）
+  "details.staleTitle": "已被他人修改",
+  "details.staleSave": "未保存：在您打开此模型后，其他人修改了它。重新加载以查看其版本（此处的修改将被放弃），然后再次修改。",
+  "details.staleReload": "重新加载模型",
   "gallery.upload": "上传图片",
   "gallery.delete": "删除图片",
   "gallery.open": "查看原图",
