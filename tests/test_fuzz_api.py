@@ -9,9 +9,8 @@ import os
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis (requirements-dev.txt)")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
+import schemathesis  # requirements-dev.txt
+from hypothesis import HealthCheck, settings
 from PIL import Image  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402

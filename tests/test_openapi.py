@@ -71,6 +71,6 @@ def test_operations_have_schemas_and_error_answers(document):
 
 
 def test_the_document_passes_an_openapi_validator(document):
-    validator = pytest.importorskip("openapi_spec_validator", reason="openapi-spec-validator "
-                                    "(comes with schemathesis in requirements-dev.txt)")
-    validator.validate(document)
+    import openapi_spec_validator  # requirements-dev.txt
+
+    openapi_spec_validator.validate(document)
