@@ -6,7 +6,7 @@ import { applyFilters, searchFilter, tagFilterDropdown } from "./filters.js";
 import { baseFilterControl } from "./metadata-view.js";
 import { t } from "./i18n.js";
 import { mountSelectionBar, modifiedClick, renderBar, toggle } from "./selection-bar.js";
-import { forgetSorted, sortControl, sortItems } from "./sort.js";
+import { sortControl, sortItems } from "./sort.js";
 import { emit, pendingTab, revOf, state } from "./state.js";
 import { virtualGrid } from "./vgrid.js";
 
@@ -74,7 +74,7 @@ export function tabItems() {
 
 /** Items after search and tag filters, as shown (sorted once per list, then filtered in order). */
 export function visibleItems(onReady) {
-  return applyFilters(withoutTaken(sortItems(tabSource(), onReady)));
+  return withoutTaken(applyFilters(sortItems(tabSource(), onReady)));
 }
 
 export function mountLibrary(el) {
@@ -83,7 +83,7 @@ export function mountLibrary(el) {
     "aria-label": t("library.search"), placeholder: t("library.search") });
   searchInput.addEventListener("input", () => {
     state.search = searchInput.value;
-    render({ reset: true });
+    render({ reset: true, search: true });
   });
   tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), () => render({ reset: true }));
   baseSelect = baseFilterControl(() => tabItems(), () => render({ reset: true }));
@@ -205,15 +205,15 @@ function updateSelectAll(shown) {
 /**
  * Re-draw the items of the current tab from the cache. Keeps the scroll position (so a click far
  * down a big library does not lose its place), unless `reset` (another tab, search or filter):
- * then it starts again from the top. Only the rows on screen are built (vgrid.js).
+ * then it starts again from the top; `search`: only the search text changed. Only the rows on
+ * screen are built (vgrid.js).
  */
-export function render({ reset = false } = {}) {
+export function render({ reset = false, search = false } = {}) {
   if (!itemsEl) return;
-  if (!reset) forgetSorted(); // names, tags or times may have changed since the last sort
   const all = tabItems();
-  baseSelect.refresh();
+  if (!search) baseSelect.refresh(); // the base counts and sort keys do not depend on the search
   const shown = visibleItems(() => render());
-  sorter.refresh(all);
+  if (!search) sorter.refresh(all);
   renderBar();
   countEl.textContent = t("library.count", { shown: shown.length, total: all.length });
   tagDropdown.refresh();

@@ -51,6 +51,7 @@ export function invalidateSortKeys() {
 
 on("library:refresh", invalidateSortKeys);
 on("pending:loaded", invalidateSortKeys);
+on("model:saved", () => forgetSorted()); // a name or base model changed in place
 
 const collator = new Intl.Collator(); // one collator: far cheaper than localeCompare per pair
 let memo = null; // {items, key, desc, pending, extra, sorted}: a search or filter does not re-sort

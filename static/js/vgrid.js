@@ -126,7 +126,14 @@ export function virtualGrid(box, { make, keyOf, perRow, onDrop }) {
   box.addEventListener("focusin", (event) => {
     if (event.target !== box) focusKey = null;
   });
+  let width = -1;
   const resized = new ResizeObserver(() => {
+    // a new width changes the card size (rebuild); a new height only shows more or fewer rows
+    if (box.clientWidth === width) {
+      update();
+      return;
+    }
+    width = box.clientWidth;
     pitch = 0;
     update(true);
   });
