@@ -53,13 +53,23 @@ function tagKeys(item) {
 
 // items -> the lower-cased search text and tag names of each, by index: a keystroke over 50,000
 // models is then one loop over strings (the shown list is a new array whenever its items change)
-let prepared = { items: null, text: [], tags: [] };
+// (each made when first needed: the tag names for the default NSFW filter, the text on a search)
+let prepared = { items: null, text: null, tags: null };
 
-function prepare(items) {
-  if (prepared.items !== items) {
-    prepared = { items, text: items.map(haystack), tags: items.map(tagKeys) };
-  }
-  return prepared;
+const lower = (item) => [item.name, item.path, item.type].map((f) => String(f || "").toLowerCase())
+  .join("\n");
+
+function prepare(items, part) {
+  if (prepared.items !== items) prepared = { items, text: null, tags: null };
+  if (!prepared[part]) prepared[part] = items.map(part === "text" ? lower : tagKeys);
+  return prepared[part];
+}
+
+// the search text is made while the panel is idle after the first draw, not on the first keystroke
+function prepareSoon(items) {
+  if (prepared.items === items && prepared.text) return;
+  const later = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
+  later(() => { if (prepared.items === items || prepared.items === null) prepare(items, "text"); });
 }
 
 /** Items passing the search, the tag filter and the base-model filter, in their order. */
@@ -68,14 +78,15 @@ export function applyFilters(items) {
   const include = [];
   const exclude = [];
   for (const [name, mode] of state.tagFilter) (mode === "include" ? include : exclude).push(name);
+  if (!needle) prepareSoon(items);
   if (!needle && !include.length && !exclude.length) return baseFilter(items);
-  const { text, tags } = prepare(items);
+  const text = needle ? prepare(items, "text") : null;
+  const tags = include.length || exclude.length ? prepare(items, "tags") : null;
   const out = [];
   for (let i = 0; i < items.length; i += 1) {
     if (needle && !text[i].includes(needle)) continue;
-    const names = tags[i];
-    if (include.length && !include.every((n) => names.includes(n))) continue;
-    if (exclude.length && exclude.some((n) => names.includes(n))) continue;
+    if (tags && !include.every((n) => tags[i].includes(n))) continue;
+    if (tags && exclude.some((n) => tags[i].includes(n))) continue;
     out.push(items[i]);
   }
   return baseFilter(out);
