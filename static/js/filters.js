@@ -68,8 +68,9 @@ function prepare(items, part) {
 // the search text is made while the panel is idle after the first draw, not on the first keystroke
 function prepareSoon(items) {
   if (prepared.items === items && prepared.text) return;
-  const later = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
-  later(() => { if (prepared.items === items || prepared.items === null) prepare(items, "text"); });
+  const run = () => { if (prepared.items === items || prepared.items === null) prepare(items, "text"); };
+  if (window.requestIdleCallback) requestIdleCallback(run, { timeout: 1000 });
+  else setTimeout(run, 200);
 }
 
 /** Items passing the search, the tag filter and the base-model filter, in their order. */
