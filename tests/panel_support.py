@@ -278,14 +278,21 @@ def dump(obj) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def scroll_until_drawn(page, n: int) -> None:
-    """Scroll ``#items`` down until at least ``n`` items are drawn (they come in chunks of 150)."""
-    for _ in range(10):
-        if page.locator("#items [data-key]").count() >= n:
-            return
-        page.eval_on_selector("#items", "e => e.scrollTop = e.scrollHeight")
-        page.wait_for_timeout(150)
-    raise AssertionError("the list did not grow while scrolling")
+def scroll_items(page, top="end") -> int:
+    """Scroll ``#items`` to ``top`` pixels (or to its end) and wait until the rows there are drawn;
+    returns the scroll position. Only the rows on screen are in the DOM (static/js/vgrid.js)."""
+    where = page.evaluate("""(top) => {
+      const box = document.getElementById('items');
+      box.scrollTop = top === 'end' ? box.scrollHeight : top;
+      return box.scrollTop;
+    }""", top)
+    # the window follows on the next animation frame; two frames and it is drawn
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return where
+
+
+def drawn_count(page) -> int:
+    return page.locator("#items [data-key]").count()
 
 
 # A card well inside the visible part of #items, tagged so we can tell if it gets rebuilt.

@@ -17,7 +17,7 @@ from panel_support import (  # noqa: F401  (fixtures)
     page_errors,
     panel,
     parent_site,
-    scroll_until_drawn,
+    scroll_items,
 )
 
 
@@ -307,7 +307,7 @@ def test_ticking_far_down_a_big_queue_keeps_the_place(panel, page):
     panel.scan()
     open_panel(page, panel)
     _enter_pending(page)
-    scroll_until_drawn(page, 300)
+    scroll_items(page, 4000)
     card = page.evaluate(MARK_VISIBLE_CARD)
     assert card["scroll"] > 0
     where = """(name) => {

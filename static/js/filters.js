@@ -6,12 +6,26 @@ import { state } from "./state.js";
 
 const key = (name) => String(name || "").trim().toLowerCase();
 
+// item -> {name, path, type, text}: the lower-cased text is made once per item, not per keystroke
+// (a save changes the fields in place: then they no longer match and the text is made again)
+const searchText = new WeakMap();
+
+function haystack(item) {
+  const known = searchText.get(item);
+  if (known && known.name === item.name && known.path === item.path && known.type === item.type) {
+    return known.text;
+  }
+  const text = [item.name, item.path, item.type].map((field) => String(field || "").toLowerCase())
+    .join("\n");
+  searchText.set(item, { name: item.name, path: item.path, type: item.type, text });
+  return text;
+}
+
 /** Items whose name, path or type contains the search text (case-insensitive). */
 export function searchFilter(items) {
   const needle = state.search.trim().toLowerCase();
   if (!needle) return items;
-  return items.filter((item) => [item.name, item.path, item.type]
-    .some((field) => String(field || "").toLowerCase().includes(needle)));
+  return items.filter((item) => haystack(item).includes(needle));
 }
 
 /** Items passing the tag filter: every include tag present, no exclude tag present. */
@@ -21,13 +35,62 @@ export function tagFilter(items) {
   for (const [name, mode] of state.tagFilter) (mode === "include" ? include : exclude).push(name);
   if (!include.length && !exclude.length) return items;
   return items.filter((item) => {
-    const names = new Set((item.tags || []).map((tag) => key(tag.name)));
-    return include.every((n) => names.has(n)) && !exclude.some((n) => names.has(n));
+    const names = tagKeys(item);
+    return include.every((n) => names.includes(n)) && !exclude.some((n) => names.includes(n));
   });
 }
 
+const tagKeyCache = new WeakMap(); // item -> {tags, keys}: made again when the tags array changes
+
+function tagKeys(item) {
+  const tags = item.tags || [];
+  const known = tagKeyCache.get(item);
+  if (known && known.tags === tags && known.length === tags.length) return known.keys;
+  const keys = tags.map((tag) => key(tag.name));
+  tagKeyCache.set(item, { tags, length: tags.length, keys });
+  return keys;
+}
+
+// items -> the lower-cased search text and tag names of each, by index: a keystroke over 50,000
+// models is then one loop over strings (the shown list is a new array whenever its items change)
+// (each made when first needed: the tag names for the default NSFW filter, the text on a search)
+let prepared = { items: null, text: null, tags: null };
+
+const lower = (item) => [item.name, item.path, item.type].map((f) => String(f || "").toLowerCase())
+  .join("\n");
+
+function prepare(items, part) {
+  if (prepared.items !== items) prepared = { items, text: null, tags: null };
+  if (!prepared[part]) prepared[part] = items.map(part === "text" ? lower : tagKeys);
+  return prepared[part];
+}
+
+// the search text is made while the panel is idle after the first draw, not on the first keystroke
+function prepareSoon(items) {
+  if (prepared.items === items && prepared.text) return;
+  const run = () => { if (prepared.items === items || prepared.items === null) prepare(items, "text"); };
+  if (window.requestIdleCallback) requestIdleCallback(run, { timeout: 1000 });
+  else setTimeout(run, 200);
+}
+
+/** Items passing the search, the tag filter and the base-model filter, in their order. */
 export function applyFilters(items) {
-  return baseFilter(tagFilter(searchFilter(items)));
+  const needle = state.search.trim().toLowerCase();
+  const include = [];
+  const exclude = [];
+  for (const [name, mode] of state.tagFilter) (mode === "include" ? include : exclude).push(name);
+  if (!needle) prepareSoon(items);
+  if (!needle && !include.length && !exclude.length) return baseFilter(items);
+  const text = needle ? prepare(items, "text") : null;
+  const tags = include.length || exclude.length ? prepare(items, "tags") : null;
+  const out = [];
+  for (let i = 0; i < items.length; i += 1) {
+    if (needle && !text[i].includes(needle)) continue;
+    if (tags && !include.every((n) => tags[i].includes(n))) continue;
+    if (tags && exclude.some((n) => tags[i].includes(n))) continue;
+    out.push(items[i]);
+  }
+  return baseFilter(out);
 }
 
 /** Number of active filters (include + exclude). */

@@ -8,8 +8,8 @@ import { t } from "./i18n.js";
 import { mountSelectionBar, modifiedClick, renderBar, toggle } from "./selection-bar.js";
 import { sortControl, sortItems } from "./sort.js";
 import { emit, pendingTab, revOf, state } from "./state.js";
+import { virtualGrid } from "./vgrid.js";
 
-const CHUNK = 150; // cards added per step while scrolling; a huge library never renders at once
 let root;
 let itemsEl;
 let statusEl;
@@ -19,9 +19,9 @@ let tagDropdown;
 let searchInput;
 let baseSelect;
 let loadSeq = 0;
-let moreObserver = null;
-let rendered = new Map(); // key -> item of every element now in itemsEl
+let grid; // only the rows on screen are drawn (vgrid.js): a huge library costs what a screenful does
 let sorter;
+let tabCache = { source: null, tab: null, list: [] };
 
 const activeAdapter = {
   key: (m) => m.sha256,
@@ -49,20 +49,32 @@ const pendingAdapter = {
   onClick: (p) => emit("pending:click", p),
 };
 
-/** Items of the current tab (before search and tag filters). */
-export function tabItems() {
-  if (state.pendingMode) return (state.pending || []).filter((p) => pendingTab(p) === state.tab);
-  let list = state.models.get(state.tab) || [];
+/** The current tab's list as loaded (one array per list and tab, so its sort can be reused). */
+function tabSource() {
+  if (!state.pendingMode) return state.models.get(state.tab) || [];
+  const source = state.pending || [];
+  if (tabCache.source !== source || tabCache.tab !== state.tab) {
+    tabCache = { source, tab: state.tab, list: source.filter((p) => pendingTab(p) === state.tab) };
+  }
+  return tabCache.list;
+}
+
+function withoutTaken(list) {
   if (state.select?.kind === "lora") {
     const taken = new Set(state.select.loras.map((e) => e.sha256).filter(Boolean));
-    list = list.filter((m) => !taken.has(m.sha256));
+    return list.filter((m) => !taken.has(m.sha256));
   }
   return list;
 }
 
-/** Items after search and tag filters, as shown. */
-export function visibleItems() {
-  return sortItems(applyFilters(tabItems()));
+/** Items of the current tab (before search and tag filters). */
+export function tabItems() {
+  return withoutTaken(tabSource());
+}
+
+/** Items after search and tag filters, as shown (sorted once per list, then filtered in order). */
+export function visibleItems(onReady) {
+  return withoutTaken(applyFilters(sortItems(tabSource(), onReady)));
 }
 
 export function mountLibrary(el) {
@@ -71,7 +83,7 @@ export function mountLibrary(el) {
     "aria-label": t("library.search"), placeholder: t("library.search") });
   searchInput.addEventListener("input", () => {
     state.search = searchInput.value;
-    render({ reset: true });
+    render({ reset: true, search: true });
   });
   tagDropdown = tagFilterDropdown(() => searchFilter(tabItems()), () => render({ reset: true }));
   baseSelect = baseFilterControl(() => tabItems(), () => render({ reset: true }));
@@ -112,7 +124,13 @@ export function mountLibrary(el) {
         h("span", { dataset: { i18n: "library.refresh" }, text: t("library.refresh") })),
       countEl),
     statusEl = h("div", { class: "lib-status", role: "status" }),
-    itemsEl = h("div", { class: "lib-items", id: "items" }));
+    itemsEl = h("div", { class: "lib-items", id: "items", tabindex: "-1" }));
+  grid = virtualGrid(itemsEl, {
+    make: (item) => itemElement(item, currentAdapter(), state.view),
+    keyOf: (item) => currentAdapter().key(item),
+    perRow: () => (state.view === "card" ? state.cols : 1),
+    onDrop: (el) => unobserveAll(el),
+  });
   mountSelectionBar(root, { visibleItems, updateMarks, refresh });
   applyView();
 }
@@ -125,6 +143,7 @@ function applyView() {
     b.setAttribute("aria-pressed", String(b.dataset.view === state.view));
   }
   $("#cols", root).disabled = state.view !== "card";
+  grid?.relayout();
 }
 
 /** Load the data of the current tab (cached unless `force`) and render it. */
@@ -139,8 +158,7 @@ export async function load(force = false) {
     render({ reset: true });
     return;
   }
-  unobserveAll(itemsEl);
-  itemsEl.replaceChildren();
+  grid.setItems([], { reset: true });
   replace(statusEl, h("span", { class: "spinner", "aria-hidden": "true" }),
     t(state.pendingMode ? "pending.loading" : "library.loading"));
   statusEl.className = "lib-status loading";
@@ -185,77 +203,39 @@ function updateSelectAll(shown) {
 }
 
 /**
- * Re-draw the items of the current tab from the cache. Keeps the scroll position and at least as
- * many items as were drawn (so a click far down a big library does not lose its place), unless
- * `reset` (another tab, search or filter): then it starts again from the top.
+ * Re-draw the items of the current tab from the cache. Keeps the scroll position (so a click far
+ * down a big library does not lose its place), unless `reset` (another tab, search or filter):
+ * then it starts again from the top; `search`: only the search text changed. Only the rows on
+ * screen are built (vgrid.js).
  */
-export function render({ reset = false } = {}) {
+export function render({ reset = false, search = false } = {}) {
   if (!itemsEl) return;
   const all = tabItems();
-  baseSelect.refresh();
-  const shown = sortItems(applyFilters(all), () => render());
-  const adapter = currentAdapter();
-  sorter.refresh(all);
+  if (!search) baseSelect.refresh(); // the base counts and sort keys do not depend on the search
+  const shown = visibleItems(() => render());
+  if (!search) sorter.refresh(all);
   renderBar();
   countEl.textContent = t("library.count", { shown: shown.length, total: all.length });
   tagDropdown.refresh();
   pendingTools.hidden = !state.pendingMode;
   updateSelectAll(shown);
-  const before = reset ? 0 : rendered.size;
-  const scroll = reset ? 0 : itemsEl.scrollTop;
-  unobserveAll(itemsEl);
-  if (moreObserver) moreObserver.disconnect();
-  itemsEl.replaceChildren();
-  rendered = new Map();
   if (!statusEl.classList.contains("error") && !statusEl.classList.contains("loading")) {
     statusEl.textContent = shown.length ? "" : t(all.length ? "library.noMatch" : "library.empty");
   }
-  let next = 0;
-  const addChunk = (size) => {
-    const part = shown.slice(next, next + size).map((item) => {
-      const el = itemElement(item, adapter, state.view);
-      rendered.set(el.dataset.key, item);
-      return el;
-    });
-    next += part.length;
-    itemsEl.append(...part);
-    if (next < shown.length) {
-      const sentinel = h("div", { class: "sentinel" });
-      itemsEl.append(sentinel);
-      moreObserver = new IntersectionObserver((entries) => {
-        if (entries.some((e) => e.isIntersecting)) {
-          moreObserver.disconnect();
-          sentinel.remove();
-          addChunk(CHUNK);
-        }
-      }, { root: itemsEl, rootMargin: "400px" });
-      moreObserver.observe(sentinel);
-    }
-  };
-  addChunk(Math.max(CHUNK, before));
-  itemsEl.scrollTop = scroll;
+  grid.setItems(shown, { reset });
 }
 
 /** After a selection or tick changed: update the drawn items in place (no rebuild). */
 export function updateMarks() {
   if (!itemsEl) return;
   const adapter = currentAdapter();
-  for (const el of itemsEl.querySelectorAll("[data-key]")) {
-    const item = rendered.get(el.dataset.key);
-    if (item) markItem(el, item, adapter);
-  }
-  updateSelectAll(visibleItems());
+  grid.forEach((el, item) => markItem(el, item, adapter));
+  if (state.pendingMode) updateSelectAll(visibleItems());
 }
 
 /** Redraw the one item `key` (e.g. its preview changed), in place. */
 export function updateItem(key) {
-  if (!itemsEl) return;
-  for (const el of itemsEl.querySelectorAll("[data-key]")) {
-    if (el.dataset.key !== key) continue;
-    const item = rendered.get(key);
-    unobserveAll(el);
-    el.replaceWith(itemElement(item, currentAdapter(), state.view));
-  }
+  if (grid) grid.redraw(key);
 }
 
 /** Re-translate the parts built with t() (static ones carry data-i18n). */

@@ -46,12 +46,25 @@ function needsExtra(key, pending) {
 /** Forget the file times (after a scan, import or edit) so the next sort re-reads them. */
 export function invalidateSortKeys() {
   extra = null;
+  memo = null;
 }
 
 on("library:refresh", invalidateSortKeys);
 on("pending:loaded", invalidateSortKeys);
+on("model:saved", () => forgetSorted()); // a name or base model changed in place
 
-/** A sorted copy of `items`; when keys must be fetched first, `onReady` re-renders later. */
+const collator = new Intl.Collator(); // one collator: far cheaper than localeCompare per pair
+let memo = null; // {items, key, desc, pending, extra, sorted}: a search or filter does not re-sort
+
+/** Forget the last sort (the items' names or keys may have changed in place). */
+export function forgetSorted() {
+  memo = null;
+}
+
+/**
+ * A sorted copy of `items` (the same array again while neither the items nor the sort changed);
+ * when keys must be fetched first, `onReady` re-renders later.
+ */
 export function sortItems(items, onReady) {
   const pending = state.pendingMode;
   const key = keyOf(sort.key);
@@ -61,15 +74,20 @@ export function sortItems(items, onReady) {
         .finally(() => { extraLoading = null; if (onReady) onReady(); });
     }
   }
+  if (memo && memo.items === items && memo.key === key && memo.desc === sort.desc
+      && memo.pending === pending && memo.extra === extra) return memo.sorted;
   const dir = sort.desc ? -1 : 1;
-  const byName = (a, b) => text(a.name || a.path).localeCompare(text(b.name || b.path));
-  return items.map((item) => ({ item, value: key.get(item, pending) })).sort((a, b) => {
-    if (a.value === null || a.value === undefined) return (b.value === null || b.value === undefined) ? byName(a.item, b.item) : 1;
+  const entries = items.map((item) => ({ item, value: key.get(item, pending), name: text(item.name || item.path) }));
+  const byName = (a, b) => collator.compare(a.name, b.name);
+  const sorted = entries.sort((a, b) => {
+    if (a.value === null || a.value === undefined) return (b.value === null || b.value === undefined) ? byName(a, b) : 1;
     if (b.value === null || b.value === undefined) return -1;
     const c = typeof a.value === "number" && typeof b.value === "number"
-      ? a.value - b.value : String(a.value).localeCompare(String(b.value));
-    return c ? c * dir : byName(a.item, b.item);
+      ? a.value - b.value : collator.compare(String(a.value), String(b.value));
+    return c ? c * dir : byName(a, b);
   }).map((entry) => entry.item);
+  memo = { items, key, desc: sort.desc, pending, extra, sorted };
+  return sorted;
 }
 
 /** The sort picker and direction button; `onChange` re-renders the list. */
