@@ -13,7 +13,7 @@ from hikaze_manager import create_app
 from hikaze_manager.db import connection, upgrades
 from hikaze_manager.services.metadata.store import trigger_words_for
 from hikaze_manager.state import get_state
-from metadata_support import copy_sample, sample_metadata, write_safetensors
+from metadata_support import SAMPLES, copy_sample, sample_metadata, write_safetensors
 from test_db import SHA_A, make_reference_data_folder
 
 IMPORT = "/api/migration/import_models"
@@ -86,7 +86,8 @@ def test_precedence_lm_over_sm_over_header(client, db_conn, models_root):
     assert rec["trigger_words"] == ["sm word"]
     assert (rec["base_model"], rec["base_family"]) == ("Pony", "SDXL")
     assert rec["metadata_sources"] == {"name": "stability_matrix", "base_model": "stability_matrix",
-                                       "trigger_words": "stability_matrix"}
+                                       "trigger_words": "stability_matrix", "tags": "lora_manager"}
+    assert [t["name"] for t in rec["tags"]] == ["t"]
 
 
 def test_sidecar_of_another_file_is_not_applied_and_reported(client, db_conn, models_root):
@@ -220,3 +221,101 @@ def test_v2_data_folder_upgrades_and_keeps_its_data(tmp_path):
     # Running the step again (e.g. after another step added the same columns) is harmless.
     with connection(db_path) as conn:
         upgrades._file_metadata(conn)
+
+
+def _real_shaped(relative: str, sha: str) -> dict:
+    """A sample sidecar with its hashes and size pointed at the test's file (so it is applied)."""
+    data = json.loads((SAMPLES / relative).read_text(encoding="utf-8"))
+    data.pop("size", None)
+    if "Hashes" in data:
+        data["Hashes"] = {"SHA256": sha.upper()}
+    if "sha256" in data:
+        data["sha256"] = sha
+    for entry in data.get("files") or []:
+        entry["hashes"] = {"SHA256": sha.upper()}
+        entry.pop("sizeKB", None)
+    return data
+
+
+def tag_names(rec) -> list[str]:
+    return sorted(t["name"] for t in rec["tags"])
+
+
+def test_sidecar_tags_nsfw_and_author_reach_the_library(client, db_conn, models_root):
+    loras = models_root / "loras"
+    sha, _ = write_safetensors(loras / "anime.safetensors", {"modelspec.author": "header author"})
+    lm = _real_shaped("lora_manager/lora-civitai.metadata.json", sha)
+    lm["tags"] = [" anime ", "Anime", "None", "", "Unknown", "x" * 65, *lm["tags"]]
+    (loras / "anime.metadata.json").write_text(json.dumps(lm))
+    sm = _real_shaped("derived/stability_matrix/pp-enchanted-whimsy.cm-info.json", sha)
+    sm.update({"Tags": ["sm tag"], "Nsfw": True})
+    (loras / "anime.cm-info.json").write_text(json.dumps(sm))
+    scan_and_promote(client, db_conn)
+    rec = record(client, sha)
+    # LM comes first and has tags: SM's tags are not mixed in; SM's nsfw still gives NSFW.
+    assert tag_names(rec) == ["NSFW", "anime", "cel shading", "illustration", "style"]
+    assert rec["metadata_sources"]["tags"] == "lora_manager"
+    assert rec["author"] == "PixelPawsAI" and rec["metadata_sources"]["author"] == "stability_matrix"
+    linked = db_conn.execute("SELECT COUNT(*) FROM model_tags WHERE model_hash = ?", (sha,))
+    assert linked.fetchone()[0] == 5
+    # The panel's NSFW filter shares the one tag whatever the case.
+    assert [t["name"] for t in client.get("/api/tags").get_json()["tags"]].count("NSFW") == 1
+
+
+def test_info_tags_and_at_most_twenty(client, db_conn, models_root):
+    checkpoints = models_root / "checkpoints"
+    sha, _ = write_safetensors(checkpoints / "frog.safetensors", {})
+    info = _real_shaped("civitai_info/civitai_docs_v1318_froggy_style.civitai.info", sha)
+    info["model"]["tags"] = [f"tag {i}" for i in range(30)]
+    info["creator"] = {"username": "frogger"}
+    (checkpoints / "frog.civitai.info").write_text(json.dumps(info))
+    scan_and_promote(client, db_conn)
+    rec = record(client, sha)
+    assert len(rec["tags"]) == 20 and "NSFW" not in tag_names(rec)  # model.nsfw is false
+    assert rec["author"] == "frogger"
+
+
+def test_user_tag_and_author_edits_win_over_reread(client, db_conn, models_root):
+    loras = models_root / "loras"
+    sha, _ = write_safetensors(loras / "u.safetensors", {})
+    sidecar = loras / "u.cm-info.json"
+    sidecar.write_text(json.dumps({"ModelName": "U", "Tags": ["imported"],
+                                   "AuthorUsername": "someone", "Hashes": {"SHA256": sha}}))
+    scan_and_promote(client, db_conn)
+    assert tag_names(record(client, sha)) == ["imported"]
+    mine = client.post("/api/tags_add", json={"newtags": ["mine"]}).get_json()["tags"][0]["id"]
+    patched = client.patch(f"/api/models/{sha}", json={"tags": [mine], "author": " Me "})
+    assert patched.status_code == 200
+    body = patched.get_json()
+    assert body["author"] == "Me" and body["metadata_sources"]["tags"] == "user"
+    assert body["metadata_sources"]["author"] == "user"
+    sidecar.write_text(json.dumps({"ModelName": "U", "Tags": ["newer"], "Nsfw": True,
+                                   "AuthorUsername": "other", "Hashes": {"SHA256": sha}}))
+    assert client.post(REREAD, json={"sha256": [sha]}).status_code == 200
+    rec = record(client, sha)
+    assert tag_names(rec) == ["mine"] and rec["author"] == "Me"
+
+
+def test_batch_tag_edit_makes_tags_the_users(client, db_conn, models_root):
+    loras = models_root / "loras"
+    sha, _ = write_safetensors(loras / "b.safetensors", {})
+    sidecar = loras / "b.cm-info.json"
+    sidecar.write_text(json.dumps({"Tags": ["one"], "Hashes": {"SHA256": sha}}))
+    scan_and_promote(client, db_conn)
+    response = client.post("/api/models/tags", json={"sha256": [sha], "remove": ["one"]})
+    assert response.status_code == 200, response.get_json()
+    sidecar.write_text(json.dumps({"Tags": ["two"], "Nsfw": True, "Hashes": {"SHA256": sha}}))
+    client.post(REREAD, json={"sha256": [sha]})
+    rec = record(client, sha)
+    assert rec["tags"] == [] and rec["metadata_sources"]["tags"] == "user"
+
+
+def test_nsfw_added_on_reread_while_tags_are_imported(client, db_conn, models_root):
+    loras = models_root / "loras"
+    sha, _ = write_safetensors(loras / "n.safetensors", {"modelspec.tags": "a, b, Unknown"})
+    scan_and_promote(client, db_conn)
+    assert tag_names(record(client, sha)) == ["a", "b"]
+    (loras / "n.cm-info.json").write_text(json.dumps({"Nsfw": True, "Tags": ["c"],
+                                                      "Hashes": {"SHA256": sha}}))
+    assert client.post(REREAD, json={"sha256": [sha]}).get_json()["updated"] == [sha]
+    assert tag_names(record(client, sha)) == ["NSFW", "a", "b"]  # has tags: only NSFW is added

@@ -124,6 +124,7 @@ def test_get_model_full_record(client, library, models_root):
         "meta_json": {"description": "desc A", "community_links": "https://example.test/a",
                       "images_count": 0, "prompts": {"positive": "pos", "negative": "neg"}},
         "tags": [{"id": 2, "name": "Anime"}, {"id": 1, "name": "nsfw"}],
+        "author": "",
         # Metadata from files (issue 13): nothing imported for this model yet.
         "base_model": "", "base_family": "UNKNOWN", "trigger_words": [], "training_tags": [],
         "header_metadata": None, "autov2": SHA_A[:10], "autov3": "", "metadata_sources": {},

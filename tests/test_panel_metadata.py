@@ -24,7 +24,8 @@ def _seed(panel):
     _, pepper = panel.write_model("loras", "pepper.safetensors",
                                   safetensors_bytes(sample_metadata("civitai_seed_pepper_carrot_sdxl.json")))
     (loras / "pepper.civitai.info").write_text(json.dumps(
-        {"model": {"name": "Pepper"}, "baseModel": "Illustrious", "trainedWords": ["pepper girl"]}))
+        {"model": {"name": "Pepper"}, "baseModel": "Illustrious", "trainedWords": ["pepper girl"],
+         "creator": {"username": "carrot"}}))
     (loras / "pepper.preview.png").write_bytes(png_bytes(color=(10, 200, 10)))
     _, soraka = panel.write_model("loras", "soraka.safetensors",
                                   safetensors_bytes(sample_metadata("kohya_sd15_soraka_classic.json")))
@@ -65,6 +66,8 @@ def test_details_trigger_words_training_tags_raw_header_and_preview(panel, page)
     assert "AutoV2 " + shas["pepper"][:10].upper() in page.inner_text("#d-short-hashes")
     assert "AutoV3" in page.inner_text("#d-short-hashes")
     assert "Civitai Helper" in page.inner_text("#d-meta-sources")
+    assert page.inner_text("#d-author") == "Author: carrot"
+    assert "author ← Civitai Helper" in page.inner_text("#d-meta-sources")
     # The raw header is collapsed until asked for.
     assert not page.is_visible("#d-raw-header-json")
     page.click("#d-raw-header summary")

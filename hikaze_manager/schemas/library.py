@@ -34,6 +34,7 @@ class ModelRecordSchema(ma.Schema):
     created_at = fields.Integer()
     meta_json = fields.Nested(MetaJsonSchema)
     tags = fields.List(fields.Nested(TagSchema))
+    author = fields.String()
     # Metadata read from the model file and the files beside it (see services/metadata).
     base_model = fields.String()
     base_family = fields.String()
@@ -100,6 +101,7 @@ class ModelPatchSchema(BodySchema):
     type = fields.String(allow_none=True, validate=validate.Length(max=200))
     meta_json = fields.Nested(MetaPatchSchema)
     tags = fields.List(TagRef())
+    author = fields.String(allow_none=True, validate=validate.Length(max=200))
     base_model = fields.String(allow_none=True, validate=validate.Length(max=200))
     trigger_words = fields.List(
         fields.String(validate=validate.Length(min=1, max=2000)), validate=validate.Length(max=500)

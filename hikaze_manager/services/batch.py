@@ -15,6 +15,7 @@ from .. import db
 from ..errors import BadRequest
 from . import tags as tags_service
 from .images import ImageStore
+from .metadata import store as metadata_store
 from .files import remove_quietly
 from .image_processing import TIERS
 
@@ -96,6 +97,8 @@ def edit_tags(conn: sqlite3.Connection, shas: list[str], add: list, remove: list
             "SELECT m.value, t.value FROM json_each(?) m, json_each(?) t",
             (selection, _as_json(add_ids)),
         ).rowcount if add_ids else 0
+        if remove_ids or add_ids:
+            metadata_store.mark_user_owned(conn, models, "tags")
     return {
         "models": len(models),
         "added": [t for t in added if t["id"] in set(add_ids)],

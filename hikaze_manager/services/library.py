@@ -163,6 +163,7 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
         "created_at": created_at or 0,
         "meta_json": shape_meta(parse_meta(meta_json), images_count),
         "tags": model_tags(conn, sha256),
+        "author": as_text(parse_meta(meta_json).get("author")),
         **metadata_store.record_fields(conn, sha256, base_model, base_family),
     }
 
@@ -229,6 +230,9 @@ def update_model(
                 "apply your changes again",
                 details={"etag": model_etag(conn, sha256)},
             )
+        if "author" in changes:  # kept in the meta with the other texts a person can type
+            meta_changes = {**changes.get("meta_json", {}), "author": (changes["author"] or "").strip()}
+            changes = {**changes, "meta_json": meta_changes}
         assignments: dict[str, object] = {}
         for key in ("name", "type"):
             if key in changes:
@@ -244,6 +248,10 @@ def update_model(
             assignments["meta_json"] = json.dumps(meta, ensure_ascii=False)
         if "tags" in changes:
             tag_ids = tags_service.require_tag_ids(conn, changes["tags"])
+            old_ids = {r[0] for r in conn.execute(
+                "SELECT tag_id FROM model_tags WHERE model_hash = ?", (sha256,))}
+            if set(tag_ids) != old_ids:
+                metadata_store.mark_user_owned(conn, [sha256], "tags")
             conn.execute("DELETE FROM model_tags WHERE model_hash = ?", (sha256,))
             conn.executemany(
                 "INSERT INTO model_tags(model_hash, tag_id) VALUES (?, ?)",

@@ -191,12 +191,13 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
                 _override_model(conn, target, current, meta, digest.size)
             else:
                 _merge_model(conn, target, current, meta)
-            summary = apply_import(conn, sha, found, autov3=autov3 or None)
+            # Tags given in the pending list first: imported tags then count them as the user's.
             conn.execute(
                 "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
                 "SELECT ?, tag_id FROM pending_model_tags WHERE model_id = ?",
                 (sha, pending_id),
             )
+            summary = apply_import(conn, sha, found, autov3=autov3 or None)
             conn.execute("DELETE FROM pending_import WHERE id = ?", (pending_id,))
             keep_image = _image_still_used(conn, image_name)
             if write_id is not None:

@@ -36,6 +36,7 @@ export function metadataView({ onReread, onStatus }) {
   const copy = h("button", { type: "button", class: "btn", id: "d-trigger-copy" },
     i18nText("span", "meta.copyWords"));
   const training = h("div", { class: "tag-row training-tags", id: "d-training-tags" });
+  const author = h("div", { class: "muted meta-author", id: "d-author" });
   const hashes = h("div", { class: "muted mono short-hashes", id: "d-short-hashes" });
   const sources = h("div", { class: "muted meta-sources", id: "d-meta-sources" });
   const problems = h("ul", { class: "meta-problems", id: "d-meta-problems" });
@@ -72,7 +73,7 @@ export function metadataView({ onReread, onStatus }) {
       h("div", { class: "field-row" }, words, copy)),
     h("div", { class: "field" }, i18nText("span", "meta.trainingTags", { class: "field-label" }),
       training),
-    hashes, sources, problems, raw,
+    author, hashes, sources, problems, raw,
     h("div", { class: "details-actions" }, reread));
 
   function fill(record) {
@@ -85,6 +86,7 @@ export function metadataView({ onReread, onStatus }) {
       type: "button", class: "chip small training-tag", title: t("meta.addWord"),
       dataset: { tag: entry.tag }, onclick: () => addWord(entry.tag),
     }, `${entry.tag} (${entry.count})`)) : i18nText("span", "meta.noTrainingTags", { class: "muted" }));
+    author.textContent = record.author ? t("meta.author", { name: record.author }) : "";
     hashes.textContent = `AutoV2 ${String(record.autov2 || "").toUpperCase()}`
       + (record.autov3 ? ` · AutoV3 ${record.autov3.toUpperCase()}` : "");
     const from = Object.entries(record.metadata_sources || {});

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..tags import normalize_tag_name
 from .textio import clean_text
 
 # Sidecar order; the header and the file name come after every sidecar.
@@ -9,6 +10,8 @@ SOURCE_ORDER = ("lora_manager", "stability_matrix", "a1111", "civitai_info", "mo
 HEADER, FILE_NAME = "header", "file_name"
 FIELDS = ("name", "base_model", "trigger_words", "description", "link", "tags", "author",
           "nsfw", "preferred_weight", "prompt", "negative_prompt")
+MAX_TAGS, MAX_TAG_LENGTH = 20, 64
+_PLACEHOLDERS = ("none", "unknown")
 _FAMILIES = (
     ("SDXL", ("sdxl", "stable-diffusion-xl", "pony", "illustrious", "noobai")),
     ("SD3", ("sd3", "sd 3", "stable-diffusion-3")),
@@ -30,6 +33,22 @@ def base_family(base_model: str, header: dict | None = None) -> str:
     if header.get("ss_v2"):
         return "SD2"
     return "SD1" if header.get("kohya") else "UNKNOWN"
+
+
+def clean_tags(value) -> list[str]:
+    """Imported tags: trimmed, no empties or placeholders, no duplicates ignoring case, capped."""
+    result: list[str] = []
+    seen: set[str] = set()
+    for raw in value if isinstance(value, list) else []:
+        name = normalize_tag_name(raw) if isinstance(raw, str) else ""
+        key = name.casefold()
+        if not name or key in _PLACEHOLDERS or len(name) > MAX_TAG_LENGTH or key in seen:
+            continue
+        seen.add(key)
+        result.append(name)
+        if len(result) == MAX_TAGS:
+            break
+    return result
 
 
 def mismatch(fields: dict, sha256: str | None, size: int | None) -> str | None:
@@ -73,6 +92,8 @@ def resolve(found: dict, sha256: str | None, size: int | None) -> dict:
                 unverified.append(source)
         for key in FIELDS:
             value = fields.get(key)
+            if key == "tags":
+                value = clean_tags(value)
             if key not in values and value not in (None, "", [], {}):
                 values[key] = value
                 sources[key] = source

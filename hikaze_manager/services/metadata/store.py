@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 
 from ... import db
+from .. import tags as tags_service
 from . import merge
 from .textio import word_list
 
@@ -25,7 +26,9 @@ HEADER_EXTRA = ("resolution", "network_module", "network_dim", "network_alpha", 
 # Import field -> where it lives: a ``models`` column, a ``meta_json`` path, or model_metadata.
 _MODEL_COLUMNS = {"name": "name", "base_model": "base_model"}
 _META_PATHS = {"description": ("description",), "link": ("community_links",),
-               "prompt": ("prompts", "positive"), "negative_prompt": ("prompts", "negative")}
+               "prompt": ("prompts", "positive"), "negative_prompt": ("prompts", "negative"),
+               "author": ("author",)}
+NSFW_TAG = "NSFW"
 OWNED_FIELDS = (*_MODEL_COLUMNS, *_META_PATHS, "trigger_words")
 
 
@@ -126,6 +129,8 @@ def apply_import(conn: sqlite3.Connection, sha256: str, found: Mapping | None, *
             sources[field] = origin[field]
             if new != current:
                 applied.append(field)
+        if _import_tags(conn, sha256, values, origin, sources):
+            applied.append("tags")
         header = found.get("header_fields") or {}
         base_model = columns.get("base_model", model["base_model"] or "")
         columns["base_family"] = merge.base_family(base_model, header)
@@ -154,6 +159,41 @@ def apply_import(conn: sqlite3.Connection, sha256: str, found: Mapping | None, *
             row["autov3"] = autov3
         _write_row(conn, sha256, row)
     return {"applied": applied, **report}
+
+
+def _import_tags(conn: sqlite3.Connection, sha256: str, values: Mapping, origin: Mapping,
+                 sources: dict) -> bool:
+    """Imported tags onto a model with none yet, and NSFW while its tags are not the user's.
+
+    Tags the model has without a recorded source (set in the pending list, or before this
+    feature) count as the user's. Returns True if a tag was linked.
+    """
+    if sources.get("tags") == USER:
+        return False
+    has_tags = conn.execute(
+        "SELECT 1 FROM model_tags WHERE model_hash = ? LIMIT 1", (sha256,)).fetchone() is not None
+    if has_tags and "tags" not in sources:
+        return False
+    names = [] if has_tags else list(values.get("tags") or [])
+    if values.get("nsfw") is True:
+        names.append(NSFW_TAG)
+    if not names:
+        return False
+    linked = conn.executemany(
+        "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) VALUES (?, ?)",
+        [(sha256, tag["id"]) for tag in tags_service.ensure_tags(conn, names)],
+    ).rowcount
+    sources["tags"] = origin.get("tags") or origin.get("nsfw")
+    return linked > 0
+
+
+def mark_user_owned(conn: sqlite3.Connection, sha256s, field: str) -> None:
+    """Inside a transaction: ``field`` of each model becomes the user's (imports leave it)."""
+    for sha256 in sha256s:
+        sources = _loads(_metadata_row(conn, sha256).get("sources"), {})
+        if sources.get(field) != USER:
+            sources[field] = USER
+            _write_row(conn, sha256, {"sources": _dumps(sources)})
 
 
 def apply_user_changes(conn: sqlite3.Connection, sha256: str, before: Mapping, changes: Mapping) -> None:
