@@ -1,0 +1,100 @@
+"""Hostile review of the merged features together: list cache freshness after every new write
+route, ETag changes after batch edits, per-thread connections after failed requests."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from hikaze_manager.state import get_state
+
+A, B = "a" * 64, "b" * 64
+HEADERS = {"Content-Type": "application/json"}
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _lists(client):
+    return {
+        url: client.get(url).get_json()
+        for url in ("/api/models?type=checkpoints", "/api/models?type=loras", "/api/tags",
+                    "/api/migration/pending_models", "/api/models/get_types")
+    }
+
+
+def _assert_fresh(app, client, what):
+    cached = _lists(client)
+    get_state(app).lists.clear()
+    assert cached == _lists(client), f"stale list after {what}"
+
+
+def test_every_management_write_is_seen_by_the_next_list(app, client, add_model, make_model_file, db_conn):
+    pa, sa = make_model_file("checkpoints/a.safetensors", b"A" * 100)
+    pb, sb = make_model_file("checkpoints/b.safetensors", b"B" * 100)
+    add_model(sa, str(pa), name="a")
+    add_model(sb, str(pb), name="b")
+    r = client.post("/api/images/upload", data={"sha256": sa, "image": (io.BytesIO(_png()), "p.png")},
+                    content_type="multipart/form-data")
+    assert r.status_code in (200, 201), r.get_json()
+    _assert_fresh(app, client, "upload")
+    steps = [
+        ("/api/models/tags", {"sha256": [sa, sb], "add": ["x", "y"]}),
+        ("/api/models/set_type", {"sha256": [sb], "type": "loras"}),
+    ]
+    for url, body in steps:
+        _lists(client)
+        r = client.post(url, json=body)
+        assert r.status_code == 200, (url, r.get_json())
+        _assert_fresh(app, client, url)
+    tags = {t["name"]: t["id"] for t in client.get("/api/tags").get_json()["tags"]} \
+        if isinstance(client.get("/api/tags").get_json(), dict) else \
+        {t["name"]: t["id"] for t in client.get("/api/tags").get_json()}
+    for url, body in [
+        ("/api/tags/rename", {"id": tags["x"], "name": "x2"}),
+        ("/api/tags/merge", {"source": [tags["y"]], "target": "x2"}),
+        ("/api/tags/delete", {"id": [tags["x"]]}),
+        ("/api/models/remove", {"sha256": [sa]}),
+    ]:
+        _lists(client)
+        r = client.post(url, json=body)
+        assert r.status_code == 200, (url, r.get_json())
+        _assert_fresh(app, client, url)
+    assert get_state(app).images.count(sa) == 0
+
+
+def test_sets_left_by_a_kill_after_removal_commit_are_gone_at_the_next_start(app_config, tmp_path):
+    """POST /api/models/remove commits, then deletes the pictures: a kill in between leaves the
+    sets of a model that no longer exists. The next start removes them, so a later re-import of
+    the same file does not show the removed model's pictures."""
+    from hikaze_manager import create_app
+    from hikaze_manager.db import connection
+
+    first = create_app(app_config)
+    client = first.test_client()
+    with connection(first.config["DATABASE"]) as conn:
+        for sha in (A, B):
+            conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                         "VALUES (?, ?, ?, 'checkpoints', 1, 1)", (sha, f"/m/{sha[:4]}", sha[:4]))
+    for sha in (A, B):
+        r = client.post("/api/images/upload", data={"sha256": sha, "image": (io.BytesIO(_png()), "p.png")},
+                        content_type="multipart/form-data")
+        assert r.status_code == 200, r.get_json()
+    images_dir = get_state(first).images.images_dir
+    with connection(first.config["DATABASE"]) as conn:  # what the kill leaves: row gone, files kept
+        conn.execute("DELETE FROM models WHERE sha256 = ?", (A,))
+    assert any(p.name.startswith(A) for p in images_dir.iterdir())
+    get_state(first).lists.close()
+
+    second = create_app(app_config)
+    assert not [p.name for p in images_dir.iterdir() if p.name.startswith(A)]
+    assert get_state(second).images.count(B) == 1  # a model still in the library keeps its set
+    with connection(second.config["DATABASE"]) as conn:
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, '/m/a', 'a', 'checkpoints', 1, 1)", (A,))
+    record = second.test_client().get(f"/api/models/{A}").get_json()
+    assert record["meta_json"]["images_count"] == 0
