@@ -98,3 +98,45 @@ def test_sets_left_by_a_kill_after_removal_commit_are_gone_at_the_next_start(app
                      "VALUES (?, '/m/a', 'a', 'checkpoints', 1, 1)", (A,))
     record = second.test_client().get(f"/api/models/{A}").get_json()
     assert record["meta_json"]["images_count"] == 0
+
+
+def test_batch_edits_make_an_open_edit_stale(client, add_model, make_model_file):
+    path, sha = make_model_file("checkpoints/e.safetensors", b"E" * 64)
+    add_model(sha, str(path), name="e")
+    etags = [client.get(f"/api/models/{sha}").headers["ETag"]]
+    for url, body in [("/api/models/tags", {"sha256": [sha], "add": ["t"]}),
+                      ("/api/models/set_type", {"sha256": [sha], "type": "loras"})]:
+        assert client.post(url, json=body).status_code == 200
+        etags.append(client.get(f"/api/models/{sha}").headers["ETag"])
+    assert len(set(etags)) == 3
+    stale = client.patch(f"/api/models/{sha}", json={"tags": []}, headers={"If-Match": etags[0]})
+    assert stale.status_code == 412
+    assert [t["name"] for t in client.get(f"/api/models/{sha}").get_json()["tags"]] == ["t"]
+
+
+def test_hostile_ids_on_management_routes_are_400s(no_propagation, add_model):
+    client = no_propagation.test_client()
+    add_model(A, "/m/a")
+    bodies = [
+        ("/api/models/tags", {"sha256": [A], "add": [{"id": "9" * 5000}]}),
+        ("/api/models/tags", {"sha256": [A], "add": ["\ud800"]}),
+        ("/api/models/tags", {"sha256": [A], "remove": [1.5]}),
+        ("/api/models/tags", {"sha256": [A], "add": [True]}),
+        ("/api/models/tags", {"sha256": [A, None], "add": ["x"]}),
+        ("/api/models/tags", {"sha256": "a" * 64, "add": ["x"]}),
+        ("/api/models/set_type", {"sha256": [A], "type": "\ud800"}),
+        ("/api/tags/rename", {"id": "٣", "name": "x"}),
+        ("/api/tags/rename", {"id": 2**70, "name": "x"}),
+        ("/api/tags/merge", {"source": ["²"], "target": 1}),
+        ("/api/tags/merge", {"source": [1], "target": {"id": "9" * 30}}),
+        ("/api/tags/delete", {"id": [-1]}),
+        ("/api/files/restore", {"id": "1234567890-abcdef0\u0660"}),
+        ("/api/files/trash", {"path": "/etc/passwd", "confirm": "passwd"}),
+        ("/api/models/reread_metadata", {"sha256": ["\ud800"]}),
+        ("/api/models/reread_metadata", {"sha256": [A], "async": "yes"}),
+    ]
+    for url, body in bodies:
+        import json
+        r = client.post(url, data=json.dumps(body), headers=HEADERS)
+        assert 400 <= r.status_code < 500, (url, body, r.status_code, r.data[:200])
+        assert "error" in r.get_json()
