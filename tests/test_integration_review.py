@@ -140,3 +140,51 @@ def test_hostile_ids_on_management_routes_are_400s(no_propagation, add_model):
         r = client.post(url, data=json.dumps(body), headers=HEADERS)
         assert 400 <= r.status_code < 500, (url, body, r.status_code, r.data[:200])
         assert "error" in r.get_json()
+
+
+def test_a_server_thread_reusing_its_connection_after_failed_requests_sees_fresh_data(app, add_model):
+    """One waitress thread serves everything: a 412 raised inside a transaction, a 404 raised inside
+    a read transaction, a 304, a 400 must leave its reused connection without a lock or snapshot."""
+    import json
+    import sqlite3
+    import urllib.error
+    import urllib.request
+
+    from hikaze_manager.server import start_server
+
+    add_model(A, "/m/a", name="one")
+    handle = start_server(app, "127.0.0.1", 0, threads=1)
+    base = handle.url.rstrip("/")
+
+    def call(method, path, body=None, headers=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={**HEADERS, **(headers or {})} if data else (headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    try:
+        status, headers, _ = call("GET", f"/api/models/{A}")
+        etag = headers["ETag"]
+        assert call("PATCH", f"/api/models/{A}", {"name": "two"})[0] == 200
+        assert call("PATCH", f"/api/models/{A}", {"name": "x"}, {"If-Match": etag})[0] == 412
+        assert call("GET", f"/api/models/{B}")[0] == 404
+        assert call("PATCH", f"/api/models/{A}", {"tags": [999]})[0] == 400
+        status, headers, _ = call("GET", "/api/models?type=checkpoints")
+        assert call("GET", "/api/models?type=checkpoints", headers={"If-None-Match": headers["ETag"]})[0] == 304
+        other = sqlite3.connect(app.config["DATABASE"], timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # no lock left behind by the server's connection
+            other.execute("UPDATE models SET name = 'three' WHERE sha256 = ?", (A,))
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        assert json.loads(call("GET", f"/api/models/{A}")[2])["name"] == "three"
+        listed = json.loads(call("GET", "/api/models?type=checkpoints")[2])
+        assert "three" in json.dumps(listed)
+        assert call("PATCH", f"/api/models/{A}", {"name": "four"})[0] == 200
+    finally:
+        handle.stop()
