@@ -188,3 +188,43 @@ def test_a_server_thread_reusing_its_connection_after_failed_requests_sees_fresh
         assert call("PATCH", f"/api/models/{A}", {"name": "four"})[0] == 200
     finally:
         handle.stop()
+
+
+def test_two_rereads_at_once_add_the_preview_beside_the_file_once(app, add_model, models_root):
+    """Re-read adds the preview beside the file "if the model has no picture yet": two re-reads
+    racing through a real server must not both decide so and give the model two equal sets."""
+    import json
+    import os
+    import threading
+    import urllib.request
+
+    from metadata_support import write_safetensors
+
+    from hikaze_manager.server import start_server
+
+    loras = models_root / "loras"
+    sha, _ = write_safetensors(loras / "p.safetensors", {})
+    noise = Image.frombytes("RGB", (1600, 1600), os.urandom(1600 * 1600 * 3))
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    (loras / "p.preview.png").write_bytes(buf.getvalue())
+    add_model(sha, str(loras / "p.safetensors"), type="loras")
+    handle = start_server(app, "127.0.0.1", 0, threads=4)
+    statuses = []
+
+    def reread():
+        req = urllib.request.Request(handle.url + "api/models/reread_metadata", method="POST",
+                                     data=json.dumps({"sha256": [sha]}).encode(), headers=HEADERS)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            statuses.append(r.status)
+
+    try:
+        workers = [threading.Thread(target=reread) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        handle.stop()
+    assert statuses == [200, 200, 200]
+    assert get_state(app).images.count(sha) == 1
