@@ -228,3 +228,45 @@ def test_two_rereads_at_once_add_the_preview_beside_the_file_once(app, add_model
         handle.stop()
     assert statuses == [200, 200, 200]
     assert get_state(app).images.count(sha) == 1
+
+
+def test_two_imports_of_one_pending_model_at_once_keep_its_picture(app, db_conn, make_model_file):
+    """The loser of two concurrent promotions undoes its picture set; the winner's equal set
+    must survive (undo by picture digest must not take it)."""
+    import json
+    import os
+    import threading
+    import urllib.request
+
+    from hikaze_manager.server import start_server
+
+    path, sha = make_model_file("checkpoints/race.safetensors", os.urandom(1 << 16))
+    images = get_state(app).images
+    noise = Image.frombytes("RGB", (1600, 1600), os.urandom(1600 * 1600 * 3))
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    name = images.save_pending_image("race.png", buf.getvalue())
+    pid = db_conn.execute(
+        "INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at, meta_json)"
+        " VALUES (?, '', 'race', 'checkpoints', ?, 1, ?)",
+        (str(path), 1 << 16, json.dumps({"images": [name]}))).lastrowid
+    handle = start_server(app, "127.0.0.1", 0, threads=4)
+    reports = []
+
+    def promote():
+        req = urllib.request.Request(handle.url + "api/migration/import_models", method="POST",
+                                     data=json.dumps({"id": [pid]}).encode(), headers=HEADERS)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            reports.append(json.loads(r.read()))
+
+    try:
+        workers = [threading.Thread(target=promote) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        handle.stop()
+    assert sum(len(r["success"]) for r in reports) == 1, reports
+    assert db_conn.execute("SELECT 1 FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    assert images.count(sha) == 1
