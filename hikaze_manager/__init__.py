@@ -46,7 +46,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 def _build_state(app: Flask, paths: DataPaths) -> AppState:
     from .db import connection
     from .db import upgrades
-    from .services import image_journal
+    from .services import batch, image_journal
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
     from .services.jobs import JobManager
@@ -73,6 +73,10 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
                     image_journal.recover(conn, images)
                 except (OSError, sqlite3.Error) as exc:
                     logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
+                try:  # a kill between a removal's commit and its picture deletes
+                    batch.remove_orphan_sets(conn, images)
+                except (OSError, sqlite3.Error) as exc:
+                    logger.error("[Hikaze] removing sets of removed models failed: %s", exc)
         read_only_reason = result.read_only_reason
     except (OSError, sqlite3.OperationalError) as exc:
         # A folder we cannot write (read-only disk, permissions) still opens: read-only, with why.

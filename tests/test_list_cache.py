@@ -279,8 +279,14 @@ def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
     # One listing of images/ at start-up (recover) removes them before this run writes any.
     from hikaze_manager.services.files import TMP_PREFIX
 
+    from hikaze_manager.db import connection
+
+    first = create_app(app_config)  # a library whose model owns the set below (orphan sets go)
+    with connection(first.config["DATABASE"]) as conn:
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, '/m/a', 'a', 'checkpoints', 1, 1)", ("a" * 64,))
     images = tmp_path / "data" / "images"
-    (images / "pending").mkdir(parents=True)
+    (images / "pending").mkdir(parents=True, exist_ok=True)
     leftovers = [images / f"{TMP_PREFIX}crashed.webp", images / "pending" / f"{TMP_PREFIX}crashed.png",
                  tmp_path / "data" / f"{TMP_PREFIX}types.json"]
     for path in leftovers:

@@ -389,3 +389,20 @@ def test_a_picture_already_in_the_sets_is_not_added_again(client, app, db_conn, 
     pid = add_pending(path, meta={"images": [image_name]})
     assert _import(client, [pid], "merge")["success"] == [pid]
     assert images.count(sha) == 1
+
+
+def test_a_pending_picture_already_in_the_library_is_not_left_behind(client, app, db_conn, add_model,
+                                                                     make_model_file, add_pending):
+    """The same picture is not added twice, and its pending original is still removed with its row
+    (it used to stay in pending/ forever: nothing refers to it any more)."""
+    data = os.urandom(256)
+    old, sha = make_model_file("checkpoints/a.safetensors", data)
+    add_model(sha, str(old), size_bytes=len(data))
+    images = get_state(app).images
+    images.add_image(sha, png_bytes("blue"))
+    copy, _ = make_model_file("checkpoints/copy/a.safetensors", data)
+    image_name = images.save_pending_image("same.png", png_bytes("blue"))
+    pid = add_pending(copy, meta={"images": [image_name]})
+    assert _import(client, [pid], "override")["success"] == [pid]
+    assert images.count(sha) == 1
+    assert images.pending_image_path(image_name) is None

@@ -124,8 +124,8 @@ def remove_models(conn: sqlite3.Connection, store: ImageStore, shas: list[str]) 
     """Remove models from the library (rows and tag links in one transaction), then their pictures.
 
     The model files are not touched. Picture removal runs after the commit and is idempotent: a
-    crash in between leaves sets of a model that no longer exists, which :func:`remove_picture_sets`
-    (or the start-up sweep of orphan sets) deletes on the next run.
+    crash in between leaves sets of a model that no longer exists, which
+    :func:`remove_orphan_sets` deletes at the next start.
     """
     with db.transaction(conn):
         models = require_models(conn, shas)
@@ -134,6 +134,24 @@ def remove_models(conn: sqlite3.Connection, store: ImageStore, shas: list[str]) 
         conn.execute(f"DELETE FROM models WHERE sha256 IN ({_SELECTED})", (selection,))
     pictures = remove_picture_sets(store, models)
     return {"removed": len(models), "sha256": models, "pictures_removed": pictures}
+
+
+def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore) -> int:
+    """At start-up: delete the sets of models no longer in the library (and not announced in the
+    image journal), so a re-imported file never shows a removed model's pictures."""
+    try:
+        names = os.listdir(store.images_dir)
+    except FileNotFoundError:
+        return 0
+    owners = {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
+    if not owners:
+        return 0
+    known = {row[0] for row in conn.execute(
+        f"SELECT sha256 FROM models WHERE sha256 IN ({_SELECTED})"
+        f" UNION SELECT sha256 FROM image_writes WHERE sha256 IN ({_SELECTED})",
+        (_as_json(owners), _as_json(owners)))}
+    orphans = sorted(owners - known)
+    return remove_picture_sets(store, orphans) if orphans else 0
 
 
 def remove_picture_sets(store: ImageStore, shas: list[str]) -> int:

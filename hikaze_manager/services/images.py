@@ -51,6 +51,10 @@ COUNTS_SETTLE_NS = 3_000_000_000
 # --- the store ------------------------------------------------------------------------------
 
 
+class _AlreadyHasPicture(Exception):
+    pass
+
+
 class ImageStore:
     """The image sets of every model and the pending originals; one instance per app."""
 
@@ -149,8 +153,11 @@ class ImageStore:
         with self._workers:
             return process_image(data)
 
-    def add_processed(self, sha256: str, tiers: dict[str, bytes]) -> int:
-        """Write already-encoded tiers as the next set, atomically; returns its seq."""
+    def add_processed(self, sha256: str, tiers: dict[str, bytes], *, first_only: bool = False) -> int | None:
+        """Write already-encoded tiers as the next set, atomically; returns its seq.
+
+        ``first_only``: only as the model's first set (None, nothing written, if it has one).
+        """
         self.images_dir.mkdir(parents=True, exist_ok=True)
         temps: dict[str, str] = {}
         placed: list[Path] = []
@@ -159,6 +166,8 @@ class ImageStore:
                 temps[tier] = self._write_temp(tiers[tier])
             with self._lock(sha256):
                 seq = self.count(sha256)
+                if seq and first_only:  # checked under the lock: two callers cannot both be first
+                    raise _AlreadyHasPicture
                 for tier in ("low", "medium", "high"):  # high last: it makes the set exist
                     final = self.set_path(sha256, seq, tier)
                     os.replace(temps[tier], final)
@@ -166,6 +175,10 @@ class ImageStore:
                     placed.append(final)
                 fsync_dir(self.images_dir)
             return seq
+        except _AlreadyHasPicture:
+            for tmp in temps.values():
+                remove_quietly(Path(tmp))
+            return None
         except BaseException:
             for path in reversed(placed):
                 remove_quietly(path)

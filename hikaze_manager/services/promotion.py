@@ -168,10 +168,9 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             _delete_pending_image(images, image_name)
         return "deleted", pending_id
 
-    write_id = _add_image(conn, images, sha, image_name, pending_id, warnings)
-    pending_image_used = write_id is not None
+    write_id, pending_image_used = _add_image(conn, images, sha, image_name, pending_id, warnings)
     found = file_metadata.found_for(row["path"], row["meta_json"])
-    if write_id is None:  # no picture of its own: the preview beside the file, if the model has none
+    if not pending_image_used:  # no picture of its own: the preview beside the file, if the model has none
         write_id = _add_preview(conn, images, sha, row["path"], found, pending_id, warnings)
     autov3 = (digest.autov3 if digest.autov3 is not None
               else file_metadata.autov3_for(conn, sha, row["path"]))
@@ -248,20 +247,24 @@ def _image_still_used(conn, image_name: str | None) -> bool:
 
 
 def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
-               warnings) -> int | None:
-    """Turn the pending original into a new image set (see :func:`_add_journaled_set`)."""
+               warnings) -> tuple[int | None, bool]:
+    """Turn the pending original into a new image set (see :func:`_add_journaled_set`).
+
+    ``(journal id or None, whether the picture is now one of the model's sets)``: a picture the
+    model already has counts as used, so its pending original goes with the row.
+    """
     if not image_name:
-        return None
+        return None, False
     try:
         path = images.pending_image_path(image_name)
         if path is None or not path.is_file():
-            return None
-        return _add_journaled_set(conn, images, sha, path.read_bytes())
+            return None, False
+        return _add_journaled_set(conn, images, sha, path.read_bytes()), True
     except Exception as exc:  # ImageError, UnsupportedImage, OSError...: promote without it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
         logger.warning("[Hikaze] pending %s: image %r not imported: %s", pending_id, image_name, message)
         warnings.append({"id": pending_id, "warning": f"image not imported: {message}"})
-        return None
+        return None, False
 
 
 def _add_preview(conn, images, sha: str, path: str, found, pending_id: int, warnings) -> int | None:

@@ -40,7 +40,8 @@ def add_preview(images, sha256: str, path: str, found: dict | None) -> tuple[int
     if data is None:
         return None, warning
     try:
-        return images.add_image(sha256, data), None
+        # "no picture yet" again under the store's lock: concurrent re-reads add it once
+        return images.add_processed(sha256, images.process(sha256, data), first_only=True), None
     except Exception as exc:  # ImageError, UnsupportedImage, OSError: import the rest anyway
         return None, f"preview not imported: {_message(exc)}"
 
