@@ -42,17 +42,32 @@ class Sha256(fields.String):
         return text.lower()
 
 
-class AsyncFlag(fields.Boolean):
-    """The ``async`` flag of a JSON body: exactly ``true`` or ``false`` (``1`` or ``"yes"`` is a 400)."""
+class StrictBool(fields.Boolean):
+    """Exactly ``true`` or ``false`` (``1`` or ``"yes"`` is a 400)."""
 
-    def __init__(self, **kwargs):
-        super().__init__(data_key="async", load_default=False,
-                         error_messages={"invalid": "must be true or false"}, **kwargs)
+    default_error_messages = {"invalid": "must be true or false"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
+
+
+class AsyncFlag(StrictBool):
+    """The ``async`` flag of a JSON body."""
+
+    def __init__(self, **kwargs):
+        super().__init__(data_key="async", load_default=False, **kwargs)
+
+
+class SafeString(fields.String):
+    """A string that is valid Unicode text (no lone surrogates)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_lone_surrogate_free(text):
+            raise self.make_error("invalid_utf8")
+        return text
 
 
 class RowId(fields.Field):
@@ -94,7 +109,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _is_lone_surrogate_free(text: str) -> bool:
+def is_lone_surrogate_free(text: str) -> bool:
+    """True if ``text`` can be encoded as UTF-8 (no lone surrogates)."""
     if text.isascii():
         return True
     try:
@@ -114,11 +130,11 @@ def find_lone_surrogate(data) -> str | None:
     while stack:
         where, value = stack.pop()
         if isinstance(value, str):
-            if not _is_lone_surrogate_free(value):
+            if not is_lone_surrogate_free(value):
                 return f"the value of {where or 'the body'}"
         elif isinstance(value, dict):
             for key, item in value.items():
-                if not _is_lone_surrogate_free(key):
+                if not is_lone_surrogate_free(key):
                     return f"a key of {where or 'the body'}"
                 stack.append((f"{where}.{key}" if where else key, item))
         elif isinstance(value, list):

@@ -10,24 +10,18 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from ..db import as_row_id
-from .common import SHA256_RE, BodySchema, Sha256, TagSchema
+from .common import (
+    SHA256_RE,
+    BodySchema,
+    RowId,
+    SafeString,
+    Sha256,
+    StrictBool,
+    TagSchema,
+    is_lone_surrogate_free,
+)
 
 MAX_SELECTION = 100_000
-
-
-def _row_id(value) -> int | None:
-    # Longer than any 64-bit id: refused before int() (Python's digit limit would raise).
-    if isinstance(value, str) and len(value.strip()) > 20:
-        return None
-    return as_row_id(value)
-
-
-def _text_ok(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class TagIdOrName(fields.Field):
@@ -37,45 +31,14 @@ class TagIdOrName(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
-            if len(value) > 1000 or not _text_ok(value):
+            if len(value) > 1000 or not is_lone_surrogate_free(value):
                 raise self.make_error("invalid")
             return value
-        tag_id = _row_id(value.get("id")) if isinstance(value, dict) else (
-            value if isinstance(value, int) and not isinstance(value, bool) else None)
-        if tag_id is None or as_row_id(tag_id) is None:
-            raise self.make_error("invalid")
-        return tag_id
-
-
-class TagId(fields.Field):
-    """A tag id: an integer within SQLite's range (or its ASCII-digit string)."""
-
-    default_error_messages = {"invalid": "must be a tag id"}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        tag_id = _row_id(value)
+        tag_id = as_row_id(value.get("id")) if isinstance(value, dict) else (
+            as_row_id(value) if isinstance(value, int) else None)
         if tag_id is None:
             raise self.make_error("invalid")
         return tag_id
-
-
-class SafeString(fields.String):
-    """A string that is valid Unicode text (no lone surrogates)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not _text_ok(text):
-            raise self.make_error("invalid_utf8")
-        return text
-
-
-class StrictBool(fields.Boolean):
-    """Exactly ``true`` or ``false`` (``1`` or ``"yes"`` is a 400)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
 
 
 class Sha256List(fields.Field):
@@ -129,19 +92,19 @@ class ModelsRemoveSchema(BodySchema):
 
 
 class TagRenameSchema(BodySchema):
-    id = TagId(required=True)
+    id = RowId(required=True)
     name = SafeString(required=True, validate=validate.Length(min=1, max=1000))
     dry_run = StrictBool(load_default=False)
 
 
 class TagMergeSchema(BodySchema):
-    source = fields.List(TagId(), required=True, validate=validate.Length(min=1, max=10_000))
+    source = fields.List(RowId(), required=True, validate=validate.Length(min=1, max=10_000))
     target = TagIdOrName(required=True)
     dry_run = StrictBool(load_default=False)
 
 
 class TagDeleteSchema(BodySchema):
-    id = fields.List(TagId(), required=True, validate=validate.Length(min=1, max=10_000))
+    id = fields.List(RowId(), required=True, validate=validate.Length(min=1, max=10_000))
     dry_run = StrictBool(load_default=False)
 
 
