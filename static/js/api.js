@@ -46,8 +46,6 @@ export const api = {
   panelConfig: () => request("GET", "/api/panel/config"),
   types: () => request("GET", "/api/models/get_types"),
   models: (type) => request("GET", `/api/models?type=${q(type)}`),
-  model: (sha) => request("GET", `/api/models/${q(sha)}`),
-  patchModel: (sha, changes) => request("PATCH", `/api/models/${q(sha)}`, changes),
   rereadMetadata: (shas) => request("POST", "/api/models/reread_metadata", { sha256: shas }),
   /** `{ data, etag }` of a model: the ETag goes back as If-Match when it is saved. */
   modelTagged: (sha) => request("GET", `/api/models/${q(sha)}`, undefined, { raw: true }),
