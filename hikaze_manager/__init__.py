@@ -62,8 +62,9 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
             sweep_temp_files(folder)
         for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
             _probe_writable(folder)  # SQLite opens a read-only file quietly; find out now
+        owners = None  # models with picture files, from recover's listing
         try:  # one listing of images/: temp files, interrupted renumberings, stray tiers
-            images.recover()
+            owners = images.recover()
         except OSError as exc:
             logger.error("[Hikaze] image recovery failed: %s", exc)
         with connection(paths.database) as conn:
@@ -74,7 +75,7 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
                 except (OSError, sqlite3.Error) as exc:
                     logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
                 try:  # a kill between a removal's commit and its picture deletes
-                    batch.remove_orphan_sets(conn, images)
+                    batch.remove_orphan_sets(conn, images, owners)
                 except (OSError, sqlite3.Error) as exc:
                     logger.error("[Hikaze] removing sets of removed models failed: %s", exc)
         read_only_reason = result.read_only_reason

@@ -136,14 +136,17 @@ def remove_models(conn: sqlite3.Connection, store: ImageStore, shas: list[str]) 
     return {"removed": len(models), "sha256": models, "pictures_removed": pictures}
 
 
-def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore) -> int:
+def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore,
+                       owners: set[str] | None = None) -> int:
     """At start-up: delete the sets of models no longer in the library (and not announced in the
-    image journal), so a re-imported file never shows a removed model's pictures."""
-    try:
-        names = os.listdir(store.images_dir)
-    except FileNotFoundError:
-        return 0
-    owners = {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
+    image journal), so a re-imported file never shows a removed model's pictures. ``owners``:
+    the models with picture files, as :meth:`ImageStore.recover` found them (else listed here)."""
+    if owners is None:
+        try:
+            names = os.listdir(store.images_dir)
+        except FileNotFoundError:
+            return 0
+        owners = {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
     if not owners:
         return 0
     known = {row[0] for row in conn.execute(

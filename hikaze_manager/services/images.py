@@ -266,9 +266,10 @@ class ImageStore:
                 self._delete_locked(sha256, seq)
         return len(seqs)
 
-    def recover(self) -> None:
+    def recover(self) -> set[str]:
         """At start-up, from one listing of the folder: remove temp files, finish renumberings a
-        kill interrupted, and drop tiers left beyond the last complete set."""
+        kill interrupted, and drop tiers left beyond the last complete set. Returns the sha256 of
+        every model with a picture file there (for the orphan sweep, so it needs no listing)."""
         plans, strays, highs = [], [], set()
         try:
             with os.scandir(self.images_dir) as entries:
@@ -285,16 +286,18 @@ class ImageStore:
                     elif _TIER_NAME.match(name) and entry.is_file(follow_symlinks=False):
                         strays.append(name)  # a stray only if its set has no high tier
         except FileNotFoundError:
-            return
+            return set()
         for name in sorted(plans):
             self._finish_renumbering(self.images_dir / name)
         if plans:  # renumbering moved sets: look again (rare; only after a killed delete)
             highs = {n[:-len("high.webp")] for n in os.listdir(self.images_dir)
                      if n.endswith("_high.webp") and is_regular_file(self.images_dir / n)}
+        owners = {prefix[:64] for prefix in highs if _SHA.match(prefix[:64])}
         for name in strays:
             if name[: name.rindex("_") + 1] not in highs:
                 remove_quietly(self.images_dir / name)  # a tier of a set never completed
         fsync_dir(self.images_dir)
+        return owners
 
     def _finish_renumbering(self, path: Path) -> None:
         try:
