@@ -94,6 +94,7 @@ def find_bindir() -> Path:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (start() retries if it is taken since)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -129,6 +130,10 @@ class PostgresServer:
     def socket_dir(self) -> Path:
         return self.root / "sock"
 
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
     def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
         extra = {}
         if self.os_user:
@@ -141,7 +146,7 @@ class PostgresServer:
     def _check(self, args: list[str], what: str, **kwargs) -> None:
         out = self._run(args, **kwargs)
         if out.returncode != 0:
-            log = self.root / "server.log"
+            log = self.log_path
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"{what} failed ({out.returncode}): {out.stderr.strip()}\n{tail}")
 
@@ -154,14 +159,31 @@ class PostgresServer:
         began = time.monotonic()
         # Under the system temp folder, not pytest's tmp_path: its 0700 parents would lock out
         # the postgres user, and the unix socket path must stay short (108 bytes).
-        self.root = Path(tempfile.mkdtemp(prefix="hikaze-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        base = "/tmp" if os.path.isdir("/tmp") else None
+        self.root = Path(tempfile.mkdtemp(prefix="hikaze-pg-", dir=base))
         self.socket_dir.mkdir()
         if self.os_user:
-            entry = pwd.getpwnam(self.os_user)
+            try:
+                entry = pwd.getpwnam(self.os_user)
+            except KeyError:
+                shutil.rmtree(self.root)
+                self.root = None
+                raise PostgresUnavailable(
+                    f"running as root needs the unprivileged '{self.os_user}' system user (initdb refuses "
+                    "root); Debian's postgresql-common package creates it") from None
             for path in (self.root, self.socket_dir):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self._start_watchdog()
         atexit.register(self.stop)
+        try:
+            self._init_and_start()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        return self
+
+    def _init_and_start(self) -> None:
         self._check([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
                      "-E", "UTF8", f"--locale={self.locale}", "--auth=trust", "--no-sync"],
                     "initdb", timeout=300)
@@ -177,17 +199,15 @@ class PostgresServer:
             with open(self.data_dir / "postgresql.auto.conf", "w") as conf:
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
             out = self._run([str(self.bindir / "pg_ctl"), "start", "-w", "-t", "120", "-D",
-                             str(self.data_dir), "-l", str(self.root / "server.log")],
+                             str(self.data_dir), "-l", str(self.log_path)],
                             timeout=180, start_new_session=True)
             if out.returncode == 0:
                 break
-            log = (self.root / "server.log").read_text(errors="replace")
+            log = self.log_path.read_text(errors="replace")
             if "could not bind" not in log or attempt == 4:  # anything but a lost port race is fatal
                 raise RuntimeError(f"pg_ctl start failed: {out.stderr.strip()}\n{log[-3000:]}")
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         self.admin_execute(f"CREATE ROLE {PASSWORD_GROUP} NOLOGIN")
-        self.start_seconds = time.monotonic() - began
-        return self
 
     def _start_watchdog(self) -> None:
         cfg = {"data": str(self.data_dir), "root": str(self.root), "user": self.os_user,
@@ -228,7 +248,8 @@ class PostgresServer:
 
     # --- databases and roles ----------------------------------------------------------------
 
-    def url_for(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+    def url_for(self, database: str = "postgres", user: str = SUPERUSER,
+                password: str | None = None) -> str:
         """postgresql:// URL of a database on this server (TCP on 127.0.0.1)."""
         auth = quote(user, safe="")
         if password is not None:

@@ -91,7 +91,8 @@ def test_password_role_needs_its_password(postgres_server):
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
                             ).fetchone() == ("pw_user", True)
-    for wrong in (postgres_server.url_for(user="pw_user"), postgres_server.url_for(user="pw_user", password="no")):
+    without, wrong = postgres_server.url_for(user="pw_user"), postgres_server.url_for(user="pw_user", password="no")
+    for wrong in (without, wrong):
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(wrong, connect_timeout=5).close()
 
