@@ -18,6 +18,8 @@ from hikaze_manager.server import start_server
 from hikaze_manager.services.files import TMP_PREFIX
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 SHA = "0123456789abcdef" * 4
 OTHER = "fedcba9876543210" * 4
 

@@ -208,6 +208,9 @@ class Connection:
         """Close the connection."""
         self.raw.close()
 
+    def __hash__(self) -> int:
+        return id(self)
+
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""

@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +81,9 @@ class SqliteStore:
         """Where the library is, for logs and the status payload."""
         return str(self.database)
 
+    def close(self) -> None:
+        """Nothing to release: each thread's SQLite connection closes with the thread."""
+
 
 class _ThreadConnections(threading.local):
     def __init__(self) -> None:
@@ -99,6 +103,8 @@ class PostgresStore:
         self.schema = machine_schema(machine)
         self._pg = pg
         self._local = _ThreadConnections()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet = weakref.WeakSet()  # every connection handed out, to close
 
     @property
     def search_path(self) -> tuple[str, str]:
@@ -107,7 +113,10 @@ class PostgresStore:
 
     def connect(self, *, read_only: bool = False):
         """A new connection, closed by the caller."""
-        return self._pg.connect(self.url, self.search_path, read_only=read_only)
+        conn = self._pg.connect(self.url, self.search_path, read_only=read_only)
+        with self._lock:
+            self._open.add(conn)
+        return conn
 
     @contextmanager
     def connection(self, *, read_only: bool = False) -> Iterator:
@@ -164,10 +173,12 @@ class PostgresStore:
         return None
 
     def close(self) -> None:
-        """Close this thread's connections (others close with their threads)."""
-        for conn in self._local.conns.values():
+        """Close every connection this store opened that is still open (at app shutdown)."""
+        with self._lock:
+            conns = list(self._open)
+            self._open = weakref.WeakSet()
+        for conn in conns:
             conn.close()
-        self._local.conns.clear()
 
 
 def _schema_sections() -> dict[str, str]:
