@@ -6,8 +6,13 @@ import dataclasses
 import functools
 import hashlib
 import io
+import os
 import threading
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from PIL import Image
@@ -40,9 +45,12 @@ def decoded_width(data: bytes) -> int:
     return im.size[0]
 
 
+PG_URL = os.environ.get("HIKAZE_TEST_PG_URL")  # a server to make test databases on
+
+
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
-    """A library database at the current schema, plus the image_tiers table."""
+    """A SQLite library at the current schema, plus the image_tiers table."""
     path = tmp_path / "library.db"
     conn = connect(path)
     try:
@@ -54,15 +62,46 @@ def database(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path, database: Path) -> DatabaseImageStore:
+def pg_library():
+    """A PostgreSQL library in a database of its own on the test server, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("HIKAZE_TEST_PG_URL names no PostgreSQL server")
+    import psycopg
+
+    from hikaze_manager.db.stores import PostgresStore
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(PG_URL)
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    library = PostgresStore(urlunsplit(parts._replace(path=f"/{name}")), "test machine")
+    try:
+        assert library.prepare() is None
+        yield library
+    finally:
+        library.close()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def connect_rows(request, tmp_path) -> Callable:
+    """``connect()`` of the store: the SQLite library file, or a PostgreSQL library."""
+    if request.param == "sqlite":
+        return functools.partial(connection, request.getfixturevalue("database"))
+    return request.getfixturevalue("pg_library").connection
+
+
+@pytest.fixture
+def store(tmp_path: Path, connect_rows) -> DatabaseImageStore:
     pending = tmp_path / "pending"
     pending.mkdir()
-    return DatabaseImageStore(functools.partial(connection, database), pending)
+    return DatabaseImageStore(connect_rows, pending)
 
 
-def rows(database: Path, sha: str = SHA) -> list[tuple]:
+def rows(connect_rows, sha: str = SHA) -> list[tuple]:
     """(position, tier, digest matches data) of every row of ``sha``, in key order."""
-    with connection(database) as conn:
+    with connect_rows() as conn:
         return [(r["position"], r["tier"], hashlib.sha256(r["data"]).hexdigest() == r["digest"])
                 for r in conn.execute("SELECT * FROM image_tiers WHERE sha256 = ? "
                                       "ORDER BY position, tier", (sha,))]
@@ -81,18 +120,18 @@ def add_widths(store: DatabaseImageStore, *sizes: int, sha: str = SHA) -> list[i
 # --- adding and counting --------------------------------------------------------------------
 
 
-def test_sets_are_numbered_from_zero_with_three_tier_rows_each(store, database):
+def test_sets_are_numbered_from_zero_with_three_tier_rows_each(store, connect_rows):
     assert store.count(SHA) == 0 and store.counts() == {}
     assert add_widths(store, 100, 110, 120) == [0, 1, 2]
     assert add_widths(store, 90, sha=OTHER) == [0]
     assert store.count(SHA) == 3 and store.count(SHA.upper()) == 3
     assert store.counts() == {SHA: 3, OTHER: 1}
-    assert rows(database) == [(seq, tier, True) for seq in range(3)
+    assert rows(connect_rows) == [(seq, tier, True) for seq in range(3)
                               for tier in sorted(TIERS)]
     assert widths(store) == [100, 110, 120]
 
 
-def test_malformed_arguments_are_refused_before_any_write(store, database):
+def test_malformed_arguments_are_refused_before_any_write(store, connect_rows):
     assert store.count("xyz") == 0 and store.count(None) == 0
     with pytest.raises(ImageError):
         store.process("xyz", picture())
@@ -104,16 +143,16 @@ def test_malformed_arguments_are_refused_before_any_write(store, database):
         store.open_tier(SHA, 0, ("ultra",))
     with pytest.raises(KeyError):  # a set without its low tier is never stored
         store.add_processed(SHA, {"high": b"h", "medium": b"m"})
-    assert rows(database) == [] and store.find_picture("xyz", "a") == []
+    assert rows(connect_rows) == [] and store.find_picture("xyz", "a") == []
 
 
-def test_first_only_adds_only_a_first_set(store, database):
+def test_first_only_adds_only_a_first_set(store, connect_rows):
     tiers = store.process(SHA, picture(100))
     assert store.add_processed(SHA, tiers, first_only=True) == 0
     again = store.process(SHA, picture(140))
     assert store.add_processed(SHA, again, first_only=True) is None
     assert store.count(SHA) == 1 and widths(store) == [100]
-    assert len(rows(database)) == 3
+    assert len(rows(connect_rows)) == 3
     assert store.add_processed(SHA, again) == 1  # without first_only it is the next set
 
 
@@ -155,33 +194,47 @@ def test_concurrent_first_only_adds_store_one_set(store):
 # --- deleting and renumbering ---------------------------------------------------------------
 
 
-def test_delete_in_the_middle_moves_later_sets_down_without_a_gap(store, database):
+def test_delete_in_the_middle_moves_later_sets_down_without_a_gap(store, connect_rows):
     add_widths(store, 100, 110, 120, 130, 140)
     later = store.open_tier(SHA, 3, ("medium",)).data
     store.delete_image(SHA, 2)
     assert store.count(SHA) == 4 and widths(store) == [100, 110, 130, 140]
     assert store.open_tier(SHA, 2, ("medium",)).data == later  # every tier moved with its set
-    assert rows(database) == [(seq, tier, True) for seq in range(4) for tier in sorted(TIERS)]
+    assert rows(connect_rows) == [(seq, tier, True) for seq in range(4) for tier in sorted(TIERS)]
     assert store.open_tier(SHA, 4, ("high",)) is None
 
 
-def test_deleting_the_first_and_the_last_set(store):
+def test_deleting_the_first_and_the_last_set(store, connect_rows):
     add_widths(store, 100, 110, 120, 130, 140, 150)
+    with connect_rows() as conn:  # rewritten last set first: a table scan meets them in that order
+        for seq in range(5, -1, -1):
+            conn.execute("UPDATE image_tiers SET created_at = created_at + 1 WHERE position = ?",
+                         (seq,))
+
+    @contextmanager
+    def scanning_tables():  # so no index scan happens to visit the rows in a harmless order
+        with connect_rows() as conn:
+            if getattr(conn, "dialect", "sqlite") == "postgres":
+                for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+                    conn.execute(f"SET {setting} = off")
+            yield conn
+
+    store = DatabaseImageStore(scanning_tables, store.pending_dir)
     store.delete_image(SHA, 0)  # every remaining set moves: the primary key must not collide
     assert widths(store) == [110, 120, 130, 140, 150]
     store.delete_image(SHA, 4)
     assert widths(store) == [110, 120, 130, 140]
 
 
-def test_deleting_a_missing_set_is_not_found_and_changes_nothing(store, database):
+def test_deleting_a_missing_set_is_not_found_and_changes_nothing(store, connect_rows):
     add_widths(store, 100, 110)
     add_widths(store, 90, sha=OTHER)
-    before = rows(database)
+    before = rows(connect_rows)
     with pytest.raises(NotFound):
         store.delete_image(SHA, 2)
     with pytest.raises(NotFound):
         store.delete_image("ef" * 32, 0)
-    assert rows(database) == before and widths(store) == [100, 110]
+    assert rows(connect_rows) == before and widths(store) == [100, 110]
     store.delete_image(SHA, 0)
     assert widths(store, OTHER) == [90]  # another model's sets are not renumbered
 
@@ -219,18 +272,18 @@ def test_recover_and_owners_name_every_model_with_a_set(store):
     assert store.count(SHA) == 1 and store.count(OTHER) == 2  # recovery changes nothing
 
 
-def test_remove_sets_deletes_every_set_of_the_given_models_only(store, database):
+def test_remove_sets_deletes_every_set_of_the_given_models_only(store, connect_rows):
     add_widths(store, 100, 110, 120)
     add_widths(store, 90, sha=OTHER)
     assert store.remove_sets([SHA, SHA, "ef" * 32]) == 3
-    assert rows(database) == [] and store.counts() == {OTHER: 1}
+    assert rows(connect_rows) == [] and store.counts() == {OTHER: 1}
     assert store.remove_sets([SHA]) == 0
 
 
 # --- reading tiers ------------------------------------------------------------------------
 
 
-def test_open_tier_returns_the_stored_bytes_with_fallback(store, database):
+def test_open_tier_returns_the_stored_bytes_with_fallback(store, connect_rows):
     tiers = store.process(SHA, picture(300, 200))
     store.add_processed(SHA, tiers)
     for tier in TIERS:
@@ -238,7 +291,7 @@ def test_open_tier_returns_the_stored_bytes_with_fallback(store, database):
         assert isinstance(found, StoredTier)
         assert found.data == tiers[tier]
         assert found.etag == hashlib.sha256(tiers[tier]).hexdigest()
-    with connection(database) as conn:  # as a set written without its small tiers
+    with connect_rows() as conn:  # as a set written without its small tiers
         conn.execute("DELETE FROM image_tiers WHERE tier = 'low'")
     assert store.open_tier(SHA, 0, ("low", "medium", "high")).data == tiers["medium"]
     assert store.open_tier(SHA, 0, ("high", "medium")).data == tiers["high"]
@@ -258,9 +311,9 @@ def test_pending_originals_stay_files(store):
     assert store.delete_pending_image("a.png") and not (store.pending_dir / "a.png").exists()
 
 
-def test_image_journal_undo_and_recover_remove_announced_sets(store, database):
+def test_image_journal_undo_and_recover_remove_announced_sets(store, connect_rows):
     add_widths(store, 100)
-    with connection(database) as conn:
+    with connect_rows() as conn:
         tiers = store.process(SHA, picture(110))
         write_id = image_journal.announce(conn, SHA, picture_digest(tiers))
         store.add_processed(SHA, tiers)
@@ -274,10 +327,10 @@ def test_image_journal_undo_and_recover_remove_announced_sets(store, database):
         assert conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
 
 
-def test_orphan_sweep_removes_sets_of_models_not_in_the_library(store, database):
+def test_orphan_sweep_removes_sets_of_models_not_in_the_library(store, connect_rows):
     add_widths(store, 100, 110)
     add_widths(store, 90, sha=OTHER)
-    with connection(database) as conn:
+    with connect_rows() as conn:
         conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
                      "VALUES (?, '/m/a.safetensors', 'a', 'checkpoints', 1, 0)", (SHA,))
         assert batch.remove_orphan_sets(conn, store, store.recover()) == 1
@@ -285,7 +338,8 @@ def test_orphan_sweep_removes_sets_of_models_not_in_the_library(store, database)
     assert store.counts() == {SHA: 2}
 
 
-def test_list_cache_version_follows_the_database_for_pictures(store, database):
+def test_list_cache_version_follows_the_database_for_pictures(tmp_path, database):
+    store = DatabaseImageStore(functools.partial(connection, database), tmp_path / "pending")
     lists = ListCache(database, store)
     before = lists.version(uses_images=True)
     assert before is not None and lists.version(uses_images=True) == before
