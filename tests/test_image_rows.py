@@ -299,6 +299,28 @@ def test_open_tier_returns_the_stored_bytes_with_fallback(store, connect_rows):
     assert store.open_tier(SHA, 1, ("high",)) is None
 
 
+def test_reads_may_reuse_a_connection_and_see_every_commit(store, connect_rows):
+    used = []
+    with connect_rows() as kept:
+        @contextmanager
+        def reuse():
+            used.append(kept)
+            yield kept
+
+        reading = DatabaseImageStore(connect_rows, store.pending_dir, read_connect=reuse)
+        assert reading.count(SHA) == 0
+        tiers = reading.process(SHA, picture(100))
+        assert reading.add_processed(SHA, tiers) == 0 and len(used) == 1  # writes: own connection
+        assert not kept.in_transaction
+        assert reading.count(SHA) == 1 and reading.counts() == {SHA: 1}
+        assert reading.find_picture(SHA, picture_digest(tiers)) == [0]
+        assert reading.open_tier(SHA, 0, ("low",)).data == tiers["low"]
+        assert reading.owners() == {SHA}
+        store.delete_image(SHA, 0)  # another store's commit is seen at once
+        assert reading.count(SHA) == 0 and reading.open_tier(SHA, 0, ("high",)) is None
+        assert len(used) == 8
+
+
 # --- the rest of the app around it ----------------------------------------------------------
 
 
