@@ -19,7 +19,7 @@ CATEGORY = "Hikaze Model Manager 2 nodes"
 NON_MODEL_TYPES = frozenset({"custom_nodes", "configs", "classifiers", "diffusers"})
 
 _port = 0
-_database = ""  # the running server's library (set when it starts)
+_store = None  # the running server's library store (set when it starts)
 _start_lock = threading.Lock()
 _start_requested = False
 
@@ -71,15 +71,16 @@ def comfyui_origins(listen: str, port: int, tls: bool = False) -> list[str]:
 
 
 def _serve() -> None:
-    global _port, _database
+    global _port, _store
     try:
         from .hikaze_manager import create_app
         from .hikaze_manager.server import start_server
+        from .hikaze_manager.state import get_state
 
         listen, comfy_port, tls = _comfy_address()
         origins = comfyui_origins(listen, comfy_port, tls)
         app = create_app({"MODEL_TYPES": comfy_model_types, "ALLOWED_ORIGINS": origins})
-        _database = app.config["DATABASE"]
+        _store = get_state(app).store
         handle = start_server(app, "127.0.0.1", comfy_port + 1)
         _port = handle.port
         logger.info("[Hikaze] Hikaze Manager is running at %s", handle.url)
@@ -128,37 +129,41 @@ def _last_run(node):
     return cache
 
 
-def _library_database() -> str:
-    """The library the server uses, or (server not started) the one it would use."""
-    if _database:
-        return _database
+def _library_store():
+    """The store the server uses, or (server not started) the one it would use: the shared
+    library of ``HIKAZE_DATABASE_URL`` (this machine's paths), else the data folder's file."""
+    if _store is not None:
+        return _store
     from .hikaze_manager.config import DefaultConfig
+    from .hikaze_manager.db.stores import PostgresStore, SqliteStore, default_machine_name
     from .hikaze_manager.state import DataPaths
 
+    url = os.environ.get("HIKAZE_DATABASE_URL")
+    if url:
+        return PostgresStore(url, os.environ.get("HIKAZE_MACHINE_NAME") or default_machine_name())
     data_dir = os.environ.get("HIKAZE_DATA_DIR") or DefaultConfig.DATA_DIR
-    return str(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
+    return SqliteStore(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
 
 
 def _read_library(work) -> tuple[object, str]:
     """``(work(conn), "")`` on the library opened read-only, or ``(None, why)`` when the library
     itself is the problem (missing, unreadable, locked); the library is never written."""
-    import sqlite3
+    from .hikaze_manager.db.errors import Error
 
-    from .hikaze_manager.db import connect
-
-    database = _library_database()
-    if not os.path.isfile(database):
-        return None, f"there is no Hikaze library at {os.path.dirname(database)}"
+    store = _library_store()
+    where = store.describe()  # never shows a database password
+    if store.kind == "sqlite" and not os.path.isfile(store.database):
+        return None, f"there is no Hikaze library at {os.path.dirname(store.database)}"
     try:
-        conn = connect(database, read_only=True)
-    except sqlite3.Error as exc:
-        logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None, f"the Hikaze library {database} could not be read ({exc})"
+        conn = store.connect(read_only=True)
+    except Error as exc:
+        logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)
+        return None, f"the Hikaze library {where} could not be read ({exc})"
     try:
         return work(conn), ""
-    except sqlite3.Error as exc:
-        logger.warning("[Hikaze] cannot read the library %s: %s", database, exc)
-        return None, f"the Hikaze library {database} could not be read ({exc})"
+    except Error as exc:
+        logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)
+        return None, f"the Hikaze library {where} could not be read ({exc})"
     finally:
         conn.close()
 

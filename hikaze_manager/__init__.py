@@ -44,14 +44,14 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 
 def _build_state(app: Flask, paths: DataPaths) -> AppState:
+    if app.config.get("DATABASE_URL"):
+        return _build_shared_state(app, paths)
     from .db import connection
     from .db import upgrades
+    from .db.stores import SqliteStore
     from .services import batch, image_journal
     from .services.files import sweep_temp_files
     from .services.images import ImageStore
-    from .services.jobs import JobManager
-    from .services.list_cache import ListCache
-    from .services.model_types import ModelTypeRegistry
 
     images = ImageStore(paths.images_dir, paths.pending_dir)
     try:
@@ -87,6 +87,15 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         )
         logger.error("[Hikaze] %s", read_only_reason)
         paths = _read_only_paths(paths)
+    store = SqliteStore(paths.database, immutable=paths.immutable)
+    return _state(app, paths, store, images, read_only_reason)
+
+
+def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | None) -> AppState:
+    from .services.jobs import JobManager
+    from .services.list_cache import ListCache
+    from .services.model_types import ModelTypeRegistry
+
     registry = ModelTypeRegistry(
         app.config.get("MODEL_TYPES"),
         app.config.get("COMFYUI_DIR"),
@@ -98,9 +107,40 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         images=images,
         jobs=JobManager(),
         model_types=registry,
-        lists=ListCache(paths.database, images),
+        lists=ListCache(store.watcher(), images),
+        store=store,
         read_only_reason=read_only_reason,
     )
+
+
+def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
+    """The library in PostgreSQL: this machine keeps only pending pictures and caches locally."""
+    from .db.errors import Error as DatabaseError
+    from .db.stores import PostgresStore, default_machine_name, valid_machine_name
+    from .services import batch, image_journal
+    from .services.files import sweep_temp_files
+    from .services.images import ImageStore
+
+    machine = valid_machine_name(app.config.get("MACHINE_NAME") or default_machine_name())
+    if machine is None:
+        raise ValueError("MACHINE_NAME must be 1 to 100 printable characters")
+    store = PostgresStore(app.config["DATABASE_URL"], machine)
+    for folder in (paths.data_dir, paths.pending_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    sweep_temp_files(paths.pending_dir)
+    read_only_reason = store.prepare()
+    images = ImageStore(paths.images_dir, paths.pending_dir)
+    if read_only_reason is None:
+        with store.connection() as conn:
+            try:
+                image_journal.recover(conn, images)
+                batch.remove_orphan_sets(conn, images, images.recover())
+            except (OSError, *DatabaseError) as exc:
+                logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
+    else:
+        logger.error("[Hikaze] %s", read_only_reason)
+    logger.info("[Hikaze] library: %s", store.describe())
+    return _state(app, paths, store, images, read_only_reason)
 
 
 def _probe_writable(folder: Path) -> None:

@@ -35,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trash-days", type=float, default=None,
                         help="days a trashed model file stays restorable (default 30, or "
                              "$HIKAZE_TRASH_RETENTION_DAYS)")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="postgresql://user:password@host:port/db: a library shared by several "
+                             "machines (default: SQLite in the data folder, or $HIKAZE_DATABASE_URL)")
+    parser.add_argument("--machine-name", default=None, metavar="NAME",
+                        help="this machine's name in a shared library (default: the host name, or "
+                             "$HIKAZE_MACHINE_NAME)")
     parser.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     return parser.parse_args(argv)
 
@@ -50,6 +56,8 @@ def build_config(args: argparse.Namespace) -> dict:
         "ALLOWED_ORIGINS": args.allow_origin,
         "ALLOWED_HOSTS": args.allow_host,
         "TRASH_RETENTION_DAYS": args.trash_days,
+        "DATABASE_URL": args.database_url,
+        "MACHINE_NAME": args.machine_name,
     }
     return {key: value for key, value in options.items() if value is not None}
 
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import create_app
     from .server import start_server
+    from .state import get_state
 
     app = create_app(build_config(args))
     host, port = str(app.config["HOST"]), int(app.config["PORT"])
@@ -78,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"[Hikaze] Hikaze Manager is running at {handle.url}", flush=True)
     print(f"[Hikaze] data folder: {app.config['DATA_DIR']}", flush=True)
+    print(f"[Hikaze] library: {get_state(app).store.describe()}", flush=True)
     if token:
         print(f"[Hikaze] clients not on this machine must send {token!r} as X-Hikaze-Token "
               "(or ?token=); they must use a Host name given with --allow-host", flush=True)

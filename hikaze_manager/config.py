@@ -28,5 +28,10 @@ class DefaultConfig:
     # Upload bodies above this get 413 before they are read in full.
     MAX_CONTENT_LENGTH = 64 * 1024 * 1024
     JSON_SORT_KEYS = False
+    # postgresql://user:password@host:port/db puts the library in PostgreSQL, shared by several
+    # machines; None keeps it in SQLite in DATA_DIR. The password is never logged or shown.
+    DATABASE_URL: str | None = None
+    # This machine's name in a shared library (its own model paths); default: the host name.
+    MACHINE_NAME: str | None = None
     # Days a model file moved to the trash (services/trash.py) stays restorable before it is purged.
     TRASH_RETENTION_DAYS = 30

@@ -10,6 +10,8 @@ import marshmallow as ma
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .db.errors import OperationalError, is_busy, is_disk_full, is_unreachable
+
 logger = logging.getLogger(__name__)
 
 
@@ -82,10 +84,10 @@ def storage_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
         cls = ServiceUnavailable if exc.errno == errno.EROFS else InsufficientStorage
         return cls(_STORAGE_ERRNOS[exc.errno])
+    if is_disk_full(exc):
+        return InsufficientStorage(DISK_FULL_MESSAGE)
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc)
-        if "disk is full" in text:
-            return InsufficientStorage(DISK_FULL_MESSAGE)
         if "disk I/O error" in text:  # what SQLite reports for EFBIG and other refused writes
             return InsufficientStorage(
                 "The library database could not be written (disk I/O error): nothing was "
@@ -139,17 +141,19 @@ def register_error_handlers(app: Flask) -> None:
         logger.error("[Hikaze] a write was refused by the storage: %s", e)
         return error_response(refused.code, refused.message)
 
-    @app.errorhandler(sqlite3.OperationalError)
-    def handle_db_busy(e: sqlite3.OperationalError):
+    def handle_db_busy(e: Exception):
         refused = storage_error(e)
         if refused is not None:
             logger.error("[Hikaze] a database write was refused by the storage: %s", e)
             return error_response(refused.code, refused.message)
-        text = str(e)
-        if "locked" in text or "busy" in text or "readonly" in text:
+        text = str(e).strip()
+        if is_busy(e) or "readonly" in text or is_unreachable(e):
             logger.warning("database unavailable: %s", text)
             return error_response(503, f"The library database is unavailable: {text}")
         raise e
+
+    for cls in OperationalError:
+        app.register_error_handler(cls, handle_db_busy)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(e: HTTPException):

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from .db import DB_FILE_NAME
+from .db.stores import PostgresStore, SqliteStore
 from .services.images import ImageStore
 from .services.jobs import JobManager
 from .services.list_cache import ListCache
@@ -50,6 +51,7 @@ class AppState:
     jobs: JobManager
     model_types: ModelTypeRegistry
     lists: ListCache
+    store: "SqliteStore | PostgresStore"
     read_only_reason: str | None = None
 
 

@@ -91,3 +91,31 @@ def add_model(db_conn: sqlite3.Connection):
         return sha256
 
     return _add
+
+
+# --- PostgreSQL (issue 10): a real server the tests start themselves (tests/pg_support.py) ------
+
+from urllib.parse import unquote, urlsplit  # noqa: E402
+
+from pg_support import PostgresServer, PostgresUnavailable, postgres_unavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throw-away PostgreSQL server per session, started only when a test asks for it."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        postgres_unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """URL of a fresh empty database on the session's server; dropped after the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(unquote(urlsplit(url).path[1:]))

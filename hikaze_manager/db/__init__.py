@@ -1,4 +1,7 @@
-"""SQLite connections: one per request (on ``g``) or per background task, WAL, explicit transactions."""
+"""Connections: one per request (on ``g``) or per background task, explicit transactions.
+
+SQLite (WAL) is set up here; PostgreSQL in :mod:`.pg`; :mod:`.stores` picks one per app.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +37,12 @@ def as_row_id(value) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if SQLITE_INT_MIN <= value <= SQLITE_INT_MAX else None
+
+
+def dialect_of(conn) -> str:
+    """``"sqlite"`` or ``"postgres"``: which SQL the connection speaks (for the few texts in db/
+    that differ)."""
+    return getattr(conn, "dialect", "sqlite")
 
 
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
@@ -147,11 +156,8 @@ def get_db() -> sqlite3.Connection:
     context = g._get_current_object()
     conn = context.get("db")
     if conn is None:
-        extensions = current_app.extensions
-        state = extensions["hikaze"]
-        conn = extensions["hikaze_connections"].checkout(
-            state.paths.database, state.read_only_reason is not None, state.paths.immutable
-        )
+        state = current_app.extensions["hikaze"]
+        conn = state.store.checkout(state.read_only_reason is not None)
         context.db = conn
     return conn
 
@@ -164,6 +170,5 @@ def close_db(_exc: BaseException | None = None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the per-thread connections and the per-request teardown."""
-    app.extensions["hikaze_connections"] = RequestConnections()
+    """Register the per-request teardown (each store keeps its own per-thread connections)."""
     app.teardown_appcontext(close_db)

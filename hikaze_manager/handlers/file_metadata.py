@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..db import connection
 from ..schemas.common import load_body
 from ..openapi import api_doc
 from ..schemas.file_metadata import RereadBodySchema, RereadReportSchema
@@ -23,11 +22,11 @@ def reread_metadata():
     """Re-read the files of one or many models (``200`` report, or ``202`` and a job)."""
     data = load_body(RereadBodySchema())
     state = get_state()
-    db_path, images = state.paths.database, state.images
+    store, images = state.store, state.images
     shas = list(dict.fromkeys(data["sha256"]))
 
     def work(job):
-        with connection(db_path) as conn:
+        with store.connection() as conn:
             report = reread(conn, images, shas, job)
         return 200, RereadReportSchema().dump(report)
 

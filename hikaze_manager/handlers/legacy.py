@@ -7,7 +7,7 @@ import os
 from flask import Blueprint, current_app
 
 from ..config import ROOT
-from ..db import connection, get_db
+from ..db import get_db
 from ..schemas.common import load_body
 from ..schemas.legacy import (
     LegacyCandidateSchema,
@@ -66,11 +66,11 @@ def migrate_legacy_db():
     images_dir = legacy_reader.resolve_images_dir(body["legacy_images_dir"], db_path)
     library = legacy_reader.read_legacy_library(db_path)
     state = get_state()
-    database, store, backups = state.paths.database, state.images, state.paths.backups_dir
+    db_store, images, backups = state.store, state.images, state.paths.backups_dir
 
     def work(job):
-        with connection(database) as conn:
-            report = legacy.migrate_legacy_library(conn, library, images_dir, store, backups, job)
+        with db_store.connection() as conn:
+            report = legacy.migrate_legacy_library(conn, library, images_dir, images, backups, job)
         return 200, LegacyMigrationReportSchema().dump(report)
 
     return run_or_submit("legacy_migration", work, wants_async({"async": body["run_async"]}))

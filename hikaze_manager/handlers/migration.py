@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ..db import connection, get_db
+from ..db import get_db
 from ..errors import ServiceUnavailable
 from ..schemas.common import json_body
 from ..schemas.migration import (
@@ -53,10 +53,10 @@ def scan():
     index = state.model_types.refresh()  # read ComfyUI's folders now, not once at start-up
     if not index.has_roots():
         raise ServiceUnavailable(NO_TYPES_MESSAGE)
-    db_path = state.paths.database
+    store = state.store
 
     def work(job):
-        with connection(db_path) as conn:
+        with store.connection() as conn:
             report = scan_models(conn, index, job)
         return 200, ScanReportSchema().dump(report)
 
@@ -88,10 +88,10 @@ def import_models():
     data = load_or_400(ImportModelsSchema(), json_body())
     strategy = normalize_strategy(data["conflict_strategy"])
     state = get_state()
-    db_path, images, ids = state.paths.database, state.images, data["id"]
+    store, images, ids = state.store, state.images, data["id"]
 
     def work(job):
-        with connection(db_path) as conn:
+        with store.connection() as conn:
             report = promote_pending(conn, ids, strategy, images, job)
         return 207, BatchPromotionReportSchema().dump(report)
 

@@ -17,6 +17,7 @@ from .images import ImageStore
 from .metadata import store as metadata_store
 
 _SELECTED = "SELECT value FROM json_each(?)"
+_SELECTED_IDS = "SELECT CAST(value AS BIGINT) FROM json_each(?)"
 
 
 def _as_json(values: Iterable) -> str:
@@ -59,7 +60,7 @@ def resolve_tag_refs(conn: sqlite3.Connection, refs: list, create: bool) -> list
     if ids:
         tags_service.require_tag_ids(conn, ids)
         rows = conn.execute(
-            f"SELECT id, name FROM tags WHERE id IN ({_SELECTED})", (_as_json(ids),)
+            f"SELECT id, name FROM tags WHERE id IN ({_SELECTED_IDS})", (_as_json(ids),)
         ).fetchall()
         result.extend({"id": row[0], "name": row[1]} for row in rows)
     if names:
@@ -86,12 +87,12 @@ def edit_tags(conn: sqlite3.Connection, shas: list[str], add: list, remove: list
         selection = _as_json(models)
         unlinked = conn.execute(
             f"DELETE FROM model_tags WHERE model_hash IN ({_SELECTED}) "
-            f"AND tag_id IN ({_SELECTED})",
+            f"AND tag_id IN ({_SELECTED_IDS})",
             (selection, _as_json(remove_ids)),
         ).rowcount if remove_ids else 0
         linked = conn.execute(
             "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
-            "SELECT m.value, t.value FROM json_each(?) m, json_each(?) t",
+            "SELECT m.value, CAST(t.value AS BIGINT) FROM json_each(?) m, json_each(?) t",
             (selection, _as_json(add_ids)),
         ).rowcount if add_ids else 0
         if remove_ids or add_ids:

@@ -91,7 +91,7 @@ def find_missing(conn: sqlite3.Connection) -> list[dict]:
         others[sha].append(path)
     missing = []
     for sha, name, path, type_, size in conn.execute(
-        "SELECT sha256, name, path, type, size_bytes FROM models ORDER BY name COLLATE NOCASE, sha256"
+        "SELECT sha256, name, path, type, size_bytes FROM models ORDER BY lower(name), sha256"
     ):
         if path and os.path.isfile(path):
             continue

@@ -68,6 +68,8 @@ def model_types_in_db(conn: sqlite3.Connection) -> list[str]:
 
 def _type_filter(model_type: str, known_types: list[str]) -> tuple[str, list]:
     if model_type.lower() == OTHERS:
+        if not known_types:
+            return "1 = 1", []
         placeholders = ",".join("?" * len(known_types))
         return (
             f"(m.type IS NULL OR m.type = '' OR m.type NOT IN ({placeholders}))",
@@ -112,7 +114,7 @@ def list_models(
     where, params = _type_filter(model_type, known_types)
     rows = _plain_cursor(conn).execute(
         f"SELECT {_LIST_COLUMNS} FROM models m WHERE {where} "
-        "ORDER BY COALESCE(NULLIF(m.name, ''), m.path) COLLATE NOCASE, m.sha256",
+        "ORDER BY lower(COALESCE(NULLIF(m.name, ''), m.path)), m.sha256",
         params,
     ).fetchall()
     tags = _tags_by_model(conn, where, params)

@@ -1,8 +1,8 @@
 """Serialized list bodies kept until the library changes, with a validator (ETag) per body.
 
 A body is cached under a *version* made of everything a list payload is built from: the database
-(``PRAGMA data_version`` through :class:`~hikaze_manager.db.watch.DataVersionWatcher`, so every
-commit from any code path or process counts), the image folder (``images_count``), and the model
+(``PRAGMA data_version`` through :class:`~hikaze_manager.db.watch.DataVersionWatcher`, or the
+shared library's version row, so every commit from any code path, process or machine counts), the image folder (``images_count``), and the model
 type names. While the image folder changed within the last seconds (when its mtime may not move
 again for the next change) the image counts themselves, from one listing, stand in for the folder
 in the version; if the database cannot be probed the body is rebuilt on every request. A body is
@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..db.stores import PgVersionWatcher
 from ..db.watch import DataVersionWatcher
 from .images import COUNTS_SETTLE_NS, ImageStore
 
@@ -66,8 +67,8 @@ def folder_state(folder: Path) -> tuple | None:
 class ListCache:
     """Bodies of the list endpoints by (name, query key, version); thread-safe, bounded."""
 
-    def __init__(self, database: str | Path, images: ImageStore):
-        self._watcher = DataVersionWatcher(database)
+    def __init__(self, watcher: DataVersionWatcher | PgVersionWatcher, images: ImageStore):
+        self._watcher = watcher
         self._images = images
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple, CachedBody] = OrderedDict()

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..db.errors import OperationalError
 from .hashing import FileIdentity, cached_sha256, sha256_file
 from .load_cache import file_key
 
@@ -83,10 +84,10 @@ def hash_candidates(conn: sqlite3.Connection, sha256: str) -> list[str]:
     for query in queries:
         try:
             rows = conn.execute(query, (sha256,)).fetchall()
-        except sqlite3.OperationalError as exc:
+        except OperationalError as exc:
             if "no such table" not in str(exc):
                 raise  # locked or unreadable: the caller says so instead of "not known"
-            continue  # an older library without that table
+            continue  # an older library without that table (SQLite: a PostgreSQL one has all)
         paths.extend(row[0] for row in rows if row[0] and row[0] not in paths)
     return paths
 

@@ -217,17 +217,17 @@ def _norm(path: str) -> str:
     return hashing.normalize_path(path)
 
 
-def _known_paths(conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[str, int]]]:
-    """Normalised paths of library and pending rows, and library rows by normalised path."""
+def _known_paths(conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[str, int]],
+                                                   list[tuple[str, int]]]:
+    """Normalised paths of library and pending rows, library rows by normalised path, and the
+    library models with no path on this machine (in a shared library: known, no local copy)."""
     norm = _norm
-    library = {
-        norm(path): (sha, size or 0)
-        for sha, path, size in conn.execute("SELECT sha256, path, size_bytes FROM models")
-        if path
-    }
+    rows = conn.execute("SELECT sha256, path, size_bytes FROM models").fetchall()
+    library = {norm(path): (sha, size or 0) for sha, path, size in rows if path}
+    absent = [(sha, size or 0) for sha, path, size in rows if not path]
     known = set(library)
     known.update(norm(p) for (p,) in conn.execute("SELECT path FROM pending_import") if p)
-    return known, library
+    return known, library, absent
 
 
 def _library_copies(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
@@ -245,7 +245,7 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
     stats = WalkStats()
     if job is not None:
         job.advance(message="listing model folders")
-    known, library = _known_paths(conn)
+    known, library, absent = _known_paths(conn)
     found_paths: set[str] = set()
     new_files: list[FoundFile] = []
     skipped = 0
@@ -265,6 +265,8 @@ def scan_models(conn: sqlite3.Connection, index: ModelTypeIndex, job=None) -> di
     for key, (sha, size) in library.items():
         if key not in found_paths and not os.path.isfile(key):
             missing.setdefault(size, set()).add(sha)
+    for sha, size in absent:  # a model another machine has: this copy becomes this machine's path
+        missing.setdefault(size, set()).add(sha)
     relinked = 0
     to_queue: list[FoundFile] = []
     candidates = [f for f in new_files if f.size in missing]

@@ -57,19 +57,19 @@ def _fold_into(conn: sqlite3.Connection, target: int, sources: list[int]) -> Non
     ids = json.dumps(sources)
     conn.execute(
         "INSERT OR IGNORE INTO model_tags(model_hash, tag_id) "
-        "SELECT model_hash, ? FROM model_tags WHERE tag_id IN (SELECT value FROM json_each(?))",
+        "SELECT model_hash, ? FROM model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         (target, ids),
     )
     conn.execute(
         "INSERT OR IGNORE INTO pending_model_tags(model_id, tag_id) "
-        "SELECT model_id, ? FROM pending_model_tags WHERE tag_id IN (SELECT value FROM json_each(?))",
+        "SELECT model_id, ? FROM pending_model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         (target, ids),
     )
     for table in ("model_tags", "pending_model_tags"):
         conn.execute(
-            f"DELETE FROM {table} WHERE tag_id IN (SELECT value FROM json_each(?))", (ids,)
+            f"DELETE FROM {table} WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,)
         )
-    conn.execute("DELETE FROM tags WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+    conn.execute("DELETE FROM tags WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,))
 
 
 def _clean_name(name: str) -> str:
@@ -131,9 +131,9 @@ def delete_tags(conn: sqlite3.Connection, tag_ids: list[int], dry_run: bool = Fa
         selection = json.dumps(ids)
         for table in ("model_tags", "pending_model_tags"):
             conn.execute(
-                f"DELETE FROM {table} WHERE tag_id IN (SELECT value FROM json_each(?))", (selection,)
+                f"DELETE FROM {table} WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (selection,)
             )
-        conn.execute("DELETE FROM tags WHERE id IN (SELECT value FROM json_each(?))", (selection,))
+        conn.execute("DELETE FROM tags WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (selection,))
         return {"deleted": before, "removed_ids": ids}
 
     return _run(conn, dry_run, change)

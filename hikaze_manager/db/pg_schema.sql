@@ -1,0 +1,169 @@
+-- The shared library on PostgreSQL: the tables of the SQLite schema (db/upgrades.py, current
+-- version), split into what every machine shares (schema hikaze) and what each machine keeps
+-- for itself (one schema per machine, {machine}). Text is COLLATE "C" so that order and lower()
+-- are SQLite's (bytes, ASCII case folding) whatever the database's locale.
+-- @@shared
+CREATE SCHEMA IF NOT EXISTS hikaze;
+CREATE TABLE IF NOT EXISTS hikaze.version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value BIGINT NOT NULL
+);
+INSERT INTO hikaze.version(id, value) VALUES (1, 1) ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION hikaze.bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE hikaze.version SET value = value + 1 WHERE id = 1;
+    RETURN NULL;
+END $$;
+CREATE TABLE IF NOT EXISTS hikaze.machines (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    schema_name TEXT COLLATE "C" UNIQUE NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hikaze.model_records (
+    sha256 TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT COLLATE "C",
+    type TEXT COLLATE "C",
+    size_bytes BIGINT,
+    created_at BIGINT,
+    meta_json TEXT COLLATE "C",
+    base_model TEXT COLLATE "C",
+    base_family TEXT COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS idx_models_type ON hikaze.model_records(type);
+CREATE INDEX IF NOT EXISTS idx_models_base_family ON hikaze.model_records(base_family);
+CREATE TABLE IF NOT EXISTS hikaze.model_paths (
+    sha256 TEXT COLLATE "C" NOT NULL REFERENCES hikaze.model_records(sha256) ON DELETE CASCADE,
+    machine TEXT COLLATE "C" NOT NULL,
+    path TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (sha256, machine)
+);
+CREATE INDEX IF NOT EXISTS idx_model_paths_path ON hikaze.model_paths(machine, path);
+CREATE TABLE IF NOT EXISTS hikaze.tags (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT COLLATE "C" UNIQUE NOT NULL,
+    name_key TEXT COLLATE "C"
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_tags_name_key ON hikaze.tags(name_key);
+CREATE TABLE IF NOT EXISTS hikaze.model_tags (
+    model_hash TEXT COLLATE "C" NOT NULL REFERENCES hikaze.model_records(sha256) ON DELETE CASCADE,
+    tag_id BIGINT NOT NULL REFERENCES hikaze.tags(id) ON DELETE CASCADE,
+    PRIMARY KEY (model_hash, tag_id)
+);
+CREATE INDEX IF NOT EXISTS idx_model_tags_tag ON hikaze.model_tags(tag_id);
+CREATE TABLE IF NOT EXISTS hikaze.model_metadata (
+    sha256 TEXT COLLATE "C" PRIMARY KEY REFERENCES hikaze.model_records(sha256) ON DELETE CASCADE,
+    trigger_words TEXT COLLATE "C",
+    training_tags TEXT COLLATE "C",
+    header_metadata TEXT COLLATE "C",
+    autov2 TEXT COLLATE "C",
+    autov3 TEXT COLLATE "C",
+    sources TEXT COLLATE "C",
+    extra TEXT COLLATE "C",
+    report TEXT COLLATE "C",
+    updated_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS hikaze.db_meta (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT COLLATE "C"
+);
+INSERT INTO hikaze.db_meta(key, value) VALUES ('db_version', '2') ON CONFLICT DO NOTHING;
+INSERT INTO hikaze.db_meta(key, value) VALUES ('tags_id_max', '0') ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS hikaze.image_tiers (
+    sha256 TEXT COLLATE "C" NOT NULL,
+    position INTEGER NOT NULL,
+    tier TEXT COLLATE "C" NOT NULL,
+    data BYTEA NOT NULL,
+    digest TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (sha256, position, tier)
+);
+-- @@machine
+CREATE SCHEMA IF NOT EXISTS {machine};
+CREATE TABLE IF NOT EXISTS {machine}.pending_import (
+    id BIGSERIAL PRIMARY KEY,
+    path TEXT COLLATE "C" UNIQUE NOT NULL,
+    sha256 TEXT COLLATE "C",
+    name TEXT COLLATE "C",
+    type TEXT COLLATE "C",
+    size_bytes BIGINT,
+    created_at BIGINT,
+    meta_json TEXT COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS idx_pending_created ON {machine}.pending_import(created_at);
+CREATE INDEX IF NOT EXISTS idx_pending_sha ON {machine}.pending_import(sha256);
+CREATE TABLE IF NOT EXISTS {machine}.pending_model_tags (
+    model_id BIGINT NOT NULL REFERENCES {machine}.pending_import(id) ON DELETE CASCADE,
+    tag_id BIGINT NOT NULL REFERENCES hikaze.tags(id) ON DELETE CASCADE,
+    PRIMARY KEY (model_id, tag_id)
+);
+CREATE INDEX IF NOT EXISTS idx_pending_tags_tag ON {machine}.pending_model_tags(tag_id);
+CREATE TABLE IF NOT EXISTS {machine}.file_hashes (
+    path TEXT COLLATE "C" PRIMARY KEY,
+    size_bytes BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    sha256 TEXT COLLATE "C" NOT NULL,
+    hashed_at BIGINT NOT NULL,
+    autov3 TEXT COLLATE "C"
+);
+CREATE INDEX IF NOT EXISTS idx_file_hashes_sha ON {machine}.file_hashes(sha256);
+CREATE TABLE IF NOT EXISTS {machine}.legacy_imports (
+    source TEXT COLLATE "C" NOT NULL,
+    legacy_id BIGINT NOT NULL,
+    legacy_path TEXT COLLATE "C" NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL CHECK (kind IN ('model', 'pending')),
+    sha256 TEXT COLLATE "C",
+    pending_id BIGINT,
+    image_sha256 TEXT COLLATE "C",
+    imported_at BIGINT NOT NULL,
+    PRIMARY KEY (source, legacy_id, legacy_path)
+);
+CREATE INDEX IF NOT EXISTS idx_legacy_imports_sha ON {machine}.legacy_imports(sha256);
+CREATE TABLE IF NOT EXISTS {machine}.image_writes (
+    id BIGSERIAL PRIMARY KEY,
+    sha256 TEXT COLLATE "C" NOT NULL,
+    picture TEXT COLLATE "C" NOT NULL,
+    created_at BIGINT NOT NULL
+);
+-- This machine's view of the library: every model, with this machine's path ('' without a copy).
+CREATE OR REPLACE VIEW {machine}.models AS
+    SELECT r.sha256, COALESCE(p.path, '') AS path, r.name, r.type, r.size_bytes, r.created_at,
+           r.meta_json, r.base_model, r.base_family
+    FROM hikaze.model_records r
+    LEFT JOIN hikaze.model_paths p ON p.sha256 = r.sha256 AND p.machine = {machine_name};
+CREATE OR REPLACE FUNCTION {machine}.models_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM hikaze.model_records WHERE sha256 = OLD.sha256;
+        RETURN OLD;
+    END IF;
+    IF NEW.path IS NULL THEN
+        RAISE not_null_violation USING MESSAGE = 'NOT NULL constraint failed: models.path';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO hikaze.model_records(sha256, name, type, size_bytes, created_at, meta_json,
+                                         base_model, base_family)
+        VALUES (NEW.sha256, NEW.name, NEW.type, NEW.size_bytes, NEW.created_at, NEW.meta_json,
+                NEW.base_model, NEW.base_family);
+    ELSE
+        UPDATE hikaze.model_records SET sha256 = NEW.sha256, name = NEW.name, type = NEW.type,
+            size_bytes = NEW.size_bytes, created_at = NEW.created_at, meta_json = NEW.meta_json,
+            base_model = NEW.base_model, base_family = NEW.base_family
+        WHERE sha256 = OLD.sha256
+          AND (sha256, name, type, size_bytes, created_at, meta_json, base_model, base_family)
+              IS DISTINCT FROM (NEW.sha256, NEW.name, NEW.type, NEW.size_bytes, NEW.created_at,
+                                NEW.meta_json, NEW.base_model, NEW.base_family);
+        IF NEW.path IS NOT DISTINCT FROM OLD.path THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    IF NEW.path = '' THEN
+        DELETE FROM hikaze.model_paths WHERE sha256 = NEW.sha256 AND machine = {machine_name};
+    ELSE
+        INSERT INTO hikaze.model_paths(sha256, machine, path) VALUES (NEW.sha256, {machine_name}, NEW.path)
+        ON CONFLICT (sha256, machine) DO UPDATE SET path = excluded.path;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER models_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {machine}.models
+    FOR EACH ROW EXECUTE FUNCTION {machine}.models_write();

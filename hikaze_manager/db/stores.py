@@ -1,0 +1,224 @@
+"""The two places a library can live: a SQLite file in the data folder, or a PostgreSQL database
+shared by several machines. Both hand out connections with the same (sqlite3) surface."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import RequestConnections, connect as sqlite_connect, transaction
+from .watch import DataVersionWatcher
+
+logger = logging.getLogger(__name__)
+
+PG_SCHEMA_SQL = Path(__file__).with_name("pg_schema.sql")
+PG_SCHEMA_VERSION = 1
+MACHINE_NAME_MAX = 100
+
+
+def default_machine_name() -> str:
+    """This machine's name when none is configured: its host name."""
+    return socket.gethostname() or "localhost"
+
+
+def valid_machine_name(name: object) -> str | None:
+    """``name`` stripped if it can name a machine (1-100 printable characters), else None."""
+    if not isinstance(name, str):
+        return None
+    name = name.strip()
+    if not 0 < len(name) <= MACHINE_NAME_MAX or not name.isprintable():
+        return None
+    return name
+
+
+def machine_schema(name: str) -> str:
+    """The PostgreSQL schema of one machine's own tables: a readable slug plus a digest of the
+    exact name, so names differing only in case or punctuation never share a schema."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:32] or "machine"
+    return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
+
+
+class SqliteStore:
+    """The embedded default: one SQLite file (WAL) in the data folder."""
+
+    kind = "sqlite"
+
+    def __init__(self, database: str | Path, *, immutable: bool = False):
+        self.database = Path(database)
+        self.immutable = immutable
+        self._connections = RequestConnections()
+
+    def connect(self, *, read_only: bool = False):
+        """A new connection, closed by the caller."""
+        return sqlite_connect(self.database, read_only=read_only, immutable=self.immutable)
+
+    @contextmanager
+    def connection(self, *, read_only: bool = False) -> Iterator:
+        """A short-lived connection for code outside a request (jobs, start-up, the node)."""
+        conn = self.connect(read_only=read_only)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def checkout(self, read_only: bool):
+        """This thread's reused connection, for a request."""
+        return self._connections.checkout(self.database, read_only, self.immutable)
+
+    def watcher(self) -> DataVersionWatcher:
+        """A probe whose value changes with every commit from anywhere."""
+        return DataVersionWatcher(self.database)
+
+    def describe(self) -> str:
+        """Where the library is, for logs and the status payload."""
+        return str(self.database)
+
+
+class _ThreadConnections(threading.local):
+    def __init__(self) -> None:
+        self.conns: dict[bool, object] = {}
+
+
+class PostgresStore:
+    """A library in PostgreSQL: shared tables in schema ``hikaze``, this machine's in its own."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str, machine: str):
+        from . import pg
+
+        self.url = url
+        self.machine = machine
+        self.schema = machine_schema(machine)
+        self._pg = pg
+        self._local = _ThreadConnections()
+
+    @property
+    def search_path(self) -> tuple[str, str]:
+        """This machine's schema first: its ``models`` view hides the shared records table."""
+        return (self.schema, "hikaze")
+
+    def connect(self, *, read_only: bool = False):
+        """A new connection, closed by the caller."""
+        return self._pg.connect(self.url, self.search_path, read_only=read_only)
+
+    @contextmanager
+    def connection(self, *, read_only: bool = False) -> Iterator:
+        """A short-lived connection for code outside a request (jobs, start-up, the node)."""
+        conn = self.connect(read_only=read_only)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def checkout(self, read_only: bool):
+        """This thread's reused connection, for a request (reopened when it broke)."""
+        conn = self._local.conns.get(read_only)
+        if conn is None or conn.closed:
+            conn = self.connect(read_only=read_only)
+            self._local.conns[read_only] = conn
+        return conn
+
+    def watcher(self) -> "PgVersionWatcher":
+        """A probe of the library's version row, which every commit on any machine changes."""
+        return PgVersionWatcher(self)
+
+    def describe(self) -> str:
+        """The URL without its password, and this machine's name."""
+        return f"{self._pg.redact(self.url)} (machine {self.machine!r})"
+
+    def prepare(self) -> str | None:
+        """Create or complete the schema (shared and this machine's); the reason if read-only."""
+        sections = _schema_sections()
+        literal = "'" + self.machine.replace("'", "''") + "'"
+        with self.connection() as conn:
+            with transaction(conn):
+                conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
+                conn.raw.execute(
+                    "CREATE TABLE IF NOT EXISTS hikaze.schema_version (id INTEGER PRIMARY KEY "
+                    "CHECK (id = 1), value INTEGER NOT NULL)")
+                row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
+                if row is not None and row[0] > PG_SCHEMA_VERSION:
+                    return (f"The shared library has schema version {row[0]}, newer than this "
+                            f"Hikaze Manager understands ({PG_SCHEMA_VERSION}); it is opened "
+                            "read-only. Update Hikaze Manager on this machine.")
+                conn.raw.execute(sections["shared"])
+                conn.raw.execute(sections["machine"].replace("{machine}", f'"{self.schema}"')
+                                 .replace("{machine_name}", literal))
+                _add_version_triggers(conn, self.schema)
+                now = int(time.time() * 1000)
+                conn.raw.execute(
+                    "INSERT INTO hikaze.machines(name, schema_name, first_seen, last_seen) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET last_seen = %s",
+                    (self.machine, self.schema, now, now, now))
+                conn.raw.execute(
+                    "INSERT INTO hikaze.schema_version(id, value) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
+        return None
+
+    def close(self) -> None:
+        """Close this thread's connections (others close with their threads)."""
+        for conn in self._local.conns.values():
+            conn.close()
+        self._local.conns.clear()
+
+
+def _schema_sections() -> dict[str, str]:
+    text = PG_SCHEMA_SQL.read_text(encoding="utf-8")
+    shared, machine = text.split("-- @@machine", 1)
+    return {"shared": shared.split("-- @@shared", 1)[1], "machine": machine}
+
+
+def _add_version_triggers(conn, schema: str) -> None:
+    """Every table but the version row bumps the version once per writing statement."""
+    tables = conn.raw.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('hikaze', %s) AND table_type = 'BASE TABLE' "
+        "AND table_name NOT IN ('version', 'schema_version', 'machines')", (schema,)).fetchall()
+    for table_schema, table in tables:
+        conn.raw.execute(
+            f'CREATE OR REPLACE TRIGGER bump_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+            f'ON "{table_schema}"."{table}" FOR EACH STATEMENT EXECUTE FUNCTION hikaze.bump_version()')
+
+
+class PgVersionWatcher:
+    """The library version row, read on one long-lived connection (about 0.1 ms a probe)."""
+
+    def __init__(self, store: PostgresStore):
+        self._store = store
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def version(self) -> tuple | None:
+        """The version now, or None when the database cannot be reached."""
+        from .errors import Error
+
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._store.connect(read_only=True)
+                return ("pg", self._conn.execute("SELECT value FROM hikaze.version").fetchone()[0])
+            except Error as exc:
+                logger.warning("[Hikaze] library version probe failed: %s", exc)
+                self._close_locked()
+                return None
+
+    def _close_locked(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken connection may fail to close; it is dropped either way
+                pass
+        self._conn = None
+
+    def close(self) -> None:
+        """Release the probe connection."""
+        with self._lock:
+            self._close_locked()
