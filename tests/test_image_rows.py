@@ -6,18 +6,17 @@ import dataclasses
 import functools
 import hashlib
 import io
-import os
 import threading
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from PIL import Image
 
+from hikaze_manager import create_app
 from hikaze_manager.db import connect, connection, upgrades
+from hikaze_manager.db.stores import PostgresStore, SqliteStore
 from hikaze_manager.errors import NotFound
 from hikaze_manager.services import batch, image_journal
 from hikaze_manager.services.image_processing import TIERS, ImageError
@@ -45,9 +44,6 @@ def decoded_width(data: bytes) -> int:
     return im.size[0]
 
 
-PG_URL = os.environ.get("HIKAZE_TEST_PG_URL")  # a server to make test databases on
-
-
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
     """A SQLite library at the current schema, plus the image_tiers table."""
@@ -62,26 +58,12 @@ def database(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def pg_library():
-    """A PostgreSQL library in a database of its own on the test server, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("HIKAZE_TEST_PG_URL names no PostgreSQL server")
-    import psycopg
-
-    from hikaze_manager.db.stores import PostgresStore
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    parts = urlsplit(PG_URL)
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    library = PostgresStore(urlunsplit(parts._replace(path=f"/{name}")), "test machine")
-    try:
-        assert library.prepare() is None
-        yield library
-    finally:
-        library.close()
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def pg_library(postgres_url):
+    """A PostgreSQL library (shared and machine schemas) in a fresh database of the test server."""
+    library = PostgresStore(postgres_url, "test machine")
+    assert library.prepare() is None
+    yield library
+    library.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -360,32 +342,56 @@ def test_orphan_sweep_removes_sets_of_models_not_in_the_library(store, connect_r
     assert store.counts() == {SHA: 2}
 
 
-def test_list_cache_version_follows_the_database_for_pictures(tmp_path, database):
-    store = DatabaseImageStore(functools.partial(connection, database), tmp_path / "pending")
-    lists = ListCache(database, store)
+@pytest.fixture
+def watcher(request, connect_rows):
+    """The library's version probe (what the list cache keys its bodies on) for this backend."""
+    if request.node.callspec.params["connect_rows"] == "sqlite":
+        yield SqliteStore(request.getfixturevalue("database")).watcher()
+    else:
+        probe = request.getfixturevalue("pg_library").watcher()
+        yield probe
+        probe.close()
+
+
+def test_list_cache_version_follows_the_database_for_pictures(store, watcher):
+    lists = ListCache(watcher, store)
     before = lists.version(uses_images=True)
     assert before is not None and lists.version(uses_images=True) == before
     add_widths(store, 100)
     assert lists.version(uses_images=True) != before
+    with pytest.raises(NotFound):
+        store.delete_image(SHA, 3)  # a rolled-back write changes nothing
+    after_add = lists.version(uses_images=True)
+    store.delete_image(SHA, 0)
+    assert lists.version(uses_images=True) != after_add
 
 
-@pytest.fixture
-def db_client(app, model):
-    """The app's image routes served from a DatabaseImageStore on the app's own database."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_app(request, app_config):
+    """An app whose image routes serve a DatabaseImageStore on the app's own library."""
+    if request.param == "postgres":
+        app_config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    app = create_app(app_config)
     state = get_state(app)
-    with connection(state.paths.database) as conn:
-        conn.execute(IMAGE_TIERS_DDL)
-    images = DatabaseImageStore(functools.partial(connection, state.paths.database),
-                                state.paths.pending_dir)
-    app.extensions["hikaze"] = dataclasses.replace(
-        state, images=images, lists=ListCache(state.paths.database, images))
-    return app.test_client()
+    with state.store.connection() as conn:
+        if state.store.kind == "sqlite":  # PostgreSQL has it from its schema
+            conn.execute(IMAGE_TIERS_DDL)
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, '/models/checkpoints/a.safetensors', 'a', 'checkpoints', 1, 0)",
+                     (SHA,))
+    images = DatabaseImageStore(state.store.connection, state.paths.pending_dir)
+    lists = ListCache(state.store.watcher(), images)
+    app.extensions["hikaze"] = dataclasses.replace(state, images=images, lists=lists)
+    yield app
+    for cache in (state.lists, lists):
+        cache.close()
+    if state.store.kind == "postgres":
+        state.store.close()
 
 
 @pytest.fixture
-def model(add_model):
-    add_model(SHA, "/models/checkpoints/a.safetensors", name="a")
-    return SHA
+def db_client(db_app):
+    return db_app.test_client()
 
 
 def upload(client, width: int):
@@ -395,13 +401,13 @@ def upload(client, width: int):
     return response.get_json()
 
 
-def test_api_upload_serve_and_delete_from_rows(db_client, app):
+def test_api_upload_serve_and_delete_from_rows(db_client, db_app):
     assert [upload(db_client, w)["seq"] for w in (100, 110, 120)] == [0, 1, 2]
     assert db_client.get(f"/api/images/get_img_count?sha256={SHA}").get_json() == {"count": 3}
     listed = db_client.get("/api/models?type=checkpoints").get_json()["models"]
     assert [m["images_count"] for m in listed if m["sha256"] == SHA] == [3]
     response = db_client.get(f"/api/images/{SHA}_1.webp?quality=low")
-    stored = get_state(app).images.open_tier(SHA, 1, ("low",))
+    stored = get_state(db_app).images.open_tier(SHA, 1, ("low",))
     assert response.status_code == 200 and response.data == stored.data
     assert response.headers["Content-Type"] == "image/webp"
     assert "no-cache" in response.headers["Cache-Control"]
@@ -411,7 +417,7 @@ def test_api_upload_serve_and_delete_from_rows(db_client, app):
     assert decoded_width(db_client.get(f"/api/images/{SHA}_0.webp").data) == 110
     assert db_client.get(f"/api/images/{SHA}_2.webp").status_code == 404
     assert db_client.delete(f"/api/images/delete?sha256={SHA}&seq=5").status_code == 404
-    assert not list(get_state(app).paths.images_dir.glob("*.webp"))  # nothing went to files
+    assert not list(get_state(db_app).paths.images_dir.glob("*.webp"))  # nothing went to files
 
 
 def test_api_conditional_range_and_head_from_rows(db_client):
