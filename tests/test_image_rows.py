@@ -303,6 +303,26 @@ def test_reads_may_reuse_a_connection_and_see_every_commit(store, connect_rows):
         assert len(used) == 8
 
 
+def test_two_machines_share_pictures_through_the_database(postgres_url, tmp_path):
+    machines = [PostgresStore(postgres_url, name) for name in ("desk", "gpu box")]
+    for library in machines:
+        assert library.prepare() is None
+    desk, gpu = (DatabaseImageStore(library.connection, tmp_path / library.machine)
+                 for library in machines)
+    tiers = desk.process(SHA, picture(100))
+    assert desk.add_processed(SHA, tiers) == 0
+    assert gpu.count(SHA) == 1 and gpu.open_tier(SHA, 0, ("medium",)).data == tiers["medium"]
+    encoded = [desk.process(SHA, picture(110 + i)) for i in range(16)]
+    seqs = all_at_once(lambda job: job[0].add_processed(SHA, job[1]),
+                       [((desk, gpu)[i % 2], t) for i, t in enumerate(encoded)])
+    assert sorted(seqs) == list(range(1, 17)) and desk.count(SHA) == gpu.count(SHA) == 17
+    gpu.delete_image(SHA, 0)
+    assert sorted(widths(desk)) == [110 + i for i in range(16)]
+    assert widths(desk) == widths(gpu)
+    for library in machines:
+        library.close()
+
+
 # --- the rest of the app around it ----------------------------------------------------------
 
 
