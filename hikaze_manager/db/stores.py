@@ -87,7 +87,7 @@ class SqliteStore:
 
 class _ThreadConnections(threading.local):
     def __init__(self) -> None:
-        self.conns: dict[bool, object] = {}
+        self.conns: dict[bool | str, object] = {}
 
 
 class PostgresStore:
@@ -127,13 +127,24 @@ class PostgresStore:
         finally:
             conn.close()
 
-    def checkout(self, read_only: bool):
+    def checkout(self, read_only: bool | str):
         """This thread's reused connection, for a request (reopened when it broke)."""
         conn = self._local.conns.get(read_only)
         if conn is None or conn.closed:
-            conn = self.connect(read_only=read_only)
+            conn = self.connect(read_only=read_only is True)
             self._local.conns[read_only] = conn
         return conn
+
+    @contextmanager
+    def reader(self) -> Iterator:
+        """This thread's reused connection for reads beside the request's (pictures): never the
+        request's own, which may be inside a transaction."""
+        conn = self.checkout("reader")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction and not conn.closed:
+                conn.execute("ROLLBACK")
 
     def watcher(self) -> "PgVersionWatcher":
         """A probe of the library's version row, which every commit on any machine changes."""
