@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Context, Row  # noqa: E402
 
 CASES = ["case_lists", "case_requests", "case_load", "case_scale", "case_batch", "case_hashing", "case_scan",
-         "case_images", "case_panel"]
+         "case_images", "case_panel", "case_store"]
 
 
 def fmt(value: float, unit: str) -> str:

@@ -85,30 +85,35 @@ def sha_of(i: int) -> str:
 
 def build_library(db_path: Path, n: int, loras: int, pending: int = 200, seed: int = 1) -> None:
     """A library of ``n`` models (``loras`` of them LoRAs), ~3 tags each, meta, and a pending queue."""
-    rng = random.Random(seed)
-    others = [t for t in TYPES if t != "loras"]
     with connection(db_path) as conn:
         upgrades.apply(conn, db_path.parent / "backups")
-        with transaction(conn):
-            conn.executemany("INSERT INTO tags(name, name_key) VALUES (?, ?)",
-                             [(f"Tag {i:03d}", f"tag {i:03d}") for i in range(TAGS)])
-            meta = json.dumps({"description": "A model " * 8, "community_links": "https://x.invalid/m",
-                               "prompts": {"positive": "masterpiece, best quality", "negative": "bad"}})
-            rows, links = [], []
-            for i in range(n):
-                kind = "loras" if i < loras else others[i % len(others)]
-                rows.append((sha_of(i), f"/models/{kind}/sub{i % 50}/model_{i:06d}.safetensors",
-                             f"Model {rng.randrange(10**6):06d} {i}", kind,
-                             rng.randint(10**6, 7 * 10**9), 1700000000000 + i, meta))
-                links.extend((sha_of(i), t) for t in rng.sample(range(1, TAGS + 1), 3))
-            conn.executemany("INSERT INTO models(sha256, path, name, type, size_bytes, created_at, meta_json)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO model_tags VALUES (?, ?)", links)
-            conn.executemany(
-                "INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at, meta_json)"
-                " VALUES (?, '', ?, 'loras', 1, ?, '{}')",
-                [(f"/models/loras/new/p{i}.safetensors", f"Pending {i}", i) for i in range(pending)])
+        fill_library(conn, n, loras, pending, seed)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def fill_library(conn, n: int, loras: int, pending: int = 200, seed: int = 1) -> None:
+    """The rows of :func:`build_library` written through ``conn`` (either store), in one transaction."""
+    rng = random.Random(seed)
+    others = [t for t in TYPES if t != "loras"]
+    with transaction(conn):
+        conn.executemany("INSERT INTO tags(name, name_key) VALUES (?, ?)",
+                         [(f"Tag {i:03d}", f"tag {i:03d}") for i in range(TAGS)])
+        meta = json.dumps({"description": "A model " * 8, "community_links": "https://x.invalid/m",
+                           "prompts": {"positive": "masterpiece, best quality", "negative": "bad"}})
+        rows, links = [], []
+        for i in range(n):
+            kind = "loras" if i < loras else others[i % len(others)]
+            rows.append((sha_of(i), f"/models/{kind}/sub{i % 50}/model_{i:06d}.safetensors",
+                         f"Model {rng.randrange(10**6):06d} {i}", kind,
+                         rng.randint(10**6, 7 * 10**9), 1700000000000 + i, meta))
+            links.extend((sha_of(i), t) for t in rng.sample(range(1, TAGS + 1), 3))
+        conn.executemany("INSERT INTO models(sha256, path, name, type, size_bytes, created_at, meta_json)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO model_tags VALUES (?, ?)", links)
+        conn.executemany(
+            "INSERT INTO pending_import(path, sha256, name, type, size_bytes, created_at, meta_json)"
+            " VALUES (?, '', ?, 'loras', 1, ?, '{}')",
+            [(f"/models/loras/new/p{i}.safetensors", f"Pending {i}", i) for i in range(pending)])
 
 
 def settle(data: Path) -> None:
@@ -139,10 +144,13 @@ def library(ctx: Context, n: int) -> Path:
 class Server:
     """``python -m bench.serve``: our app on the data folder, or a minimal Flask route; loopback."""
 
-    def __init__(self, data_dir: Path, *, minimal_body: Path | None = None):
+    def __init__(self, data_dir: Path, *, minimal_body: Path | None = None,
+                 database_url: str | None = None):
         args = [sys.executable, "-m", "bench.serve", str(data_dir)]
         if minimal_body is not None:
             args += ["--minimal", str(minimal_body)]
+        if database_url is not None:
+            args += ["--database-url", database_url]
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)

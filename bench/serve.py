@@ -35,8 +35,11 @@ def main() -> None:
         from hikaze_manager import create_app
 
         types = ("checkpoints", "loras", "vae", "embeddings", "controlnet")
-        app = create_app({"DATA_DIR": data_dir,
-                          "MODEL_TYPES": {t: {"roots": [str(Path(data_dir) / t)]} for t in types}})
+        config = {"DATA_DIR": data_dir,
+                  "MODEL_TYPES": {t: {"roots": [str(Path(data_dir) / t)]} for t in types}}
+        if len(sys.argv) > 3 and sys.argv[2] == "--database-url":
+            config.update(DATABASE_URL=sys.argv[3], MACHINE_NAME="bench")
+        app = create_app(config)
     handle = start_server(app, "127.0.0.1", 0)
     print(handle.port, flush=True)
     sys.stdin.read()
