@@ -208,6 +208,13 @@ class Connection:
         """Close the connection."""
         self.raw.close()
 
+    def __del__(self) -> None:
+        # Like sqlite3: a connection dropped unclosed (a finished worker thread's, the version
+        # probe of an app that is gone) closes instead of leaking a server session.
+        raw = getattr(self, "raw", None)
+        if raw is not None and not raw.closed:
+            raw.close()
+
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""

@@ -1,0 +1,179 @@
+"""One library, two machines: two real waitress servers with their own machine name, data folder
+and model folders share one real PostgreSQL database (issue 10). What one writes the other sees at
+once; each keeps its own paths; concurrent writers on both lose nothing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import threading
+import types
+from pathlib import Path
+
+import pytest
+
+from hikaze_manager import create_app
+from hikaze_manager.server import start_server
+from hikaze_manager.state import get_state
+
+from metadata_support import write_safetensors
+
+
+def request(port: int, method: str, path: str, body=None, headers=None):
+    """(status, headers, JSON body) of one request over a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        sent = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers={**sent, **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read()
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = raw
+        return response.status, response.msg, data
+    finally:
+        conn.close()
+
+
+class Machine:
+    """One machine: its app (own data folder, own model folders, own name) served by waitress."""
+
+    def __init__(self, name: str, root: Path, url: str, threads: int = 4):
+        self.name = name
+        self.models = root / "models"
+        for folder in ("checkpoints", "loras"):
+            (self.models / folder).mkdir(parents=True, exist_ok=True)
+        self.app = create_app({
+            "TESTING": True, "DATA_DIR": str(root / "data"), "DATABASE_URL": url,
+            "MACHINE_NAME": name,
+            "MODEL_TYPES": {t: {"roots": [str(self.models / t)]} for t in ("checkpoints", "loras")},
+        })
+        self.handle = start_server(self.app, "127.0.0.1", 0, threads=threads)
+        self.port = self.handle.port
+
+    def call(self, method: str, path: str, body=None, headers=None):
+        return request(self.port, method, path, body, headers)
+
+    def ok(self, method: str, path: str, body=None, headers=None, status=200):
+        got, _, data = self.call(method, path, body, headers)
+        assert got == status, (self.name, method, path, got, data)
+        return data
+
+    def scan(self) -> dict:
+        return self.ok("POST", "/api/scan")
+
+    def import_pending(self) -> dict:
+        ids = [m["id"] for m in self.ok("GET", "/api/migration/pending_models")["models"]]
+        return self.ok("POST", "/api/migration/import_models", {"id": ids}, status=207)
+
+    def stop(self) -> None:
+        assert self.handle.thread.is_alive(), f"{self.name}: the server loop ended on its own"
+        self.handle.stop()
+        state = get_state(self.app)
+        for job in state.jobs.list():
+            state.jobs.cancel(job.id)
+            state.jobs.wait(job.id, timeout=30)
+
+
+@pytest.fixture
+def machines(tmp_path, postgres_url):
+    """Machines A and B on one database, each with its own folders."""
+    started = []
+    try:
+        for name in ("studio-a", "gpu-box-b"):
+            started.append(Machine(name, tmp_path / name, postgres_url, threads=8))
+        yield types.SimpleNamespace(a=started[0], b=started[1], url=postgres_url)
+    finally:
+        for machine in started:
+            machine.stop()
+
+
+def promote_on_a(machines, relative="loras/ink.safetensors", seed="ink") -> tuple[str, Path]:
+    """A real model file on A, scanned and imported there: (sha256, A's path)."""
+    path = machines.a.models / relative
+    sha, _ = write_safetensors(path, {"seed": seed})
+    assert machines.a.scan()["added"] == 1
+    assert len(machines.a.import_pending()["success"]) == 1
+    return sha, path
+
+
+# ------------------------------------------------------------------------------------------------
+# What one machine writes, the other sees at once
+
+
+def test_a_tag_added_on_a_is_on_b_at_once_and_b_caches_do_not_hide_it(machines):
+    a, b = machines.a, machines.b
+    sha, _ = promote_on_a(machines)
+    status, headers, listed = b.call("GET", "/api/models?type=loras")
+    assert status == 200 and [m["sha256"] for m in listed["models"]] == [sha]
+    assert listed["models"][0]["tags"] == []
+    list_etag = headers["ETag"]
+    _, tag_headers, tags_before = b.call("GET", "/api/tags")
+    assert tags_before == {"tags": []}
+    assert b.call("GET", "/api/models?type=loras", headers={"If-None-Match": list_etag})[0] == 304
+    assert b.call("GET", "/api/tags", headers={"If-None-Match": tag_headers["ETag"]})[0] == 304
+
+    a.ok("POST", "/api/models/tags", {"sha256": [sha], "add": ["shared ink"]})
+
+    status, headers, listed = b.call("GET", "/api/models?type=loras",
+                                     headers={"If-None-Match": list_etag})
+    assert status == 200, "B answered 304 with a body from before A's write"
+    assert headers["ETag"] != list_etag
+    assert [t["name"] for t in listed["models"][0]["tags"]] == ["shared ink"]
+    status, headers, tags_after = b.call("GET", "/api/tags",
+                                         headers={"If-None-Match": tag_headers["ETag"]})
+    assert status == 200 and headers["ETag"] != tag_headers["ETag"]
+    assert [t["name"] for t in tags_after["tags"]] == ["shared ink"]
+    assert [t["name"] for t in b.ok("GET", f"/api/models/{sha}")["tags"]] == ["shared ink"]
+
+
+def test_a_model_promoted_on_a_is_relinked_on_b_by_hash_and_each_keeps_its_own_path(machines):
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    a.ok("PATCH", f"/api/models/{sha}", {"meta_json": {"description": "typed once, on A"}})
+    # B has no copy yet: the model is in B's library, without a path here.
+    assert b.ok("GET", f"/api/models/{sha}")["path"] == ""
+    # B keeps the same bytes elsewhere, under another name.
+    b_path = b.models / "loras" / "styles" / "ink-copy.safetensors"
+    b_path.parent.mkdir(parents=True)
+    shutil.copyfile(a_path, b_path)
+    report = b.scan()
+    assert report["relinked"] == 1 and report["added"] == 0, report
+    assert b.ok("GET", "/api/migration/pending_models")["models"] == []
+    on_b = b.ok("GET", f"/api/models/{sha}")
+    on_a = a.ok("GET", f"/api/models/{sha}")
+    assert on_b["path"] == str(b_path) and on_a["path"] == str(a_path)
+    assert on_b["meta_json"]["description"] == "typed once, on A"
+    # A scan on B never changes A's path, even when B's copy moves; nor A's scan B's.
+    moved = b.models / "loras" / "ink-moved.safetensors"
+    os.rename(b_path, moved)
+    assert b.scan()["relinked"] == 1
+    assert b.ok("GET", f"/api/models/{sha}")["path"] == str(moved)
+    assert a.ok("GET", f"/api/models/{sha}")["path"] == str(a_path)
+    assert a.scan()["relinked"] == 0
+    assert b.ok("GET", f"/api/models/{sha}")["path"] == str(moved)
+    listed_b = b.ok("GET", "/api/models?type=loras")["models"]
+    listed_a = a.ok("GET", "/api/models?type=loras")["models"]
+    assert [m["path"] for m in listed_b] == [str(moved)]
+    assert [m["path"] for m in listed_a] == [str(a_path)]
+
+
+def test_missing_file_is_per_machine(machines):
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    only_a, _ = promote_on_a(machines, "checkpoints/only-a.safetensors", "only a")
+    b_path = b.models / "loras" / "ink.safetensors"
+    shutil.copyfile(a_path, b_path)
+    assert b.scan()["relinked"] == 1
+    assert a.ok("GET", "/api/library/missing")["models"] == []
+    # B never had only-a: missing here (no path on this machine), not on A.
+    missing_b = b.ok("GET", "/api/library/missing")["models"]
+    assert [(m["sha256"], m["path"]) for m in missing_b] == [(only_a, "")]
+    # A loses its ink file: missing on A only; B's copy is fine.
+    os.remove(a_path)
+    assert [m["sha256"] for m in a.ok("GET", "/api/library/missing")["models"]] == [sha]
+    assert [m["sha256"] for m in b.ok("GET", "/api/library/missing")["models"]] == [only_a]
