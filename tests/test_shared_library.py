@@ -177,3 +177,118 @@ def test_missing_file_is_per_machine(machines):
     os.remove(a_path)
     assert [m["sha256"] for m in a.ok("GET", "/api/library/missing")["models"]] == [sha]
     assert [m["sha256"] for m in b.ok("GET", "/api/library/missing")["models"]] == [only_a]
+
+
+# ------------------------------------------------------------------------------------------------
+# Concurrent writers on both machines
+
+
+def _read_modify_write(machine, sha, change, statuses, conflicts, attempts=300):
+    """GET the model, PATCH ``change(record)`` with its ETag; again on 412."""
+    for _ in range(attempts):
+        status, headers, record = machine.call("GET", f"/api/models/{sha}")
+        statuses.append(status)
+        assert status == 200, record
+        status, _, body = machine.call("PATCH", f"/api/models/{sha}", change(record),
+                                       {"If-Match": headers["ETag"]})
+        statuses.append(status)
+        if status == 200:
+            return
+        assert status == 412, body
+        conflicts.append(machine.name)
+    raise AssertionError(f"no write got in on {machine.name} in {attempts} attempts")
+
+
+def test_sixteen_writers_on_two_machines_lose_nothing(machines):
+    a, b = machines.a, machines.b
+    x, _ = promote_on_a(machines, "loras/x.safetensors", "x")
+    y, _ = promote_on_a(machines, "checkpoints/y.safetensors", "y")
+    rounds = 3
+    seeds = [f"seed {i}" for i in range(3, 16, 4)]
+    a.ok("POST", "/api/models/tags", {"sha256": [x], "add": seeds})
+    patch_names = [f"patch {i}.{k}" for i in range(0, 16, 4) for k in range(rounds)]
+    tag_ids = {t["name"]: t["id"] for t in b.ok("POST", "/api/tags_add", {"newtags": patch_names})["tags"]}
+    statuses: list[int] = []
+    conflicts: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def writer(i: int) -> None:
+        machine = a if i % 2 == 0 else b
+        try:
+            start.wait()
+            for k in range(rounds):
+                kind = i % 4
+                if kind == 0:  # the whole tag list, read-modify-write
+                    _read_modify_write(machine, x, lambda r: {"tags": [t["id"] for t in r["tags"]]
+                                                              + [tag_ids[f"patch {i}.{k}"]]},
+                                       statuses, conflicts)
+                elif kind == 2:  # the description, one line more each time
+                    _read_modify_write(machine, x, lambda r: {"meta_json": {"description": (
+                        r["meta_json"].get("description") or "") + f"line {i}.{k}\n"}},
+                                       statuses, conflicts)
+                else:  # the batch route: add (and, kind 3, remove a seeded tag)
+                    body = {"sha256": [x, y] if kind == 1 else [x], "add": [f"batch {i}.{k}"]}
+                    if kind == 3 and k == 0:
+                        body["remove"] = [f"seed {i}"]
+                    status, _, report = machine.call("POST", "/api/models/tags", body)
+                    statuses.append(status)
+                    assert status == 200, report
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors
+    assert statuses and all(s < 500 for s in statuses), sorted(set(statuses))
+    expected_x = set(patch_names) | {f"batch {i}.{k}" for i in range(16) if i % 4 in (1, 3)
+                                     for k in range(rounds)}
+    expected_y = {f"batch {i}.{k}" for i in range(1, 16, 4) for k in range(rounds)}
+    for machine in (a, b):
+        record = machine.ok("GET", f"/api/models/{x}")
+        assert {t["name"] for t in record["tags"]} == expected_x, machine.name
+        lines = record["meta_json"]["description"].splitlines()
+        assert sorted(lines) == sorted(f"line {i}.{k}" for i in range(2, 16, 4) for k in range(rounds))
+        assert {t["name"] for t in machine.ok("GET", f"/api/models/{y}")["tags"]} == expected_y
+    assert conflicts, "16 writers on one model should have met a stale If-Match at least once"
+
+
+def test_the_same_etag_wins_once_across_machines(machines):
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    _, a_headers, _ = a.call("GET", f"/api/models/{sha}")
+    _, b_headers, _ = b.call("GET", f"/api/models/{sha}")
+    # B's scan gives B a path: B's record (and ETag) changes, A's open edit is not stale.
+    shutil.copyfile(a_path, b.models / "loras" / "ink.safetensors")
+    assert b.scan()["relinked"] == 1
+    assert a.call("GET", f"/api/models/{sha}")[1]["ETag"] == a_headers["ETag"]
+    assert b.call("PATCH", f"/api/models/{sha}", {"name": "x"},
+                  {"If-Match": b_headers["ETag"]})[0] == 412
+    _, b_headers, _ = b.call("GET", f"/api/models/{sha}")
+    assert a.call("PATCH", f"/api/models/{sha}", {"name": "from A"},
+                  {"If-Match": a_headers["ETag"]})[0] == 200
+    status, _, body = b.call("PATCH", f"/api/models/{sha}", {"name": "from B"},
+                             {"If-Match": b_headers["ETag"]})
+    assert status == 412, body
+    assert b.ok("GET", f"/api/models/{sha}")["name"] == "from A"
+    # Both at the same moment, each with its own current ETag: exactly one of them gets in.
+    etags = {m.name: m.call("GET", f"/api/models/{sha}")[1]["ETag"] for m in (a, b)}
+    results: dict[str, int] = {}
+    start = threading.Barrier(2)
+
+    def patch(machine):
+        start.wait()
+        results[machine.name] = machine.call("PATCH", f"/api/models/{sha}", {"name": machine.name},
+                                             {"If-Match": etags[machine.name]})[0]
+
+    threads = [threading.Thread(target=patch, args=(m,)) for m in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results.values()) == [200, 412], results
+    winner = next(name for name, status in results.items() if status == 200)
+    assert a.ok("GET", f"/api/models/{sha}")["name"] == winner
