@@ -19,6 +19,7 @@ from hikaze_manager.server import start_server
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
+from test_comfy_loaders import FakeComfy, entry, lora_payload, node_module  # noqa: F401 (fixture)
 
 
 def request(port: int, method: str, path: str, body=None, headers=None):
@@ -292,3 +293,50 @@ def test_the_same_etag_wins_once_across_machines(machines):
     assert sorted(results.values()) == [200, 412], results
     winner = next(name for name, status in results.items() if status == 200)
     assert a.ok("GET", f"/api/models/{sha}")["name"] == winner
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside ComfyUI: a payload's SHA-256 resolves to this machine's copy
+
+
+def test_a_loader_payload_resolves_its_sha256_to_this_machines_path(machines, node_module,
+                                                                     monkeypatch):
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    b_path = b.models / "loras" / "mine" / "ink.safetensors"
+    b_path.parent.mkdir()
+    shutil.copyfile(a_path, b_path)
+    assert b.scan()["relinked"] == 1
+    # A workflow saved on a third machine: its path exists nowhere here, its hash is the model's.
+    payload = lora_payload(entry("/elsewhere/loras/ink.safetensors", sha, name="Ink"))
+    for machine, expected in ((b, b_path), (a, a_path)):
+        fake = FakeComfy({"loras": [machine.models / "loras"]})
+        fake.install(monkeypatch)
+        # ComfyUI without the server started: the node opens the library the environment names.
+        monkeypatch.setattr(node_module, "_store", None)
+        monkeypatch.setenv("HIKAZE_DATABASE_URL", machines.url)
+        monkeypatch.setenv("HIKAZE_MACHINE_NAME", machine.name)
+        model, _clip, _words = node_module.HikazeLoraPowerLoader().load([], [], payload)
+        assert model == [str(expected)] and fake.reads == [str(expected)], machine.name
+        # With the server running in ComfyUI's process, the node uses that server's store, whatever
+        # the environment says.
+        other = a if machine is b else b
+        monkeypatch.setenv("HIKAZE_MACHINE_NAME", other.name)
+        monkeypatch.setattr(node_module, "_store", get_state(machine.app).store)
+        model, _clip, _words = node_module.HikazeLoraPowerLoader().load([], [], payload)
+        assert model == [str(expected)], machine.name
+
+
+def test_a_machine_the_shared_library_does_not_know_gets_a_clear_error(machines, node_module,
+                                                                       monkeypatch):
+    sha, _ = promote_on_a(machines)
+    FakeComfy({"loras": []}).install(monkeypatch)
+    monkeypatch.setattr(node_module, "_store", None)
+    monkeypatch.setenv("HIKAZE_DATABASE_URL", machines.url)
+    monkeypatch.setenv("HIKAZE_MACHINE_NAME", "never-started-here")
+    with pytest.raises(FileNotFoundError) as missing:
+        node_module.HikazeLoraPowerLoader().load([], [], lora_payload(
+            entry("/elsewhere/ink.safetensors", sha, name="Ink")))
+    message = str(missing.value)
+    assert sha in message and "'never-started-here'" in message
+    assert "has no paths of this machine yet (Hikaze Manager has not run here" in message
