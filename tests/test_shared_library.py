@@ -340,3 +340,148 @@ def test_a_machine_the_shared_library_does_not_know_gets_a_clear_error(machines,
     message = str(missing.value)
     assert sha in message and "'never-started-here'" in message
     assert "has no paths of this machine yet (Hikaze Manager has not run here" in message
+
+
+# ------------------------------------------------------------------------------------------------
+# Security: the token beyond loopback, and the database password never shown
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PARAMS = {"sha256": "a" * 64, "ident": "a" * 64, "type": "loras", "id": "1", "name": "x",
+                 "pending_id": "1", "job_id": "x"}
+
+
+def test_a_shared_library_server_bound_beyond_loopback_requires_the_token(tmp_path, postgres_url):
+    from hikaze_manager.__main__ import require_token_beyond_loopback
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "HOST": "0.0.0.0",
+                      "DATABASE_URL": postgres_url, "MACHINE_NAME": "lan-box"})
+    token = require_token_beyond_loopback(app)
+    assert token
+    client = app.test_client()
+    remote = {"REMOTE_ADDR": "192.168.1.20"}
+    refused = client.get("/api/tags", environ_base=remote)
+    assert refused.status_code == 401 and "X-Hikaze-Token" in refused.get_json()["error"]
+    assert client.get("/api/tags", environ_base=remote, headers={"X-Hikaze-Token": "nope"}).status_code == 401
+    assert client.get("/api/tags", environ_base=remote,
+                      headers={"X-Hikaze-Token": token}).get_json() == {"tags": []}
+    assert client.get("/api/tags").status_code == 200  # this machine itself needs none
+    loopback = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data2"),
+                           "DATABASE_URL": postgres_url, "MACHINE_NAME": "local-box"})
+    assert require_token_beyond_loopback(loopback) is None
+
+
+def _run_module(tmp_path: Path, args: list[str], env: dict | None = None, serve=None):
+    """``python -m hikaze_manager ARGS``: (exit code, stdout + stderr); ``serve(port)`` runs while
+    it serves, then Ctrl-C stops it."""
+    import signal
+    import subprocess
+    import sys
+
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HIKAZE_")}
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hikaze_manager", "--data-dir", str(tmp_path / "data"),
+             "--port", "0", "--models-dir", str(tmp_path / "models"), *args],
+            cwd=PROJECT_ROOT, env={**base, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            stdout=out, stderr=err, text=True)
+        try:
+            if serve is not None:
+                port = None
+                for _ in range(600):
+                    text = out_path.read_text()
+                    if "running at http://" in text:
+                        port = int(text.split("running at http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+                        break
+                    if process.poll() is not None:
+                        break
+                    threading.Event().wait(0.1)
+                assert port, out_path.read_text() + err_path.read_text()
+                serve(port)
+                process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return code, out_path.read_text() + err_path.read_text()
+
+
+def _get_every_route(port: int, secret: str) -> list[str]:
+    """GET every GET route of the OpenAPI document (required parameters filled in); the paths."""
+    status, _, document = request(port, "GET", "/api/openapi.json")
+    assert status == 200
+    seen = []
+    for path, operations in document["paths"].items():
+        if "get" not in operations or path.startswith("/static"):
+            continue
+        url = path
+        query = []
+        for parameter in operations["get"].get("parameters", []):
+            name = parameter.get("name")
+            if parameter.get("in") == "path":
+                url = url.replace("{" + name + "}", SAMPLE_PARAMS[name])
+            elif parameter.get("in") == "query" and parameter.get("required"):
+                query.append(f"{name}={SAMPLE_PARAMS[name]}")
+        url += ("?" + "&".join(query)) if query else ""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+            raw = response.read()
+            headers = str(response.msg)
+        finally:
+            conn.close()
+        assert response.status < 500, (url, response.status, raw[:300])
+        assert secret.encode() not in raw and secret not in headers, url
+        seen.append(url)
+    return seen
+
+
+def test_the_database_password_is_never_logged_nor_shown(tmp_path, postgres_server, postgres_url):
+    import uuid
+
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    database = postgres_url.rsplit("/", 1)[1]
+    user = f"hikaze_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.new_role(user, secret, database=database)
+    assert secret in url
+    (tmp_path / "models" / "loras").mkdir(parents=True)
+    seen: list[str] = []
+    code, output = _run_module(tmp_path, ["--database-url", url, "--machine-name", "box",
+                                          "--host", "0.0.0.0"],
+                               serve=lambda port: seen.extend(_get_every_route(port, secret)))
+    assert code == 0, output
+    assert secret not in output
+    assert f"postgresql://{user}:***@127.0.0.1:{postgres_server.port}/{database}" in output
+    assert "X-Hikaze-Token" in output  # bound beyond loopback: the token is required and printed
+    assert {"/api/tags", "/api/panel/config", "/api/library/missing", "/api/models?type=loras",
+            f"/api/models/{'a' * 64}", "/api/jobs"} <= set(seen)
+    # The same URL from the environment.
+    code, output = _run_module(tmp_path, [], env={"HIKAZE_DATABASE_URL": url,
+                                                  "HIKAZE_MACHINE_NAME": "box"},
+                               serve=lambda port: _get_every_route(port, secret))
+    assert code == 0 and secret not in output, output
+
+
+@pytest.mark.parametrize("spoil", ["wrong password", "unparsable"])
+def test_a_bad_database_url_fails_cleanly_without_showing_the_password(tmp_path, postgres_server,
+                                                                       postgres_url, spoil):
+    import uuid
+
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    database = postgres_url.rsplit("/", 1)[1]
+    user = f"hikaze_{uuid.uuid4().hex[:8]}"
+    postgres_server.new_role(user, f"right-{secret}", database=database)
+    if spoil == "wrong password":
+        url = postgres_server.url_for(database, user=user, password=secret)
+        expected = "password authentication failed"
+    else:  # libpq quotes a URI it cannot parse in its error message
+        url = f"postgresql://{user}:{secret}%zz@127.0.0.1:{postgres_server.port}/{database}"
+        expected = "invalid percent-encoded token"
+    code, output = _run_module(tmp_path, ["--database-url", url])
+    assert code == 1, output
+    assert "[Hikaze] could not open the library" in output and expected in output, output
+    assert "Traceback" not in output
+    assert secret not in output
