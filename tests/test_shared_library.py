@@ -485,3 +485,84 @@ def test_a_bad_database_url_fails_cleanly_without_showing_the_password(tmp_path,
     assert "[Hikaze] could not open the library" in output and expected in output, output
     assert "Traceback" not in output
     assert secret not in output
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-machine models view: paths per machine, the record shared
+
+
+def _path_rows(url: str, sha: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return dict(conn.execute("SELECT machine, path FROM hikaze.model_paths WHERE sha256 = %s",
+                                 (sha,)).fetchall())
+
+
+def test_a_copy_pending_on_b_when_a_promoted_it_becomes_bs_path_on_import(machines):
+    a, b = machines.a, machines.b
+    b_path = b.models / "loras" / "ink.safetensors"
+    sha, _ = write_safetensors(b_path, {"seed": "ink"})
+    assert b.scan()["added"] == 1  # queued on B before A promotes the same content
+    [pending] = b.ok("GET", "/api/migration/pending_models")["models"]
+    promoted, a_path = promote_on_a(machines)
+    assert promoted == sha
+    a.ok("PATCH", f"/api/models/{sha}", {"meta_json": {"description": "from A"}})
+    report = b.import_pending()
+    assert report["success"] == [pending["id"]] and report["conflict"] == [], report
+    assert b.ok("GET", "/api/migration/pending_models")["models"] == []
+    assert b.ok("GET", f"/api/models/{sha}")["path"] == str(b_path)
+    assert a.ok("GET", f"/api/models/{sha}")["meta_json"]["description"] == "from A"
+    assert _path_rows(machines.url, sha) == {a.name: str(a_path), b.name: str(b_path)}
+
+
+def test_the_models_view_writes_this_machines_path_only(machines):
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    b_path = b.models / "loras" / "ink.safetensors"
+    shutil.copyfile(a_path, b_path)
+    assert b.scan()["relinked"] == 1
+    # The API: A moves its file and says so; B's path stays.
+    renamed = a.models / "loras" / "ink-renamed.safetensors"
+    os.rename(a_path, renamed)
+    assert a.ok("PATCH", f"/api/models/{sha}", {"path": str(renamed), "name": "Ink"})["path"] == str(renamed)
+    assert _path_rows(machines.url, sha) == {a.name: str(renamed), b.name: str(b_path)}
+    assert b.ok("GET", f"/api/models/{sha}")["name"] == "Ink"
+    # The SQL the services write, on each machine's connection.
+    with get_state(b.app).store.connection() as conn:
+        conn.execute("UPDATE models SET name = 'Ink B' WHERE sha256 = ?", (sha,))
+        assert _path_rows(machines.url, sha) == {a.name: str(renamed), b.name: str(b_path)}
+        conn.execute("UPDATE models SET path = ? WHERE sha256 = ?", ("/b/elsewhere.safetensors", sha))
+        assert _path_rows(machines.url, sha) == {a.name: str(renamed), b.name: "/b/elsewhere.safetensors"}
+        conn.execute("UPDATE models SET path = '' WHERE sha256 = ?", (sha,))  # B has no copy now
+        assert _path_rows(machines.url, sha) == {a.name: str(renamed)}
+        assert conn.execute("SELECT path, name FROM models WHERE sha256 = ?", (sha,)).fetchone() == ("", "Ink B")
+    assert a.ok("GET", f"/api/models/{sha}")["path"] == str(renamed)
+    with get_state(a.app).store.connection() as conn, pytest.raises(Exception, match="NOT NULL"):
+        conn.execute("UPDATE models SET path = NULL WHERE sha256 = ?", (sha,))
+    assert _path_rows(machines.url, sha) == {a.name: str(renamed)}
+
+
+def test_removing_a_model_removes_the_shared_record_for_every_machine(machines):
+    """"Remove from library" is the shared record (tags, texts, every machine's path); a file gone
+    on one machine is "missing" there only and removes nothing."""
+    a, b = machines.a, machines.b
+    sha, a_path = promote_on_a(machines)
+    b_path = b.models / "loras" / "ink.safetensors"
+    shutil.copyfile(a_path, b_path)
+    assert b.scan()["relinked"] == 1
+    b.ok("POST", "/api/models/tags", {"sha256": [sha], "add": ["kept?"]})
+    os.remove(a_path)  # missing on A: nothing is removed, B still has it
+    assert a.scan()["relinked"] == 0
+    assert [m["sha256"] for m in a.ok("GET", "/api/library/missing")["models"]] == [sha]
+    assert b.ok("GET", f"/api/models/{sha}")["path"] == str(b_path)
+    report = a.ok("POST", "/api/models/remove", {"sha256": [sha]})
+    assert report["removed"] == 1
+    for machine in (a, b):
+        assert machine.call("GET", f"/api/models/{sha}")[0] == 404
+        assert machine.ok("GET", "/api/models?type=loras")["models"] == []
+        assert machine.ok("GET", "/api/library/missing")["models"] == []
+    assert _path_rows(machines.url, sha) == {}
+    assert [t["models"] for t in b.ok("GET", "/api/tags/usage")["tags"]] == [0]
+    # B's file is still on disk; B's next scan offers it as a new model again.
+    assert b_path.is_file() and b.scan()["added"] == 1
