@@ -174,6 +174,10 @@ def test_missing_file_is_per_machine(machines):
     # B never had only-a: missing here (no path on this machine), not on A.
     missing_b = b.ok("GET", "/api/library/missing")["models"]
     assert [(m["sha256"], m["path"]) for m in missing_b] == [(only_a, "")]
+    status, _, body = b.call("POST", "/api/files/trash", {"sha256": only_a, "confirm": "only-a.safetensors"})
+    assert (status, body) == (404, {"error": "The model has no file on this machine"})
+    reread = b.ok("POST", "/api/models/reread_metadata", {"sha256": [only_a]})
+    assert reread["failed"] == [{"sha256": only_a, "error": "Model file not found"}]
     # A loses its ink file: missing on A only; B's copy is fine.
     os.remove(a_path)
     assert [m["sha256"] for m in a.ok("GET", "/api/library/missing")["models"]] == [sha]
