@@ -570,3 +570,27 @@ def test_removing_a_model_removes_the_shared_record_for_every_machine(machines):
     assert [t["models"] for t in b.ok("GET", "/api/tags/usage")["tags"]] == [0]
     # B's file is still on disk; B's next scan offers it as a new model again.
     assert b_path.is_file() and b.scan()["added"] == 1
+
+
+def test_merging_tags_on_a_keeps_the_tags_of_bs_pending_models(machines):
+    a, b = machines.a, machines.b
+    write_safetensors(b.models / "loras" / "waiting.safetensors", {"seed": "waiting"})
+    assert b.scan()["added"] == 1
+    [pending] = b.ok("GET", "/api/migration/pending_models")["models"]
+    tags = {t["name"]: t["id"] for t in a.ok("POST", "/api/tags_add", {"newtags": ["ink", "Inks"]})["tags"]}
+    # A pending tag, as a legacy import gives B's pending rows.
+    with get_state(b.app).store.connection() as conn:
+        conn.execute("INSERT INTO pending_model_tags(model_id, tag_id) VALUES (?, ?)",
+                     (pending["id"], tags["Inks"]))
+    merged = a.ok("POST", "/api/tags/merge", {"source": [tags["Inks"]], "target": tags["ink"]})
+    assert merged["tag"]["name"] == "ink"
+    record = b.ok("GET", f"/api/migration/pending_model?id={pending['id']}")
+    assert [t["name"] for t in record["tags"]] == ["ink"]
+    assert [t["name"] for t in b.ok("GET", "/api/tags")["tags"]] == ["ink"]
+    # A rename onto an existing name merges too.
+    other = a.ok("POST", "/api/tags_add", {"newtags": ["ink2"]})["tags"][0]["id"]
+    with get_state(b.app).store.connection() as conn:
+        conn.execute("INSERT INTO pending_model_tags(model_id, tag_id) VALUES (?, ?)", (pending["id"], other))
+    a.ok("POST", "/api/tags/rename", {"id": tags["ink"], "name": "INK2"})
+    record = b.ok("GET", f"/api/migration/pending_model?id={pending['id']}")
+    assert [t["name"] for t in record["tags"]] == ["ink2"]

@@ -216,6 +216,20 @@ class Connection:
             raw.close()
 
 
+def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
+    """``sql`` once in each machine's schema of the library (search_path switched for each)."""
+    own = conn.raw.execute("SELECT current_setting('search_path')").fetchone()[0]
+    schemas = [row[0] for row in conn.raw.execute(
+        "SELECT schema_name FROM hikaze.machines ORDER BY name")]
+    try:
+        for schema in schemas:
+            quoted = '"' + schema.replace('"', '""') + '"'
+            conn.raw.execute("SELECT set_config('search_path', %s, false)", (f"{quoted}, hikaze",))
+            conn.execute(sql, params)
+    finally:
+        conn.raw.execute("SELECT set_config('search_path', %s, false)", (own,))
+
+
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
     try:
