@@ -594,3 +594,26 @@ def test_merging_tags_on_a_keeps_the_tags_of_bs_pending_models(machines):
     a.ok("POST", "/api/tags/rename", {"id": tags["ink"], "name": "INK2"})
     record = b.ok("GET", f"/api/migration/pending_model?id={pending['id']}")
     assert [t["name"] for t in record["tags"]] == ["ink2"]
+
+
+@pytest.mark.parametrize("spoil", ["wrong password", "unparsable"])
+def test_the_loader_node_never_shows_the_database_password(postgres_server, postgres_url, node_module,
+                                                           monkeypatch, caplog, spoil):
+    import uuid
+
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    database = postgres_url.rsplit("/", 1)[1]
+    user = f"hikaze_{uuid.uuid4().hex[:8]}"
+    postgres_server.new_role(user, f"right-{secret}", database=database)
+    url = (postgres_server.url_for(database, user=user, password=secret) if spoil == "wrong password"
+           else f"postgresql://{user}:{secret}%zz@127.0.0.1:{postgres_server.port}/{database}")
+    FakeComfy({"loras": []}).install(monkeypatch)
+    monkeypatch.setattr(node_module, "_store", None)
+    monkeypatch.setenv("HIKAZE_DATABASE_URL", url)
+    monkeypatch.setenv("HIKAZE_MACHINE_NAME", "box")
+    with pytest.raises(FileNotFoundError) as missing:
+        node_module.HikazeLoraPowerLoader().load([], [], lora_payload(
+            entry("/elsewhere/ink.safetensors", "c" * 64, name="Ink")))
+    assert "could not be read" in str(missing.value) and f"{user}:***@" in str(missing.value)
+    assert secret not in str(missing.value)
+    assert caplog.records and not any(secret in r.getMessage() for r in caplog.records)
