@@ -74,6 +74,7 @@ class Machine:
     def stop(self) -> None:
         assert self.handle.thread.is_alive(), f"{self.name}: the server loop ended on its own"
         self.handle.stop()
+        assert not self.handle.thread.is_alive(), f"{self.name}: the server did not stop"
         state = get_state(self.app)
         for job in state.jobs.list():
             state.jobs.cancel(job.id)
