@@ -160,6 +160,9 @@ def _read_library(work) -> tuple[object, str]:
         logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)
         return None, f"the Hikaze library {where} could not be read ({exc})"
     try:
+        if store.kind == "postgres" and not store.joined(conn):
+            return None, (f"the shared Hikaze library {where} has no paths of this machine yet "
+                          "(Hikaze Manager has not run here with this machine name)")
         return work(conn), ""
     except Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)

@@ -62,19 +62,29 @@ def build_config(args: argparse.Namespace) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def require_token_beyond_loopback(app) -> str | None:
+    """The token clients on other machines must send: a new one when bound beyond loopback."""
+    if host_name(str(app.config["HOST"])) not in LOOPBACK_NAMES and not app.config.get("AUTH_TOKEN"):
+        app.config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
+    return app.config.get("AUTH_TOKEN")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the server, print its URL, serve until Ctrl-C or SIGTERM."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import create_app
+    from .db.errors import Error as DatabaseError
     from .server import start_server
     from .state import get_state
 
-    app = create_app(build_config(args))
+    try:
+        app = create_app(build_config(args))
+    except DatabaseError as exc:  # messages from db/ never hold the database password
+        print(f"[Hikaze] could not open the library: {exc}", file=sys.stderr)
+        return 1
     host, port = str(app.config["HOST"]), int(app.config["PORT"])
-    if host_name(host) not in LOOPBACK_NAMES and not app.config.get("AUTH_TOKEN"):
-        app.config["AUTH_TOKEN"] = secrets.token_urlsafe(24)
-    token = app.config.get("AUTH_TOKEN")
+    token = require_token_beyond_loopback(app)
     # Ctrl-C and SIGTERM only set a flag, from the moment the URL can be printed: no window
     # in which a KeyboardInterrupt could escape before the clean stop below.
     stop = threading.Event()

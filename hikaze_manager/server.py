@@ -66,7 +66,10 @@ class ServerHandle:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving: wake the loop, which closes every socket and worker on its own thread."""
         self._stop.set()
-        self.server.trigger.pull_trigger()
+        try:
+            self.server.trigger.pull_trigger()
+        except OSError as exc:  # the wake-up pipe is gone: the loop sees the flag at its next poll
+            logger.warning("[Hikaze] server wake-up pipe unusable (%s); stopping at the next poll", exc)
         self.thread.join(timeout)
 
 

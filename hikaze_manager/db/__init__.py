@@ -57,6 +57,17 @@ def ids_handed_out(conn, table: str) -> int:
     return int(row[0] or 0) if row else 0
 
 
+def on_every_machine(conn, sql: str, params=()) -> None:
+    """Run a statement on every machine's own tables (pending rows, hash cache), in the caller's
+    transaction: a shared library's other machines too; SQLite has only this one."""
+    if dialect_of(conn) == "postgres":
+        from .pg import on_every_machine as run_everywhere
+
+        run_everywhere(conn, sql, params)
+    else:
+        conn.execute(sql, params)
+
+
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     """A ``file:`` URI for ``path`` that survives ``?``, ``#`` and ``%`` in the path."""
     absolute = Path(path).expanduser().absolute()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import ClientCursor
@@ -221,28 +221,66 @@ class Connection:
                 pass
 
 
+def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
+    """``sql`` once in each machine's schema of the library (search_path switched for each)."""
+    own = conn.raw.execute("SELECT current_setting('search_path')").fetchone()[0]
+    schemas = [row[0] for row in conn.raw.execute(
+        "SELECT schema_name FROM hikaze.machines ORDER BY name")]
+    try:
+        for schema in schemas:
+            quoted = '"' + schema.replace('"', '""') + '"'
+            conn.raw.execute("SELECT set_config('search_path', %s, false)", (f"{quoted}, hikaze",))
+            conn.execute(sql, params)
+    finally:
+        conn.raw.execute("SELECT set_config('search_path', %s, false)", (own,))
+
+
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
-    raw = psycopg.connect(url, autocommit=True, connect_timeout=15)
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=15)
+    except psycopg.Error as exc:
+        # libpq quotes the connection string in its parse errors: never let that reach a log.
+        message = scrub(str(exc), url)
+        if message != str(exc):
+            raise type(exc)(message) from None
+        raise
     path = ", ".join(f'"{name}"' for name in search_path)
     raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)
 
 
+_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
+_URL_SCHEME = re.compile(r"(?i)^\s*postgres(?:ql)?://")
+# user:password@ of a URL; up to the LAST "@", so a password holding "@", "/" or ":" is covered.
+_URL_CREDENTIALS = re.compile(r"(?i)^(\s*postgres(?:ql)?://[^:@/]*):(.*)@")
+
+
 def redact(url: str) -> str:
     """``url`` with its password replaced by ``***``: the only form a URL is logged or shown in."""
+    if not _URL_SCHEME.match(url):  # a key=value connection string, or something unparsable
+        return _CONNINFO_PASSWORD.sub(r"\1***", url) if "=" in url else "***"
+    return _CONNINFO_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1:***@", url, count=1))
+
+
+def _passwords(url: str) -> set[str]:
+    """Every spelling of the password in ``url`` (as written and percent-decoded)."""
+    found = {m.group(2).strip("'") for m in _CONNINFO_PASSWORD.finditer(url)}
+    credentials = _URL_CREDENTIALS.match(url)
+    if credentials:
+        found.add(credentials.group(2))
     try:
-        parts = urlsplit(url)
+        found.add(urlsplit(url).password or "")
     except ValueError:
-        return "postgresql://***"
-    if parts.password is None:
-        cleaned = parts
-    else:
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        cleaned = parts._replace(netloc=netloc)
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", cleaned.query)
-    return urlunsplit(cleaned._replace(query=query))
+        pass
+    found |= {unquote(p) for p in found}
+    return {p for p in found if p}
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with ``url`` redacted and its password nowhere in it."""
+    text = text.replace(url, redact(url))
+    for password in sorted(_passwords(url), key=len, reverse=True):
+        text = text.replace(password, "***")
+    return text

@@ -150,6 +150,11 @@ class PostgresStore:
         """A probe of the library's version row, which every commit on any machine changes."""
         return PgVersionWatcher(self)
 
+    def joined(self, conn) -> bool:
+        """True once this machine's tables exist (a server with this machine name has run)."""
+        row = conn.raw.execute("SELECT to_regclass(%s)", (f'"{self.schema}".models',)).fetchone()
+        return row[0] is not None
+
     def describe(self) -> str:
         """The URL without its password, and this machine's name."""
         return f"{self._pg.redact(self.url)} (machine {self.machine!r})"

@@ -174,6 +174,8 @@ def trash_file():
         row = conn.execute("SELECT path FROM models WHERE sha256 = ?", (sha,)).fetchone()
         if row is None:
             raise NotFound("Model not found")
+        if not row[0]:  # a shared library's model that only other machines have
+            raise NotFound("The model has no file on this machine")
         path = row[0]
     elif body["remove_from_library"]:
         raise BadRequest("remove_from_library needs sha256")

@@ -150,7 +150,11 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
     sha = digest.sha256
     meta = old_meta(row["meta_json"])
     image_name = _image_name(meta)
-    existing = conn.execute("SELECT 1 FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    existing = conn.execute("SELECT path FROM models WHERE sha256 = ?", (sha,)).fetchone()
+    if existing is not None and not existing["path"] and strategy != "override":
+        # In the library with no file on this machine (a shared library: another machine's
+        # model): no conflict, this file becomes its path here and fills what is empty.
+        strategy = "merge"
 
     if existing is not None and strategy in ("ignore", None):
         if strategy == "ignore":
@@ -180,6 +184,8 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             if current["path"] != row["path"]:
                 raise _fail(pending_id, "File changed while hashing")
             target = conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha,)).fetchone()
+            if target is not None and not target["path"] and strategy != "override":
+                strategy = "merge"
             if target is not None and strategy is None:  # promoted meanwhile by someone else
                 raise _Outcome("conflict", _conflict_entry(conn, row, sha))
             if target is not None and strategy in ("ignore", "delete"):
@@ -365,7 +371,7 @@ def _merge_model(conn, target, row, meta: dict) -> None:
     stored["prompts"] = prompts
     stored.pop("images_count", None)
     conn.execute(
-        "UPDATE models SET name = ?, type = ?, meta_json = ? WHERE sha256 = ?",
-        (target["name"] or row["name"], target["type"] or row["type"],
+        "UPDATE models SET path = ?, name = ?, type = ?, meta_json = ? WHERE sha256 = ?",
+        (target["path"] or row["path"], target["name"] or row["name"], target["type"] or row["type"],
          json.dumps(stored, ensure_ascii=False), target["sha256"]),
     )

@@ -60,15 +60,21 @@ def _fold_into(conn: sqlite3.Connection, target: int, sources: list[int]) -> Non
         "SELECT model_hash, ? FROM model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         (target, ids),
     )
-    conn.execute(
+    # Pending rows are each machine's own; the tags are shared: fold every machine's pending links.
+    db.on_every_machine(
+        conn,
         "INSERT OR IGNORE INTO pending_model_tags(model_id, tag_id) "
         "SELECT model_id, ? FROM pending_model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
         (target, ids),
     )
-    for table in ("model_tags", "pending_model_tags"):
-        conn.execute(
-            f"DELETE FROM {table} WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,)
-        )
+    conn.execute(
+        "DELETE FROM model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,)
+    )
+    db.on_every_machine(
+        conn,
+        "DELETE FROM pending_model_tags WHERE tag_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
+        (ids,),
+    )
     conn.execute("DELETE FROM tags WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))", (ids,))
 
 
