@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from typing import TYPE_CHECKING
+
 import marshmallow as ma
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+
+if TYPE_CHECKING:
+    from apispec import APISpec
 
 from .db.upgrades import CURRENT_VERSION
 
@@ -131,6 +134,10 @@ def _operation(spec: APISpec, method: str, doc: dict | None, parameters: list[di
 
 def build_spec(app: Flask) -> dict:
     """The OpenAPI document of every rule and method of ``app`` (HEAD and OPTIONS are implied)."""
+    # apispec is imported here, on the first request for the document: not at start-up.
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(title="Hikaze Manager API", version=str(CURRENT_VERSION),
                    openapi_version=OPENAPI_VERSION, plugins=[MarshmallowPlugin()],
                    info={"description": "Model library of Hikaze Manager; errors are "

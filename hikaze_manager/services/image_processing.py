@@ -8,9 +8,10 @@ import math
 import os
 import re
 
-from PIL import Image, UnidentifiedImageError
-
 from ..errors import ApiError
+
+# Pillow is imported by the functions that decode or encode (``from PIL import Image`` in each):
+# importing it costs about a tenth of the start-up, and the first answer needs no picture.
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,14 @@ _MAGIC = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
-_ORIENTATION = {  # EXIF Orientation -> the transpose that makes the image upright
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+_ORIENTATION = {  # EXIF Orientation -> the Image.Transpose that makes the image upright
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
 }
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 MAX_NAME_LENGTH = 200
@@ -84,12 +85,16 @@ def tier_size(base: tuple[int, int], tier: str) -> tuple[int, int]:
 
 def _decoders() -> tuple[str, ...]:
     """The allowed formats this Pillow has (QOI came in 9.5; an unknown name is a KeyError)."""
+    from PIL import Image
+
     Image.init()
     return tuple(name for name in ALLOWED_FORMATS if name in Image.OPEN)
 
 
 def _open(data: bytes) -> Image.Image:
     """Open lazily (header only) and refuse what we won't decode."""
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         raise ImageError("The image is empty")
     if len(data) > MAX_IMAGE_BYTES:
@@ -153,6 +158,8 @@ def _srgb_profile():
 
 def decode_base(data: bytes) -> Image.Image:
     """Decode the first frame into an upright RGB/RGBA image of the base size (<= ~2 MP)."""
+    from PIL import Image
+
     with _open(data) as im:
         base = base_size(*im.size)
         if im.format in ("JPEG", "MPO"):
@@ -172,7 +179,7 @@ def decode_base(data: bytes) -> Image.Image:
             pixels = im.copy()
     method = _ORIENTATION.get(orientation)
     if method is not None:  # after the resize: moves 2 MP instead of the full image
-        pixels = pixels.transpose(method)
+        pixels = pixels.transpose(Image.Transpose[method])
     pixels = _to_srgb(pixels, icc)
     pixels.info = {}
     return pixels
@@ -188,6 +195,8 @@ def encode_webp(im: Image.Image, quality: int) -> bytes:
 
 def process_image(data: bytes) -> dict[str, bytes]:
     """The three WebP tiers of an uploaded image: ``{"high": ..., "medium": ..., "low": ...}``."""
+    from PIL import Image
+
     high = decode_base(data)
     base = high.size
     medium = high.resize(tier_size(base, "medium"), Image.Resampling.LANCZOS)
@@ -198,6 +207,8 @@ def process_image(data: bytes) -> dict[str, bytes]:
 
 def render_tier(data: bytes, tier: str = "high") -> bytes:
     """One WebP tier of an original (pending previews converted on request)."""
+    from PIL import Image
+
     image = decode_base(data)
     if tier != "high":
         image = image.resize(tier_size(image.size, tier), Image.Resampling.LANCZOS)
