@@ -37,24 +37,31 @@ _PG_NAME = (
     "CASE WHEN m.name IS NOT NULL AND m.name != '' THEN m.name "
     f"ELSE regexp_replace({_SLASHED}, '^.*/', '') END"
 )
-# row_to_json / array_to_json write compact JSON in column order, as Python's json.dumps does.
-_PG_TAGS = (
-    "COALESCE((SELECT array_to_json(array_agg(tg)) FROM (SELECT t.id, t.name "
-    "FROM model_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.model_hash = m.sha256 "
-    "ORDER BY t.name_key, t.id) tg), '[]'::json)"
-)
+# PostgreSQL: the JSON text is concatenated (to_json() escapes a string as json.dumps does), and
+# the tags of the listed models are aggregated in one grouped pass, not one subquery per model.
+def _pg_str(expr: str) -> str:
+    return f"to_json(CAST({expr} AS TEXT))::text"
+
+
 _PG = (
-    "SELECT m.sha256, (SELECT row_to_json(h) FROM (SELECT m.sha256 AS sha256, "
-    f"{_PG_NAME} AS name) h)::text, "
-    "(SELECT row_to_json(b) FROM (SELECT COALESCE(m.type, '') AS type, "
-    "COALESCE(m.path, '') AS path, COALESCE(m.size_bytes, 0) AS size_bytes, "
-    f"COALESCE(m.created_at, 0) AS created_at, {_PG_TAGS} AS tags, "
-    "COALESCE(m.base_model, '') AS base_model, "
-    "COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN') AS base_family) b)::text "
-    "FROM models m WHERE {where} " + _ORDER
+    "WITH tg AS (SELECT m.sha256, '[' || string_agg('{\"id\":' || t.id || ',\"name\":' || "
+    + _pg_str("t.name") + " || '}', ',' ORDER BY t.name_key, t.id) || ']' AS tags "
+    "FROM models m JOIN model_tags mt ON mt.model_hash = m.sha256 JOIN tags t ON t.id = mt.tag_id "
+    "WHERE {where} GROUP BY m.sha256) "
+    "SELECT m.sha256, '{\"sha256\":' || " + _pg_str("m.sha256") + " || ',\"name\":' || "
+    + _pg_str(_PG_NAME) + " || '}', "
+    "'{\"type\":' || " + _pg_str("COALESCE(m.type, '')") + " || ',\"path\":' || "
+    + _pg_str("COALESCE(m.path, '')") + " || ',\"size_bytes\":' || COALESCE(m.size_bytes, 0) || "
+    "',\"created_at\":' || COALESCE(m.created_at, 0) || ',\"tags\":' || COALESCE(tg.tags, '[]') || "
+    "',\"base_model\":' || " + _pg_str("COALESCE(m.base_model, '')") + " || ',\"base_family\":' || "
+    + _pg_str("COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN')") + " || '}' "
+    "FROM models m LEFT JOIN tg ON tg.sha256 = m.sha256 WHERE {where} " + _ORDER
 )
 
 
-def models_list_sql(conn, where: str) -> str:
-    """The list query for ``conn``'s store, filtered by ``where`` (``m`` is the models table)."""
-    return (_PG if dialect_of(conn) == "postgres" else _SQLITE).format(where=where)
+def models_list_query(conn, where: str, params: list) -> tuple[str, list]:
+    """The list query for ``conn``'s store and its parameters, filtered by ``where`` (``m`` is
+    the models table, ``params`` its values)."""
+    if dialect_of(conn) == "postgres":
+        return _PG.replace("{where}", where), [*params, *params]
+    return _SQLITE.replace("{where}", where), list(params)

@@ -246,7 +246,8 @@ def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) ->
             raise type(exc)(message) from None
         raise
     path = ", ".join(f'"{name}"' for name in search_path)
-    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'"
+    # JIT compiling costs more than it saves on our short queries (0.3 s on a 10k list).
+    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
-from ..db.list_sql import models_list_sql
+from ..db.list_sql import models_list_query
 from .library import _type_filter
 
 
 def models_body(conn: sqlite3.Connection, model_type: str, known_types: list[str],
                 image_counts: Mapping[str, int]) -> bytes:
     """``{"models": [...]}`` of one type (or ``others``) as JSON bytes, in one query."""
-    where, params = _type_filter(model_type, known_types)
+    sql, params = models_list_query(conn, *_type_filter(model_type, known_types))
     cursor = conn.cursor()
     cursor.row_factory = None
     parts = [
         f'{head[:-1]},"images_count":{image_counts.get(sha256, 0)},{tail[1:]}'
-        for sha256, head, tail in cursor.execute(models_list_sql(conn, where), params)
+        for sha256, head, tail in cursor.execute(sql, params)
     ]
     return ('{"models":[' + ",".join(parts) + "]}\n").encode("utf-8")
