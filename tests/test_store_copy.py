@@ -20,6 +20,7 @@ from PIL import Image
 from hikaze_manager import copy_library as cli
 from hikaze_manager import create_app
 from hikaze_manager.db import connection, upgrades
+from hikaze_manager.services.image_processing import process_image
 from hikaze_manager.services.store_copy import CopyError, copy_library
 from hikaze_manager.services.store_copy_tables import COPIED_TABLES, NOT_COPIED
 from hikaze_manager.state import get_state
@@ -185,6 +186,18 @@ def without_pictures(view: dict) -> dict:
     return {**view, "models": models}
 
 
+def add_set_rows(url: str, sha: str, data: bytes) -> None:
+    """A picture uploaded on another machine: its tiers as the next set of rows (as the
+    database picture store writes them)."""
+    tiers = process_image(data)
+    with psycopg.connect(url) as conn:
+        position = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM hikaze.image_tiers WHERE sha256 = %s",
+                                (sha,)).fetchone()[0]
+        for tier, blob in tiers.items():
+            conn.execute("INSERT INTO hikaze.image_tiers VALUES (%s, %s, %s, %s, %s, 1700000000000)",
+                         (sha, position, tier, blob, hashlib.sha256(blob).hexdigest()))
+
+
 def serves_pictures_from_rows(app) -> bool:
     """True once the app on PostgreSQL serves pictures from image_tiers rather than local files."""
     return get_state(app).images.images_dir is None
@@ -278,3 +291,84 @@ def test_live_wal_is_read_and_the_source_is_never_written(source, postgres_url):
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT name FROM hikaze.model_records WHERE sha256 = %s",
                             (source["base"],)).fetchone()[0] == "Only in the WAL"
+
+
+def test_a_library_with_another_machines_data_keeps_it_and_merges(source, postgres_url, pg_app, tmp_path,
+                                                                  capsys):
+    gpu_models = tmp_path / "gpu-models"
+    style_copy = gpu_models / "loras" / "sub" / "style copy.safetensors"
+    style_copy.parent.mkdir(parents=True)
+    (gpu_models / "checkpoints").mkdir()
+    style_copy.write_bytes(source["files"]["loras/style.safetensors"][0].read_bytes())
+    other_path, other_sha = write_model(gpu_models, "loras/other.safetensors")
+    gpu = pg_app(postgres_url, tmp_path / "gpu-data", gpu_models, machine="gpu-box")
+    client = gpu.test_client()
+    assert client.post("/api/scan", json={}).status_code == 200
+    ids = [p["id"] for p in client.get("/api/migration/pending_models").get_json()["models"]]
+    assert len(client.post("/api/migration/import_models", json={"id": ids}).get_json()["success"]) == 2
+    tags = client.post("/api/tags_add", json={"newtags": ["anime", "gpu-only"]}).get_json()["tags"]
+    style = source["style"]
+    for body in ({"name": "typed then cleared"}, {"name": ""},
+                 {"meta_json": {"description": "typed on the GPU box"}, "tags": [t["id"] for t in tags]}):
+        assert client.patch(f"/api/models/{style}", json=body).status_code == 200
+    add_set_rows(postgres_url, style, picture("red"))  # the same picture as the source's first set
+    add_set_rows(postgres_url, style, picture("orange"))
+    gpu_before = api_view(client)
+
+    status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", postgres_url,
+                          "--machine-name", MACHINE)
+    assert status == 0, out
+    assert "models " + style[:8] in out or f"models {style} meta_json.description" in out
+    assert "kept 'typed on the GPU box', source 'Soft light, 柔らかい光'" in out
+    assert "tags anime name: kept 'anime', source 'Anime'" in out
+
+    gpu_after = api_view(client)
+    record = gpu_after["models"][style]
+    assert record["path"] == str(style_copy)  # the other machine's path is its own
+    assert gpu_after["models"][other_sha]["path"] == str(other_path)
+    assert record["name"] == ""  # cleared by a person there: not filled
+    assert record["meta_json"]["description"] == "typed on the GPU box"
+    assert record["meta_json"]["community_links"] == "https://example.org/s"  # was empty: filled
+    assert record["meta_json"]["prompts"] == {"positive": "soft light", "negative": "harsh"}
+    assert record["trigger_words"] == ["softlight"]
+    assert sorted(t["name"] for t in record["tags"]) == ["anime", "gpu-only", "ñame ü"]
+    assert sorted(t["name"] for t in gpu_after["tags"]) == ["Anime"[:0] + "anime", "gpu-only", "unused", "ñame ü"]
+    assert {t["name"]: t["id"] for t in gpu_after["tags"]}["anime"] == tags[0]["id"]
+    assert gpu_after["pending"] == gpu_before["pending"] == []  # pending rows are per machine
+    # Pictures: the other machine's two first, then the source's that were not there yet.
+    positions = {(sha, pos, tier): digest for (sha, pos, tier), digest in stored_pictures(postgres_url).items()
+                 if sha == style}
+    files = picture_files(source["data_dir"])
+    assert positions[(style, 0, "high")] == files[(style, 0, "high")]  # red, once
+    assert [positions[(style, p, "high")] for p in (2, 3)] == [files[(style, s, "high")] for s in (1, 2)]
+    assert len(positions) == 12
+
+    desk = pg_app(postgres_url, tmp_path / "desk-data", source["models_root"]).test_client()
+    desk_view = api_view(desk)
+    assert desk_view["models"][style]["path"] == str(source["files"]["loras/style.safetensors"][0])
+    assert desk_view["models"][source["base"]]["path"] == str(source["files"]["checkpoints/base.safetensors"][0])
+    assert desk_view["models"][other_sha]["path"] == ""  # no copy on this machine
+    assert [p["id"] for p in desk_view["pending"]] == [source["pending_id"]]
+
+    dump = pg_dump(postgres_url)
+    report = copy_library(source["data_dir"], postgres_url, MACHINE)
+    assert report.verified and report.added == 0 and pg_dump(postgres_url) == dump
+
+
+def test_a_wal_left_by_a_killed_server_is_read(source, postgres_url, tmp_path):
+    database = source["data_dir"] / "hikaze_model_manager.db"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("UPDATE models SET name = 'Committed, never checkpointed' WHERE sha256 = ?", (source["base"],))
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for suffix in ("", "-wal"):  # what a SIGKILL leaves: the file and its WAL, no -shm
+        (killed / f"hikaze_model_manager.db{suffix}").write_bytes(Path(f"{database}{suffix}").read_bytes())
+    writer.close()
+    before = sorted(p.name for p in killed.iterdir())
+    report = copy_library(killed, postgres_url, MACHINE)
+    assert report.verified
+    assert sorted(p.name for p in killed.iterdir()) == before  # no -shm or -wal created beside it
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT name FROM hikaze.model_records WHERE sha256 = %s",
+                            (source["base"],)).fetchone()[0] == "Committed, never checkpointed"

@@ -34,6 +34,9 @@ from .files import is_regular_file, write_file_atomic
 from .store_copy_rows import Difference, Differences, TableResult
 
 
+_COPY_ATTEMPTS = 5
+
+
 class CopyError(Exception):
     """The copy could not run (source unreadable, target unreachable, bad input); nothing written."""
 
@@ -100,27 +103,48 @@ def source_snapshot(database: Path) -> Iterator[tuple[sqlite3.Connection, int]]:
 
 
 def _backup(database: Path, copy: Path) -> None:
-    """One consistent snapshot through the backup API on a read-only connection (it reads the
-    live WAL through the -shm index). Where even that cannot open (no -shm and a folder we may
-    not write), the file and its WAL are copied, as the read-only start-up does."""
+    """One consistent snapshot of ``database`` without creating or changing a file beside it.
+
+    With a ``-shm`` index there (a server has the library open, or was killed), a read-only
+    connection reads the live WAL through it and SQLite's backup API copies one committed state.
+    Without one, no WAL connection is open: a read-only open would create ``-wal``/``-shm`` files,
+    so the file and its journals are copied instead, again until nothing changed meanwhile.
+    """
+    if Path(f"{database}-shm").exists():
+        try:
+            with db.connection(database, read_only=True) as source:
+                target = sqlite3.connect(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            return
+        except sqlite3.OperationalError:  # e.g. a -shm we may not write: copy the files
+            for suffix in ("", "-wal", "-journal"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    watched = [database, Path(f"{database}-wal"), Path(f"{database}-journal")]
+    for _ in range(_COPY_ATTEMPTS):
+        before = [_stamp(path) for path in watched]
+        try:
+            for path, stamp in zip(watched, before):
+                if stamp is not None:
+                    shutil.copyfile(path, Path(str(copy) + str(path)[len(str(database)):]))
+        except FileNotFoundError:
+            continue  # a journal went away between the stat and the copy
+        if [_stamp(path) for path in watched] == before:
+            return
+        for suffix in ("", "-wal", "-journal"):
+            Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    raise CopyError(f"{database} kept changing while it was copied; stop the server using it "
+                    "and try again")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
-        with db.connection(database, read_only=True) as source:
-            target = sqlite3.connect(copy)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        return
-    except sqlite3.OperationalError:
-        pass
-    for suffix in ("-wal", "-journal"):
-        sibling = copy.with_name(copy.name + suffix)
-        if sibling.exists():
-            sibling.unlink()
-    shutil.copyfile(database, copy)
-    wal = database.with_name(database.name + "-wal")
-    if wal.is_file() and wal.stat().st_size:
-        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def copy_library(data_dir: str | Path, database_url: str, machine: str, *, dry_run: bool = False,
