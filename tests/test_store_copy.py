@@ -372,3 +372,82 @@ def test_a_wal_left_by_a_killed_server_is_read(source, postgres_url, tmp_path):
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT name FROM hikaze.model_records WHERE sha256 = %s",
                             (source["base"],)).fetchone()[0] == "Committed, never checkpointed"
+
+
+def test_a_reference_data_folder_is_upgraded_in_a_copy_and_moved(postgres_url, pg_app, tmp_path):
+    from test_db import SHA_A, SHA_B, make_reference_data_folder
+
+    data_dir = tmp_path / "reference"
+    database = make_reference_data_folder(data_dir)
+    with sqlite3.connect(database) as conn:  # a link to a model that is gone (no foreign keys in v2)
+        conn.execute("INSERT INTO model_tags VALUES (?, 3)", ("f" * 64,))
+    conn.close()
+    files = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*") if p.is_file()}
+    report = copy_library(data_dir, postgres_url, MACHINE)
+    assert report.verified and report.source_version == 0
+    assert {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*") if p.is_file()} == files
+    links = next(t for t in report.tables if t.name == "model_tags")
+    assert (links.source_rows, links.skipped, links.added) == (4, 1, 3)
+
+    client = pg_app(postgres_url, tmp_path / "pg-data", tmp_path / "models").test_client()
+    record = client.get(f"/api/models/{SHA_A}").get_json()
+    assert record["path"] == "/m/checkpoints/a.safetensors"
+    assert record["meta_json"]["description"] == "desc A"
+    assert record["tags"] == [{"id": 3, "name": "anime"}, {"id": 1, "name": "nsfw"}]
+    assert client.get(f"/api/models/{SHA_B}").get_json()["tags"] == [{"id": 1, "name": "nsfw"}]
+    assert client.get("/api/migration/pending_model?id=7").get_json()["tags"] == [
+        {"id": 1, "name": "nsfw"}, {"id": 4, "name": "Style"}]
+    assert stored_pictures(postgres_url) == {(SHA_A, 0, "high"): hashlib.sha256(b"RIFF").hexdigest()}
+
+
+def test_the_password_is_never_printed(source, postgres_server, postgres_url, capsys):
+    database = postgres_url.rsplit("/", 1)[1]
+    url = postgres_server.new_role("mover", "pa55-w0rd-secret", database=database)
+    status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", url,
+                          "--machine-name", MACHINE)
+    assert status == 0 and "mover:***@" in out and "pa55-w0rd-secret" not in out
+    status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--machine-name", MACHINE,
+                          "--database-url", url.replace("pa55-w0rd-secret", "wrong-secret"))
+    assert status == 1 and "password authentication failed" in out
+    assert "wrong-secret" not in out and "mover:***@" in out
+
+
+def test_a_changed_picture_byte_fails_verification(source, postgres_url, capsys):
+    args = ("--data-dir", str(source["data_dir"]), "--database-url", postgres_url, "--machine-name", MACHINE)
+    assert run_cli(capsys, *args)[0] == 0
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE hikaze.image_tiers SET data = data || '\\x00'::bytea"
+                     " WHERE sha256 = %s AND position = 1 AND tier = 'medium'", (source["style"],))
+    status, out = run_cli(capsys, *args)
+    assert status == 1 and "NOT verified." in out
+    assert [line for line in out.splitlines() if line.startswith("pictures ")][0].endswith("NO")
+
+
+def test_every_table_of_the_current_schema_is_copied_or_named_as_not(tmp_path, postgres_url):
+    with connection(tmp_path / "x.db") as conn:
+        upgrades.apply(conn, tmp_path / "backups")
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        conn.execute("CREATE TABLE added_later (x TEXT)")
+    assert tables <= set(COPIED_TABLES) | set(NOT_COPIED)
+    assert set(COPIED_TABLES) <= tables
+    os.replace(tmp_path / "x.db", tmp_path / "hikaze_model_manager.db")
+    report = copy_library(tmp_path, postgres_url, MACHINE)
+    assert not report.verified
+    assert report.problems == ["table added_later is not copied: this version does not know it"]
+
+
+def test_unusable_sources_and_names_are_refused_before_anything_is_written(tmp_path, postgres_url, capsys):
+    status, out = run_cli(capsys, "--data-dir", str(tmp_path / "nothing"), "--database-url", postgres_url)
+    assert status == 1 and "no library database" in out
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    with connection(newer / "hikaze_model_manager.db") as conn:
+        upgrades.apply(conn, tmp_path / "backups")
+        conn.execute(f"PRAGMA user_version = {upgrades.CURRENT_VERSION + 1}")
+    with pytest.raises(CopyError, match="newer than this Hikaze Manager"):
+        copy_library(newer, postgres_url, MACHINE)
+    with pytest.raises(CopyError, match="machine name"):
+        copy_library(newer, postgres_url, " ")
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM information_schema.schemata"
+                            " WHERE schema_name = 'hikaze'").fetchone()[0] == 0

@@ -30,7 +30,7 @@ from ..db.pg_copy import BoundPostgresStore, tier_data_digests
 from ..db.stores import PostgresStore, valid_machine_name
 from . import store_copy_pictures as pictures
 from . import store_copy_tables as tables
-from .files import is_regular_file, write_file_atomic
+from .files import file_stamp as _stamp, is_regular_file, write_file_atomic
 from .store_copy_rows import Difference, Differences, TableResult
 
 
@@ -137,14 +137,6 @@ def _backup(database: Path, copy: Path) -> None:
             Path(f"{copy}{suffix}").unlink(missing_ok=True)
     raise CopyError(f"{database} kept changing while it was copied; stop the server using it "
                     "and try again")
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 def copy_library(data_dir: str | Path, database_url: str, machine: str, *, dry_run: bool = False,
