@@ -166,7 +166,7 @@ def _copy(src, images_dir: Path, url: str, machine: str, report: CopyReport) -> 
     diffs = Differences()
     store = PostgresStore(url, machine)
     with store.connection() as conn:
-        copier = tables.TableCopier(src, conn, diffs)
+        copier = tables.TableCopier(src, conn, machine, diffs)
         try:
             with db.transaction(conn):
                 reason = BoundPostgresStore(url, machine, conn).prepare()

@@ -18,6 +18,7 @@ from .files import open_regular_file
 from .image_processing import TIERS
 from .images import ImageStore
 from .store_copy_rows import Differences, TableResult
+from .store_copy_tables import insert_rows
 
 _CHUNK = 500
 
@@ -93,11 +94,9 @@ def copy_pictures(src, conn, images_dir: Path, model_shas: set[str],
                 continue
             result.expected.append(mine)
             result.added += 1
-            conn.executemany(
-                "INSERT INTO image_tiers(sha256, position, tier, data, digest, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(sha, next_position, tier, data, digests[tier], created)
-                 for tier, data in tiers.items()])
+            insert_rows(conn, "image_tiers", ("sha256", "position", "tier", "data", "digest", "created_at"),
+                        [(sha, next_position, tier, data, digests[tier], created)
+                         for tier, data in tiers.items()])
             next_position += 1
     return result
 

@@ -28,6 +28,7 @@ COPIED_TABLES = ("models", "tags", "model_tags", "model_metadata", "db_meta", "f
 # image_writes: picture writes in progress (their sets are left out, see store_copy_pictures);
 # sqlite_sequence: SQLite's AUTOINCREMENT marks (they move the PostgreSQL sequences).
 NOT_COPIED = ("image_writes", "sqlite_sequence")
+INSERT_BATCH = 500
 
 
 def unknown_tables(src) -> list[str]:
@@ -75,11 +76,21 @@ def target_rows(conn, result: TableResult) -> list[tuple]:
     return found
 
 
+def insert_rows(conn, table: str, columns, rows: list) -> None:
+    """Insert rows many per statement: every statement bumps the library version (a trigger),
+    so one statement per row would cost one more write per row."""
+    one = f"({', '.join('?' * len(columns))})"
+    for start in range(0, len(rows), INSERT_BATCH):
+        batch = rows[start:start + INSERT_BATCH]
+        conn.execute(f"INSERT INTO {table}({_quoted(columns)}) VALUES {', '.join([one] * len(batch))}",
+                     [value for row in batch for value in row])
+
+
 class TableCopier:
     """Copies every table of one source snapshot over one target connection (in its transaction)."""
 
-    def __init__(self, src, conn, diffs: Differences):
-        self.src, self.conn, self.diffs = src, conn, diffs
+    def __init__(self, src, conn, machine: str, diffs: Differences):
+        self.src, self.conn, self.machine, self.diffs = src, conn, machine, diffs
         self.problems: list[str] = []
         self.tag_ids: dict[int, int] = {}
         self.pending_ids: dict[int, int] = {}
@@ -119,10 +130,14 @@ class TableCopier:
         return int(row[0]) if row and row[0] is not None else 0
 
     def _write(self, table: str, columns, key, inserts: list[dict], updates: list[dict]) -> None:
-        if inserts:
-            self.conn.executemany(
-                f"INSERT INTO {table}({_quoted(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [[row[c] for c in columns] for row in inserts])
+        if table == "models":  # straight into the records and this machine's paths, many a
+            # statement: the models view's trigger writes one row at a time (~1 ms a model)
+            records = [c for c in columns if c != "path"]
+            insert_rows(self.conn, "model_records", records, [[r[c] for c in records] for r in inserts])
+            insert_rows(self.conn, "model_paths", ("sha256", "machine", "path"),
+                        [(r["sha256"], self.machine, r["path"]) for r in inserts if r["path"]])
+        else:
+            insert_rows(self.conn, table, columns, [[row[c] for c in columns] for row in inserts])
         if updates:
             rest = [c for c in columns if c not in key]
             self.conn.executemany(
@@ -185,8 +200,7 @@ class TableCopier:
         new = [pair for pair in want if pair not in have]
         result.added, result.unchanged = len(new), len(want) - len(new)
         result.expected = want
-        if new:
-            self.conn.executemany(f"INSERT INTO {name}({_quoted(columns)}) VALUES (?, ?)", new)
+        insert_rows(self.conn, name, columns, new)
         return result
 
     # -- the tables
