@@ -451,3 +451,21 @@ def test_unusable_sources_and_names_are_refused_before_anything_is_written(tmp_p
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM information_schema.schemata"
                             " WHERE schema_name = 'hikaze'").fetchone()[0] == 0
+
+
+def test_what_the_library_changed_since_is_kept_and_reported(source, postgres_url, capsys):
+    args = ("--data-dir", str(source["data_dir"]), "--database-url", postgres_url, "--machine-name", MACHINE)
+    assert run_cli(capsys, *args)[0] == 0
+    with psycopg.connect(postgres_url) as conn:  # the server on PostgreSQL relinked and renamed
+        conn.execute("UPDATE hikaze.model_paths SET path = '/moved/base.safetensors' WHERE sha256 = %s",
+                     (source["base"],))
+        conn.execute("UPDATE hikaze.model_records SET name = 'Renamed' WHERE sha256 = %s", (source["style"],))
+    dump = pg_dump(postgres_url)
+    status, out = run_cli(capsys, *args)
+    assert status == 0, out
+    assert f"models {source['base']} path: kept '/moved/base.safetensors', source '" in out
+    assert f"models {source['style']} name: kept 'Renamed', source 'Style LoRA'" in out
+    models = [line.split() for line in out.splitlines() if line.startswith("models ")][0]
+    assert models[1:7] == ["2", "0", "0", "2", "2", "0"] and models[-1] == "yes"
+    assert "merged" in models
+    assert pg_dump(postgres_url) == dump
