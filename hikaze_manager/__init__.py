@@ -119,7 +119,7 @@ def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
     from .db.stores import PostgresStore, default_machine_name, valid_machine_name
     from .services import batch, image_journal
     from .services.files import sweep_temp_files
-    from .services.images import ImageStore
+    from .services.image_rows import DatabaseImageStore
 
     machine = valid_machine_name(app.config.get("MACHINE_NAME") or default_machine_name())
     if machine is None:
@@ -129,7 +129,8 @@ def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
         folder.mkdir(parents=True, exist_ok=True)
     sweep_temp_files(paths.pending_dir)
     read_only_reason = store.prepare()
-    images = ImageStore(paths.images_dir, paths.pending_dir)
+    # Pictures live in the database too: a picture added on one machine is served on every other.
+    images = DatabaseImageStore(store.connection, paths.pending_dir, read_connect=store.reader)
     if read_only_reason is None:
         with store.connection() as conn:
             try:

@@ -9,7 +9,7 @@ from flask import Flask, current_app
 
 from .db import DB_FILE_NAME
 from .db.stores import PostgresStore, SqliteStore
-from .services.images import ImageStore
+from .services.image_base import PictureStoreBase
 from .services.jobs import JobManager
 from .services.list_cache import ListCache
 from .services.model_types import CACHE_FILE_NAME, ModelTypeRegistry
@@ -47,7 +47,7 @@ class AppState:
     """Shared, thread-safe services of one app; reached through :func:`get_state`."""
 
     paths: DataPaths
-    images: ImageStore
+    images: PictureStoreBase
     jobs: JobManager
     model_types: ModelTypeRegistry
     lists: ListCache

@@ -1,4 +1,4 @@
-"""Shared fixtures: an app on a real SQLite file in tmp_path, its client, a DB connection."""
+"""Shared fixtures: an app on a real SQLite file (or PostgreSQL database) in tmp_path, its client, a DB connection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from hikaze_manager import create_app
-from hikaze_manager.db import connection
 from hikaze_manager.state import get_state
 
 
@@ -23,10 +22,35 @@ def models_root(tmp_path: Path) -> Path:
     return root
 
 
+STORES = ("sqlite", "postgres")
+TEST_MACHINE = "test-machine"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_stores: run each test of the module on SQLite and on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "sqlite_only(why): a test of the SQLite file itself, in a both_stores module")
+
+
+def pytest_generate_tests(metafunc):
+    """Modules marked ``both_stores`` run every test that builds an app once per store."""
+    definition = metafunc.definition
+    if "store_kind" in metafunc.fixturenames and definition.get_closest_marker("both_stores"):
+        stores = STORES[:1] if definition.get_closest_marker("sqlite_only") else STORES
+        metafunc.parametrize("store_kind", stores, indirect=True)
+
+
 @pytest.fixture
-def app_config(tmp_path: Path, models_root: Path) -> dict:
+def store_kind(request) -> str:
+    """Which store the test app uses: the parameter, else $HIKAZE_TEST_STORE, else SQLite."""
+    return getattr(request, "param", None) or os.environ.get("HIKAZE_TEST_STORE", "sqlite")
+
+
+@pytest.fixture
+def app_config(request, tmp_path: Path, models_root: Path, store_kind: str) -> dict:
     """Config of the test app; tests may change it before ``app`` is created."""
-    return {
+    config = {
         "TESTING": True,
         "DATA_DIR": str(tmp_path / "data"),
         "MODEL_TYPES": {
@@ -34,15 +58,22 @@ def app_config(tmp_path: Path, models_root: Path) -> dict:
             "loras": {"roots": [str(models_root / "loras")]},
         },
     }
+    if store_kind == "postgres":
+        config["DATABASE_URL"] = request.getfixturevalue("postgres_library_url")
+        config["MACHINE_NAME"] = TEST_MACHINE
+    return config
 
 
 @pytest.fixture
 def app(app_config):
     app = create_app(app_config)
     yield app
-    for job in get_state(app).jobs.list():
-        get_state(app).jobs.cancel(job.id)
-        get_state(app).jobs.wait(job.id, timeout=30)
+    state = get_state(app)
+    for job in state.jobs.list():
+        state.jobs.cancel(job.id)
+        state.jobs.wait(job.id, timeout=30)
+    state.lists.close()
+    state.store.close()
 
 
 @pytest.fixture
@@ -59,7 +90,8 @@ def client(app):
 
 @pytest.fixture
 def db_conn(app):
-    with connection(app.config["DATABASE"]) as conn:
+    """A connection to the app's library, whichever store it is in."""
+    with get_state(app).store.connection() as conn:
         yield conn
 
 
@@ -117,5 +149,24 @@ def postgres_server():
 def postgres_url(postgres_server):
     """URL of a fresh empty database on the session's server; dropped after the test."""
     url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(unquote(urlsplit(url).path[1:]))
+
+
+@pytest.fixture(scope="session")
+def postgres_library_template(postgres_server) -> str:
+    """A database holding the library schema for :data:`TEST_MACHINE`, to clone per test."""
+    from hikaze_manager.db.stores import PostgresStore
+
+    name = "hikaze_library_template"
+    url = postgres_server.new_database(name)
+    PostgresStore(url, TEST_MACHINE).prepare()
+    return name
+
+
+@pytest.fixture
+def postgres_library_url(postgres_server, postgres_library_template):
+    """URL of a fresh library database (schema ready for :data:`TEST_MACHINE`); dropped after."""
+    url = postgres_server.new_database(template=postgres_library_template)
     yield url
     postgres_server.drop_database(unquote(urlsplit(url).path[1:]))

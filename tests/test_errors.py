@@ -8,6 +8,8 @@ import pytest
 
 from hikaze_manager import create_app
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 @pytest.mark.parametrize("method, url, kwargs, status", [
     ("get", "/api/nope", {}, 404),

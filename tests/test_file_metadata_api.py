@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from PIL import Image
 
 from hikaze_manager import create_app
@@ -15,6 +16,8 @@ from hikaze_manager.services.metadata.store import trigger_words_for
 from hikaze_manager.state import get_state
 from metadata_support import SAMPLES, copy_sample, sample_metadata, write_safetensors
 from test_db import SHA_A, make_reference_data_folder
+
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
 
 IMPORT = "/api/migration/import_models"
 REREAD = "/api/models/reread_metadata"

@@ -13,6 +13,8 @@ from hikaze_manager.db import connection
 from hikaze_manager.services import hashing
 from hikaze_manager.services.hashing import CHUNK_SIZE, FileChangedError, hash_files, sha256_file
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17])
 def test_sha256_file_matches_hashlib(tmp_path, size):

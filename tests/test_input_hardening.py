@@ -10,7 +10,9 @@ import pytest
 
 from hikaze_manager.state import get_state
 
-from snapshot_support import snapshot
+from snapshot_support import app_snapshot
+
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
 
 SHA = "a" * 64
 SURROGATE_KEY = '{"\\ud800": 1}'
@@ -30,7 +32,7 @@ def seeded(app, client, add_model, db_conn, tmp_path):
 
 
 def _state(app):
-    return snapshot(app.config["DATA_DIR"], app.config["DATABASE"])
+    return app_snapshot(app)
 
 
 def _write_routes(app):

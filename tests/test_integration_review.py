@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
 from hikaze_manager.state import get_state
+
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
 
 A, B = "a" * 64, "b" * 64
 HEADERS = {"Content-Type": "application/json"}

@@ -15,6 +15,8 @@ from hikaze_manager.server import start_server
 from hikaze_manager.services.jobs import CANCELLED, FAILED, SUCCEEDED, JobCancelled, JobManager
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 def _wait_until(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout

@@ -20,6 +20,8 @@ from hikaze_manager.services.images import picture_digest
 from hikaze_manager.services.jobs import Job, JobCancelled
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 SHA_A = sha256_of(b"model a")
 SHA_B = sha256_of(b"model b")
 SHA_C = sha256_of(b"model c")
@@ -55,7 +57,7 @@ def migrate(app, db_path, images_dir=_DEFAULT, job=None) -> dict:
     library = legacy_reader.read_legacy_library(db_path)
     if images_dir is _DEFAULT:
         images_dir = legacy_reader.resolve_images_dir(None, db_path)
-    with connection(state.paths.database) as conn:
+    with state.store.connection() as conn:
         return legacy.migrate_legacy_library(
             conn, library, images_dir, state.images, state.paths.backups_dir, job
         )
@@ -64,7 +66,7 @@ def migrate(app, db_path, images_dir=_DEFAULT, job=None) -> dict:
 def snapshot(app) -> dict:
     """Every row we own plus every image file (name and bytes), to compare runs."""
     state = get_state(app)
-    with connection(state.paths.database) as conn:
+    with state.store.connection() as conn:
         tables = {
             table: sorted(tuple(row) for row in conn.execute(f"SELECT * FROM {table}"))
             for table in ("models", "tags", "model_tags", "pending_import",

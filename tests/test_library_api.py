@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 SHA_C = "c" * 64
@@ -35,11 +37,11 @@ def test_get_types_lists_configured_types_sorted(client):
 
 def test_get_types_falls_back_to_types_in_the_library(app_config, tmp_path):
     from hikaze_manager import create_app
-    from hikaze_manager.db import connection
+    from hikaze_manager.state import get_state
 
     app_config["MODEL_TYPES"] = None
     app = create_app(app_config)
-    with connection(app.config["DATABASE"]) as conn:
+    with get_state(app).store.connection() as conn:
         conn.execute("INSERT INTO models(sha256, path, type) VALUES (?, '/x', 'vae'), (?, '/y', '')",
                      (SHA_A, SHA_B))
     assert app.test_client().get("/api/models/get_types").get_json() == {"types": ["vae"]}
@@ -79,6 +81,7 @@ def test_list_models_requires_type(client):
     assert "type" in response.get_json()["error"]
 
 
+@pytest.mark.sqlite_only  # counts statements with SQLite's trace callback
 def test_list_models_runs_a_fixed_number_of_queries(app, add_model, db_conn):
     """No N+1: the number of SQL statements does not grow with the library."""
     from flask import g

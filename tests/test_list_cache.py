@@ -15,6 +15,8 @@ from PIL import Image
 from hikaze_manager import create_app
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 LISTS = [
     "/api/models?type=checkpoints",
     "/api/models?type=others",

@@ -15,6 +15,8 @@ from PIL import Image
 from hikaze_manager.server import start_server
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 SHA = lambda i: hashlib.sha256(str(i).encode()).hexdigest()  # noqa: E731
 
 

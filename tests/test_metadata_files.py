@@ -14,6 +14,8 @@ from hikaze_manager.services.metadata import merge, read_file_metadata, safetens
 from hikaze_manager.services.metadata.safetensors import HeaderError, read_header
 from metadata_support import copy_sample, safetensors_bytes, sample_metadata, write_safetensors
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 def png_bytes(color="red") -> bytes:
     buffer = io.BytesIO()

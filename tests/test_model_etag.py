@@ -13,6 +13,8 @@ from hikaze_manager.server import start_server
 
 from snapshot_support import snapshot
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 SHA = "b" * 64
 URL = f"/api/models/{SHA}"
 

@@ -8,6 +8,8 @@ import pytest
 
 from hikaze_manager.services import pending as pending_service
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 def _add_pending(db_conn, path, *, name=None, type="loras", created_at=1700000000000, meta=None,
                  tags=(), sha256="", size=10):

@@ -17,6 +17,8 @@ from hikaze_manager.services.jobs import Job, JobCancelled
 from hikaze_manager.services.promotion import promote_pending
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 IMPORT = "/api/migration/import_models"
 
 

@@ -14,6 +14,8 @@ from hikaze_manager.services import hashing, scan as scan_service
 from hikaze_manager.services.model_types import ModelType, ModelTypeIndex
 from hikaze_manager.state import get_state
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 def _pending(db_conn) -> dict[str, dict]:
     return {row["path"]: dict(row) for row in db_conn.execute("SELECT * FROM pending_import")}

@@ -6,6 +6,8 @@ import pytest
 
 from hikaze_manager import create_app
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 @pytest.mark.parametrize("host", ["localhost", "localhost:8189", "127.0.0.1:8189", "[::1]:8189",
                                   "LOCALHOST:1"])

@@ -9,6 +9,8 @@ import pytest
 
 from hikaze_manager import create_app
 
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
+
 
 def _trash(client, **body):
     return client.post("/api/files/trash", json=body)

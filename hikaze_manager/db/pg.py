@@ -208,6 +208,18 @@ class Connection:
         """Close the connection."""
         self.raw.close()
 
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __del__(self) -> None:
+        # A server thread's reused connection goes when the thread does: close it then.
+        raw = getattr(self, "raw", None)
+        if raw is not None and not raw.closed:
+            try:
+                raw.close()
+            except Exception:  # interpreter shutdown or a broken socket: nothing left to release
+                pass
+
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""

@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,10 +81,13 @@ class SqliteStore:
         """Where the library is, for logs and the status payload."""
         return str(self.database)
 
+    def close(self) -> None:
+        """Nothing to release: each thread's SQLite connection closes with the thread."""
+
 
 class _ThreadConnections(threading.local):
     def __init__(self) -> None:
-        self.conns: dict[bool, object] = {}
+        self.conns: dict[bool | str, object] = {}
 
 
 class PostgresStore:
@@ -99,6 +103,8 @@ class PostgresStore:
         self.schema = machine_schema(machine)
         self._pg = pg
         self._local = _ThreadConnections()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet = weakref.WeakSet()  # every connection handed out, to close
 
     @property
     def search_path(self) -> tuple[str, str]:
@@ -107,7 +113,10 @@ class PostgresStore:
 
     def connect(self, *, read_only: bool = False):
         """A new connection, closed by the caller."""
-        return self._pg.connect(self.url, self.search_path, read_only=read_only)
+        conn = self._pg.connect(self.url, self.search_path, read_only=read_only)
+        with self._lock:
+            self._open.add(conn)
+        return conn
 
     @contextmanager
     def connection(self, *, read_only: bool = False) -> Iterator:
@@ -118,13 +127,24 @@ class PostgresStore:
         finally:
             conn.close()
 
-    def checkout(self, read_only: bool):
+    def checkout(self, read_only: bool | str):
         """This thread's reused connection, for a request (reopened when it broke)."""
         conn = self._local.conns.get(read_only)
         if conn is None or conn.closed:
-            conn = self.connect(read_only=read_only)
+            conn = self.connect(read_only=read_only is True)
             self._local.conns[read_only] = conn
         return conn
+
+    @contextmanager
+    def reader(self) -> Iterator:
+        """This thread's reused connection for reads beside the request's (pictures): never the
+        request's own, which may be inside a transaction."""
+        conn = self.checkout("reader")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction and not conn.closed:
+                conn.execute("ROLLBACK")
 
     def watcher(self) -> "PgVersionWatcher":
         """A probe of the library's version row, which every commit on any machine changes."""
@@ -164,10 +184,12 @@ class PostgresStore:
         return None
 
     def close(self) -> None:
-        """Close this thread's connections (others close with their threads)."""
-        for conn in self._local.conns.values():
+        """Close every connection this store opened that is still open (at app shutdown)."""
+        with self._lock:
+            conns = list(self._open)
+            self._open = weakref.WeakSet()
+        for conn in conns:
             conn.close()
-        self._local.conns.clear()
 
 
 def _schema_sections() -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import transaction
+from . import dialect_of, transaction
 from ..services.tags import normalize_tag_name, tag_key
 
 logger = logging.getLogger(__name__)
@@ -234,8 +234,14 @@ def _has_user_tables(conn: sqlite3.Connection) -> bool:
     return row is not None
 
 
-def backup_database(conn: sqlite3.Connection, backup_dir: str | Path, label: str) -> str:
-    """Copy the live database with SQLite's backup API; written under a temp name, then renamed."""
+def backup_database(conn: sqlite3.Connection, backup_dir: str | Path, label: str) -> str | None:
+    """Copy the live database with SQLite's backup API; written under a temp name, then renamed.
+
+    None for a PostgreSQL library: its server's backups (``pg_dump``) cover it, and a change made
+    here runs in one transaction there anyway.
+    """
+    if dialect_of(conn) != "sqlite":
+        return None
     backup_dir = Path(backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

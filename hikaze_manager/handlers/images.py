@@ -7,6 +7,8 @@ The default converter excludes ``/`` (a decoded ``%2F`` included); every value i
 Caching: files are sent with ``Cache-Control: no-cache`` plus an ETag (inode, mtime, size) and
 Last-Modified, so a browser revalidates each time (a cheap 304 on loopback) and a set renumbered
 by a delete, whose URL now names other bytes, is never shown stale, with or without ``?rev=``.
+Sets kept in the database (:mod:`~hikaze_manager.services.image_rows`) get the same headers, with
+the SHA-256 of the tier as ETag and the time the row got its place as Last-Modified.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..schemas.images import (
 from ..security import accepts_multipart
 from ..services.files import open_regular_file
 from ..services.image_processing import MAX_IMAGE_BYTES, ImageError, is_plain_name, sniff_mime
+from ..services.image_rows import StoredTier
 from ..state import get_state
 from ..openapi import BINARY, api_doc
 
@@ -56,10 +59,14 @@ def _etag(st: os.stat_result, extra: str = "") -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}{extra}"
 
 
-def _revalidate(response: Response, etag: str, st: os.stat_result) -> Response:
-    response.set_etag(etag)
+def _modified(st: os.stat_result) -> float:
     # ctime moves on rename and link, so a set renumbered into this name is newer than any copy.
-    response.last_modified = int(max(st.st_mtime, st.st_ctime))
+    return max(st.st_mtime, st.st_ctime)
+
+
+def _revalidate(response: Response, etag: str, modified: float) -> Response:
+    response.set_etag(etag)
+    response.last_modified = int(modified)
     response.cache_control.no_cache = True
     return response
 
@@ -71,11 +78,19 @@ def _send_open_file(fh, mimetype: str) -> Response:
         response = send_file(fh, request.environ, mimetype=mimetype, conditional=False,
                              max_age=None)
         response.content_length = st.st_size
-        _revalidate(response, _etag(st), st)
+        _revalidate(response, _etag(st), _modified(st))
         return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
     except BaseException:  # the response owns the file only once it is returned
         fh.close()
         raise
+
+
+def _send_stored(tier: StoredTier, mimetype: str) -> Response:
+    """Send a tier read from the database (bytes, content validator, time of its place)."""
+    response = Response(tier.data, mimetype=mimetype)
+    _revalidate(response, tier.etag, tier.modified)
+    return response.make_conditional(request, accept_ranges=True,
+                                     complete_length=len(tier.data))
 
 
 def _open(path) -> object | None:
@@ -111,10 +126,12 @@ def get_image(ident: str):
     seq = int(match.group(2) or 0)
     quality = _quality()
     # A set written by older software may lack its small tiers: fall back to larger ones.
-    fh = get_state().images.open_tier(sha256, seq, _FALLBACK[quality])
-    if fh is None:
+    found = get_state().images.open_tier(sha256, seq, _FALLBACK[quality])
+    if found is None:
         raise NotFound("Image not found")
-    return _send_open_file(fh, WEBP)
+    if isinstance(found, StoredTier):  # the database store: bytes, not an open file
+        return _send_stored(found, WEBP)
+    return _send_open_file(found, WEBP)
 
 
 @bp.post("/images/upload")
@@ -195,7 +212,7 @@ def _send_converted(path, quality: str) -> Response:
         st = os.fstat(fh.fileno())
         etag = _etag(st, f"-{quality}")
         if request.if_none_match.contains(etag):  # skip decoding entirely
-            return _revalidate(Response(status=304), etag, st)
+            return _revalidate(Response(status=304), etag, _modified(st))
         if st.st_size > MAX_IMAGE_BYTES:
             raise NotFound("Pending image is too large to convert")
         data = fh.read()
@@ -205,7 +222,7 @@ def _send_converted(path, quality: str) -> Response:
     except ImageError as exc:
         raise NotFound(f"Pending image cannot be converted: {exc.message}") from None
     response = Response(webp, mimetype=WEBP)
-    _revalidate(response, etag, st)
+    _revalidate(response, etag, _modified(st))
     return response.make_conditional(request)
 
 

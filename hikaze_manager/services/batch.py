@@ -7,7 +7,6 @@ statements, not 5,000 round trips.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 
@@ -16,8 +15,6 @@ from ..errors import BadRequest
 from . import tags as tags_service
 from .images import ImageStore
 from .metadata import store as metadata_store
-from .files import remove_quietly
-from .image_processing import TIERS
 
 _SELECTED = "SELECT value FROM json_each(?)"
 _SELECTED_IDS = "SELECT CAST(value AS BIGINT) FROM json_each(?)"
@@ -133,7 +130,7 @@ def remove_models(conn: sqlite3.Connection, store: ImageStore, shas: list[str]) 
         selection = _as_json(models)
         conn.execute(f"DELETE FROM model_tags WHERE model_hash IN ({_SELECTED})", (selection,))
         conn.execute(f"DELETE FROM models WHERE sha256 IN ({_SELECTED})", (selection,))
-    pictures = remove_picture_sets(store, models)
+    pictures = store.remove_sets(models)
     return {"removed": len(models), "sha256": models, "pictures_removed": pictures}
 
 
@@ -141,13 +138,9 @@ def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore,
                        owners: set[str] | None = None) -> int:
     """At start-up: delete the sets of models no longer in the library (and not announced in the
     image journal), so a re-imported file never shows a removed model's pictures. ``owners``:
-    the models with picture files, as :meth:`ImageStore.recover` found them (else listed here)."""
+    the models with picture sets, as the store's ``recover()`` found them (else its ``owners()``)."""
     if owners is None:
-        try:
-            names = os.listdir(store.images_dir)
-        except FileNotFoundError:
-            return 0
-        owners = {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
+        owners = store.owners()
     if not owners:
         return 0
     known = {row[0] for row in conn.execute(
@@ -155,32 +148,4 @@ def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore,
         f" UNION SELECT sha256 FROM image_writes WHERE sha256 IN ({_SELECTED})",
         (_as_json(owners), _as_json(owners)))}
     orphans = sorted(owners - known)
-    return remove_picture_sets(store, orphans) if orphans else 0
-
-
-def remove_picture_sets(store: ImageStore, shas: list[str]) -> int:
-    """Delete every picture set of these models, last set first, ``high`` first; safe to repeat.
-
-    One listing of the images folder finds them all (5,000 models cost one scan, not 5,000 globs).
-    """
-    wanted = set(shas)
-    seqs: dict[str, set[int]] = {}
-    try:
-        names = os.listdir(store.images_dir)
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        if name[:64] in wanted and name[64:65] == "_" and name.endswith(".webp"):
-            seq = name[65:].split("_", 1)[0]
-            if seq.isascii() and seq.isdigit():
-                seqs.setdefault(name[:64], set()).add(int(seq))
-    removed = 0
-    for sha, found in seqs.items():
-        with store._lock(sha):  # the store's own per-model lock: no upload interleaves
-            for seq in sorted(found, reverse=True):
-                for tier in TIERS:  # high first: the set stops existing at once
-                    path = store.set_path(sha, seq, tier)
-                    if os.path.lexists(path):
-                        remove_quietly(path)
-                        removed += tier == "high"
-    return removed
+    return store.remove_sets(orphans) if orphans else 0

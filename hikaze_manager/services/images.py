@@ -8,7 +8,6 @@ never handed out twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ import re
 import shutil
 import threading
 import time
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..errors import NotFound
@@ -30,22 +29,13 @@ from .files import (
     write_file_atomic,
     write_temp_file,
 )
-from .image_processing import (
-    TIER_SCALE,
-    TIERS,
-    ImageError,
-    is_plain_name,
-    process_image,
-    render_tier,
-    safe_file_name,
-)
+from .image_base import SHA256 as _SHA, PictureStoreBase, check_set, picture_digest  # noqa: F401
+from .image_processing import TIERS, ImageError
 
 logger = logging.getLogger(__name__)
 
-_SHA = re.compile(r"[0-9a-f]{64}\Z")
 _TIER_NAME = re.compile(r"([0-9a-f]{64})_([0-9]{1,9})_(?:medium|low)\.webp\Z")
 RENUMBER_PREFIX = ".hikaze-renumber-"  # not TMP_PREFIX: start-up must read it, not sweep it
-WEBP_CACHE_BYTES = 32 * 1024 * 1024
 COUNTS_SETTLE_NS = 3_000_000_000
 
 # --- the store ------------------------------------------------------------------------------
@@ -55,21 +45,14 @@ class _AlreadyHasPicture(Exception):
     pass
 
 
-class ImageStore:
-    """The image sets of every model and the pending originals; one instance per app."""
+class ImageStore(PictureStoreBase):
+    """The image sets of every model as files under images/, and the pending originals."""
 
     def __init__(self, images_dir: str | Path, pending_dir: str | Path):
+        super().__init__(pending_dir)
         self.images_dir = Path(images_dir)
-        self.pending_dir = Path(pending_dir)
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
-        self._pending_lock = threading.Lock()
-        # Pillow releases the GIL while decoding/resizing/encoding: bound the CPU taken from
-        # the server (perf-anchors section 7: one thumbnail worker while the UI is serving).
-        self._workers = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) - 1))
-        self._webp_cache: OrderedDict[tuple, bytes] = OrderedDict()
-        self._webp_cache_bytes = 0
-        self._webp_cache_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self._counts_key: tuple | None = None
         self._counts: Counter = Counter()
@@ -78,12 +61,7 @@ class ImageStore:
 
     def set_path(self, sha256: str, seq: int, tier: str = "high") -> Path:
         """Where tier ``tier`` of set ``seq`` lives (whether or not it exists)."""
-        if not _SHA.match(sha256 or ""):
-            raise ImageError("sha256 must be 64 lower-case hexadecimal characters")
-        if tier not in TIER_SCALE:
-            raise ImageError(f"quality must be one of {', '.join(TIERS)}")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise ImageError("seq must be a non-negative integer")
+        check_set(sha256, seq, tier)
         return self.images_dir / f"{sha256}_{seq}_{tier}.webp"
 
     def _lock(self, sha256: str) -> threading.Lock:
@@ -142,16 +120,6 @@ class ImageStore:
         return n
 
     # -- writing and deleting sets
-
-    def add_image(self, sha256: str, data: bytes) -> int:
-        """Process ``data`` into a new set of ``sha256``; returns its seq."""
-        return self.add_processed(sha256, self.process(sha256, data))
-
-    def process(self, sha256: str, data: bytes) -> dict[str, bytes]:
-        """The encoded tiers of ``data`` for ``sha256`` (validated first), on a bounded worker."""
-        self.set_path(sha256, 0)  # validates the sha before any work
-        with self._workers:
-            return process_image(data)
 
     def add_processed(self, sha256: str, tiers: dict[str, bytes], *, first_only: bool = False) -> int | None:
         """Write already-encoded tiers as the next set, atomically; returns its seq.
@@ -266,6 +234,42 @@ class ImageStore:
                 self._delete_locked(sha256, seq)
         return len(seqs)
 
+    def owners(self) -> set[str]:
+        """The sha256 of every model with a picture file, from one listing of the folder."""
+        try:
+            names = os.listdir(self.images_dir)
+        except FileNotFoundError:
+            return set()
+        return {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
+
+    def remove_sets(self, shas) -> int:
+        """Delete every set of these models, last set first, ``high`` first; safe to repeat.
+
+        One listing of the folder finds them all (5,000 models cost one scan, not 5,000 globs).
+        Returns how many sets were removed.
+        """
+        wanted = set(shas)
+        seqs: dict[str, set[int]] = {}
+        try:
+            names = os.listdir(self.images_dir)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name[:64] in wanted and name[64:65] == "_" and name.endswith(".webp"):
+                seq = name[65:].split("_", 1)[0]
+                if seq.isascii() and seq.isdigit():
+                    seqs.setdefault(name[:64], set()).add(int(seq))
+        removed = 0
+        for sha, found in seqs.items():
+            with self._lock(sha):  # no upload interleaves
+                for seq in sorted(found, reverse=True):
+                    for tier in TIERS:  # high first: the set stops existing at once
+                        path = self.set_path(sha, seq, tier)
+                        if os.path.lexists(path):
+                            remove_quietly(path)
+                            removed += tier == "high"
+        return removed
+
     def recover(self) -> set[str]:
         """At start-up, from one listing of the folder: remove temp files, finish renumberings a
         kill interrupted, and drop tiers left beyond the last complete set. Returns the sha256 of
@@ -333,108 +337,3 @@ class ImageStore:
         except BaseException:
             remove_quietly(tmp)
             raise
-
-    # -- pending originals
-
-    def save_pending_image(self, name: str, data: bytes) -> str:
-        """Store an original under the pending folder; returns the file name used.
-
-        The name is reduced to a safe basename. The same name with identical bytes is reused;
-        different bytes get ``<stem>-<n><ext>``.
-        """
-        safe = safe_file_name(name)
-        stem, ext = os.path.splitext(safe)
-        self.pending_dir.mkdir(parents=True, exist_ok=True)
-        with self._pending_lock:
-            candidate, n = safe, 1
-            while True:
-                path = self.pending_dir / candidate
-                if not os.path.lexists(path):
-                    break
-                if path.is_file() and not path.is_symlink() and _same_bytes(path, data):
-                    return candidate
-                candidate = f"{stem}-{n}{ext}"
-                n += 1
-            write_file_atomic(path, data)
-            return candidate
-
-    def pending_image_path(self, name: str) -> Path | None:
-        """The pending file called ``basename(name)``, if it is a regular file inside the folder."""
-        if not isinstance(name, str):
-            return None
-        base = name.replace("\\", "/").rsplit("/", 1)[-1]
-        if not is_plain_name(base):
-            return None
-        return self._inside_pending(self.pending_dir / base)
-
-    def find_pending_image(self, name: str) -> Path | None:
-        """``name`` exactly, else the first ``name.*`` (by name) in the pending folder; no glob."""
-        if not is_plain_name(name):
-            return None
-        exact = self._inside_pending(self.pending_dir / name)
-        if exact is not None:
-            return exact
-        prefix = name + "."
-        try:
-            with os.scandir(self.pending_dir) as entries:
-                names = sorted(e.name for e in entries if e.name.startswith(prefix))
-        except FileNotFoundError:
-            return None
-        for candidate in names:
-            path = self._inside_pending(self.pending_dir / candidate)
-            if path is not None:
-                return path
-        return None
-
-    def delete_pending_image(self, name: str) -> bool:
-        """Delete a pending original (a symlink itself, never its target); True if removed."""
-        path = self.pending_image_path(name)
-        if path is None:
-            return False
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def pending_webp(self, data: bytes, tier: str, key: tuple) -> bytes:
-        """WebP tier of a pending original, converted once per ``key`` (file identity), cached."""
-        cache_key = (*key, tier)
-        with self._webp_cache_lock:
-            cached = self._webp_cache.get(cache_key)
-            if cached is not None:
-                self._webp_cache.move_to_end(cache_key)
-                return cached
-        with self._workers:
-            webp = render_tier(data, tier)
-        with self._webp_cache_lock:
-            if cache_key not in self._webp_cache and len(webp) <= WEBP_CACHE_BYTES // 4:
-                self._webp_cache[cache_key] = webp
-                self._webp_cache_bytes += len(webp)
-                while self._webp_cache_bytes > WEBP_CACHE_BYTES:
-                    _, old = self._webp_cache.popitem(last=False)
-                    self._webp_cache_bytes -= len(old)
-        return webp
-
-    def _inside_pending(self, path: Path) -> Path | None:
-        root = os.path.realpath(self.pending_dir)
-        real = os.path.realpath(path)
-        if os.path.commonpath((root, real)) != root or real == root:
-            return None
-        if not is_regular_file(path) or path.name.startswith(TMP_PREFIX):
-            return None  # a symlink, even to a file inside, is not served (its target may change)
-        return path
-
-
-def picture_digest(tiers: dict[str, bytes]) -> str:
-    """The identity of a set: SHA-256 of its ``high`` tier bytes."""
-    return hashlib.sha256(tiers["high"]).hexdigest()
-
-
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
-    except OSError:
-        return False

@@ -483,7 +483,8 @@ def _migrate(conn, library, images_dir, store, backups_dir, job) -> dict:
     backup_path = None
     if any(action.op not in ("skip", "error") for action in planned):
         backup_path = backup_database(conn, backups_dir, "pre-legacy-migration")
-        logger.info("[Hikaze] backed up the library to %s before the v1 migration", backup_path)
+        if backup_path:
+            logger.info("[Hikaze] backed up the library to %s before the v1 migration", backup_path)
     try:
         if images:
             _import_images(conn, planned, images_dir, store, report, job)

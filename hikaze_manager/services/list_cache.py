@@ -81,7 +81,9 @@ class ListCache:
         db_version = self._watcher.version()
         if db_version is None:
             return None
-        images = folder_state(self._images.images_dir) if uses_images else ()
+        # A store without a folder keeps its sets in the database, whose version covers them.
+        folder = self._images.images_dir if uses_images else None
+        images = folder_state(folder) if folder is not None else ()
         if images is None:
             return None
         if images is RECENT:
