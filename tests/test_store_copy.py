@@ -20,7 +20,6 @@ from PIL import Image
 from hikaze_manager import copy_library as cli
 from hikaze_manager import create_app
 from hikaze_manager.db import connection, upgrades
-from hikaze_manager.services.image_processing import process_image
 from hikaze_manager.services.store_copy import CopyError, copy_library
 from hikaze_manager.services.store_copy_tables import COPIED_TABLES, NOT_COPIED
 from hikaze_manager.state import get_state
@@ -186,20 +185,8 @@ def without_pictures(view: dict) -> dict:
     return {**view, "models": models}
 
 
-def add_set_rows(url: str, sha: str, data: bytes) -> None:
-    """A picture uploaded on another machine: its tiers as the next set of rows (as the
-    database picture store writes them)."""
-    tiers = process_image(data)
-    with psycopg.connect(url) as conn:
-        position = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM hikaze.image_tiers WHERE sha256 = %s",
-                                (sha,)).fetchone()[0]
-        for tier, blob in tiers.items():
-            conn.execute("INSERT INTO hikaze.image_tiers VALUES (%s, %s, %s, %s, %s, 1700000000000)",
-                         (sha, position, tier, blob, hashlib.sha256(blob).hexdigest()))
-
-
 def serves_pictures_from_rows(app) -> bool:
-    """True once the app on PostgreSQL serves pictures from image_tiers rather than local files."""
+    """True when the app serves pictures from image_tiers rather than local files."""
     return get_state(app).images.images_dir is None
 
 
@@ -238,8 +225,8 @@ def test_copy_keeps_every_model_tag_description_picture_and_path(source, postgre
     assert [(p["id"], p["meta_json"]["description"]) for p in after["pending"]] == [(source["pending_id"], "waiting")]
     # Every picture file is a row with the same bytes, at the same position.
     assert stored_pictures(postgres_url) == picture_files(source["data_dir"])
-    if serves_pictures_from_rows(app):
-        assert after == before
+    assert serves_pictures_from_rows(app)
+    assert after == before
     # Pending pictures stay files: copied into the other data folder, byte for byte.
     assert (target_dir / "images" / "pending" / "pending_pic.png").read_bytes() == \
         (source["data_dir"] / "images" / "pending" / "pending_pic.png").read_bytes()
@@ -311,8 +298,8 @@ def test_a_library_with_another_machines_data_keeps_it_and_merges(source, postgr
     for body in ({"name": "typed then cleared"}, {"name": ""},
                  {"meta_json": {"description": "typed on the GPU box"}, "tags": [t["id"] for t in tags]}):
         assert client.patch(f"/api/models/{style}", json=body).status_code == 200
-    add_set_rows(postgres_url, style, picture("red"))  # the same picture as the source's first set
-    add_set_rows(postgres_url, style, picture("orange"))
+    upload(client, style, picture("red"))  # the same picture as the source's first set
+    upload(client, style, picture("orange"))
     gpu_before = api_view(client)
 
     status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", postgres_url,
@@ -342,12 +329,14 @@ def test_a_library_with_another_machines_data_keeps_it_and_merges(source, postgr
     assert positions[(style, 0, "high")] == files[(style, 0, "high")]  # red, once
     assert [positions[(style, p, "high")] for p in (2, 3)] == [files[(style, s, "high")] for s in (1, 2)]
     assert len(positions) == 12
+    assert record["pictures"] == [positions[(style, p, t)] for p in range(4) for t in ("high", "medium", "low")]
 
     desk = pg_app(postgres_url, tmp_path / "desk-data", source["models_root"]).test_client()
     desk_view = api_view(desk)
     assert desk_view["models"][style]["path"] == str(source["files"]["loras/style.safetensors"][0])
     assert desk_view["models"][source["base"]]["path"] == str(source["files"]["checkpoints/base.safetensors"][0])
     assert desk_view["models"][other_sha]["path"] == ""  # no copy on this machine
+    assert desk_view["models"][style]["pictures"] == record["pictures"]  # pictures are shared
     assert [p["id"] for p in desk_view["pending"]] == [source["pending_id"]]
 
     dump = pg_dump(postgres_url)
