@@ -53,8 +53,8 @@ def format_report(report) -> str:
                      f"{t.target_checksum[:12]} {same}", "yes" if t.verified else "NO"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = [
-        f"{'Dry run: nothing was written. ' if report.dry_run else ''}"
-        f"Copied {report.source} (schema version {report.source_version}) into "
+        f"{'Dry run: nothing was written. Would copy' if report.dry_run else 'Copied'} "
+        f"{report.source} (schema version {report.source_version}) into "
         f"{report.target} as machine {report.machine!r}",
         "",
     ]
