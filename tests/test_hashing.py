@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from hikaze_manager import create_app
-from hikaze_manager.db import connection
+from hikaze_manager.state import get_state
 from hikaze_manager.services import hashing
 from hikaze_manager.services.hashing import CHUNK_SIZE, FileChangedError, hash_files, sha256_file
 
@@ -126,11 +126,11 @@ def test_hash_cache_survives_restart(app_config, tmp_path):
     path = tmp_path / "persist.bin"
     path.write_bytes(os.urandom(5000))
     first_app = create_app(app_config)
-    with connection(first_app.config["DATABASE"]) as conn:
+    with get_state(first_app).store.connection() as conn:
         hash_files(conn, [str(path)])
     before = hashing.STATS.files
     second_app = create_app(app_config)  # a new process would see the same database
-    with connection(second_app.config["DATABASE"]) as conn:
+    with get_state(second_app).store.connection() as conn:
         result = hash_files(conn, [str(path)])[str(path)]
     assert result.cached
     assert hashing.STATS.files == before

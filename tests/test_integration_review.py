@@ -70,16 +70,16 @@ def test_every_management_write_is_seen_by_the_next_list(app, client, add_model,
     assert get_state(app).images.count(sa) == 0
 
 
+@pytest.mark.sqlite_only  # picture files left in images/
 def test_sets_left_by_a_kill_after_removal_commit_are_gone_at_the_next_start(app_config, tmp_path):
     """POST /api/models/remove commits, then deletes the pictures: a kill in between leaves the
     sets of a model that no longer exists. The next start removes them, so a later re-import of
     the same file does not show the removed model's pictures."""
     from hikaze_manager import create_app
-    from hikaze_manager.db import connection
 
     first = create_app(app_config)
     client = first.test_client()
-    with connection(first.config["DATABASE"]) as conn:
+    with get_state(first).store.connection() as conn:
         for sha in (A, B):
             conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
                          "VALUES (?, ?, ?, 'checkpoints', 1, 1)", (sha, f"/m/{sha[:4]}", sha[:4]))
@@ -88,7 +88,7 @@ def test_sets_left_by_a_kill_after_removal_commit_are_gone_at_the_next_start(app
                         content_type="multipart/form-data")
         assert r.status_code == 200, r.get_json()
     images_dir = get_state(first).images.images_dir
-    with connection(first.config["DATABASE"]) as conn:  # what the kill leaves: row gone, files kept
+    with get_state(first).store.connection() as conn:  # what the kill leaves: row gone, files kept
         conn.execute("DELETE FROM models WHERE sha256 = ?", (A,))
     assert any(p.name.startswith(A) for p in images_dir.iterdir())
     get_state(first).lists.close()
@@ -96,7 +96,7 @@ def test_sets_left_by_a_kill_after_removal_commit_are_gone_at_the_next_start(app
     second = create_app(app_config)
     assert not [p.name for p in images_dir.iterdir() if p.name.startswith(A)]
     assert get_state(second).images.count(B) == 1  # a model still in the library keeps its set
-    with connection(second.config["DATABASE"]) as conn:
+    with get_state(second).store.connection() as conn:
         conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
                      "VALUES (?, '/m/a', 'a', 'checkpoints', 1, 1)", (A,))
     record = second.test_client().get(f"/api/models/{A}").get_json()
@@ -145,6 +145,7 @@ def test_hostile_ids_on_management_routes_are_400s(no_propagation, add_model):
         assert "error" in r.get_json()
 
 
+@pytest.mark.sqlite_only  # takes SQLite's write lock from beside the server
 def test_a_server_thread_reusing_its_connection_after_failed_requests_sees_fresh_data(app, add_model):
     """One waitress thread serves everything: a 412 raised inside a transaction, a 404 raised inside
     a read transaction, a 304, a 400 must leave its reused connection without a lock or snapshot."""

@@ -234,9 +234,8 @@ def test_start_up_does_not_scan(app_config, make_model_file, tmp_path):
     client = app.test_client()
     assert client.get("/api/models?type=loras").get_json() == {"models": []}
     assert client.get("/api/migration/pending_models").get_json() == {"models": []}
-    from hikaze_manager.db import connection
 
-    with connection(app.config["DATABASE"]) as conn:
+    with get_state(app).store.connection() as conn:
         assert conn.execute("SELECT COUNT(*) FROM pending_import").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 0
 
@@ -281,10 +280,9 @@ def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
     # One listing of images/ at start-up (recover) removes them before this run writes any.
     from hikaze_manager.services.files import TMP_PREFIX
 
-    from hikaze_manager.db import connection
 
     first = create_app(app_config)  # a library whose model owns the set below (orphan sets go)
-    with connection(first.config["DATABASE"]) as conn:
+    with get_state(first).store.connection() as conn:
         conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
                      "VALUES (?, '/m/a', 'a', 'checkpoints', 1, 1)", ("a" * 64,))
     images = tmp_path / "data" / "images"

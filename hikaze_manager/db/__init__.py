@@ -45,6 +45,18 @@ def dialect_of(conn) -> str:
     return getattr(conn, "dialect", "sqlite")
 
 
+def ids_handed_out(conn, table: str) -> int:
+    """The highest id ``table`` (an AUTOINCREMENT / serial table of ours) ever gave out, 0 if none:
+    such an id is never given again, even after its row is gone."""
+    if dialect_of(conn) == "postgres":
+        row = conn.execute(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence(?, 'id')::regclass)", (table,)
+        ).fetchone()
+    else:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     """A ``file:`` URI for ``path`` that survives ``?``, ``#`` and ``%`` in the path."""
     absolute = Path(path).expanduser().absolute()

@@ -14,6 +14,19 @@ BEGIN
     UPDATE hikaze.version SET value = value + 1 WHERE id = 1;
     RETURN NULL;
 END $$;
+-- SQLite's AUTOINCREMENT on every serial table: a NULL id takes the next one, an explicit id
+-- moves the counter past it, so no id is ever handed out twice.
+CREATE OR REPLACE FUNCTION hikaze.autoincrement() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    seq TEXT := pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), 'id');
+BEGIN
+    IF NEW.id IS NULL THEN
+        NEW.id := nextval(seq);
+    ELSIF NEW.id > COALESCE(pg_sequence_last_value(seq::regclass), 0) THEN
+        PERFORM setval(seq, NEW.id);
+    END IF;
+    RETURN NEW;
+END $$;
 CREATE TABLE IF NOT EXISTS hikaze.machines (
     name TEXT COLLATE "C" PRIMARY KEY,
     schema_name TEXT COLLATE "C" UNIQUE NOT NULL,

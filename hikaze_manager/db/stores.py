@@ -198,8 +198,12 @@ def _schema_sections() -> dict[str, str]:
     return {"shared": shared.split("-- @@shared", 1)[1], "machine": machine}
 
 
+SERIAL_TABLES = ("tags", "pending_import", "image_writes")
+
+
 def _add_version_triggers(conn, schema: str) -> None:
-    """Every table but the version row bumps the version once per writing statement."""
+    """Every table but the version row bumps the version once per writing statement; serial
+    tables count ids as SQLite's AUTOINCREMENT does."""
     tables = conn.raw.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('hikaze', %s) AND table_type = 'BASE TABLE' "
@@ -208,6 +212,10 @@ def _add_version_triggers(conn, schema: str) -> None:
         conn.raw.execute(
             f'CREATE OR REPLACE TRIGGER bump_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
             f'ON "{table_schema}"."{table}" FOR EACH STATEMENT EXECUTE FUNCTION hikaze.bump_version()')
+        if table in SERIAL_TABLES:
+            conn.raw.execute(
+                f'CREATE OR REPLACE TRIGGER autoincrement BEFORE INSERT ON "{table_schema}"."{table}" '
+                'FOR EACH ROW EXECUTE FUNCTION hikaze.autoincrement()')
 
 
 class PgVersionWatcher:

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..db import transaction
+from ..db import ids_handed_out, transaction
 from ..db.upgrades import backup_database
 from ..errors import ApiError, Conflict
 from . import image_journal
@@ -356,23 +356,20 @@ def _write_pending(conn, action: _Action, tag_ids: dict) -> None:
     row = action.row
     if action.op == "insert":
         # Ids are never reused: the v1 id is kept only if no pending model ever had it.
-        taken = conn.execute(
-            "SELECT 1 FROM pending_import WHERE id = ? UNION ALL SELECT 1 FROM sqlite_sequence"
-            " WHERE name = 'pending_import' AND seq >= ?", (row.legacy_id, row.legacy_id),
-        ).fetchone()
+        taken = row.legacy_id <= ids_handed_out(conn, "pending_import") or conn.execute(
+            "SELECT 1 FROM pending_import WHERE id = ?", (row.legacy_id,)).fetchone()
         meta = {
             "description": row.description,
             "community_links": row.community_links,
             "images": _pending_image_url(action),
             "prompts": {"positive": row.positive, "negative": row.negative},
         }
-        cursor = conn.execute(
+        action.pending_id = conn.execute(
             "INSERT INTO pending_import(id, path, sha256, name, type, size_bytes, created_at,"
-            " meta_json) VALUES (?, ?, '', ?, ?, ?, ?, ?)",
+            " meta_json) VALUES (?, ?, '', ?, ?, ?, ?, ?) RETURNING id",
             (None if taken else row.legacy_id, row.path, row.name, row.type, row.size_bytes,
              row.created_at, json.dumps(meta, ensure_ascii=False)),
-        )
-        action.pending_id = cursor.lastrowid
+        ).fetchone()[0]
     else:
         stored = conn.execute(
             "SELECT meta_json FROM pending_import WHERE id = ?", (action.pending_id,)
