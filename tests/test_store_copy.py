@@ -370,6 +370,7 @@ def test_a_reference_data_folder_is_upgraded_in_a_copy_and_moved(postgres_url, p
     database = make_reference_data_folder(data_dir)
     with sqlite3.connect(database) as conn:  # a link to a model that is gone (no foreign keys in v2)
         conn.execute("INSERT INTO model_tags VALUES (?, 3)", ("f" * 64,))
+        conn.execute("UPDATE sqlite_sequence SET seq = 40 WHERE name = 'tags'")  # tags 5..40 were deleted
     conn.close()
     files = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*") if p.is_file()}
     report = copy_library(data_dir, postgres_url, MACHINE)
@@ -387,6 +388,8 @@ def test_a_reference_data_folder_is_upgraded_in_a_copy_and_moved(postgres_url, p
     assert client.get("/api/migration/pending_model?id=7").get_json()["tags"] == [
         {"id": 1, "name": "nsfw"}, {"id": 4, "name": "Style"}]
     assert stored_pictures(postgres_url) == {(SHA_A, 0, "high"): hashlib.sha256(b"RIFF").hexdigest()}
+    # Ids the source handed out are never handed out again.
+    assert client.post("/api/tags_add", json={"newtags": ["fresh"]}).get_json()["tags"][0]["id"] == 41
 
 
 def test_the_password_is_never_printed(source, postgres_server, postgres_url, capsys):

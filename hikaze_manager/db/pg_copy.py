@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from . import ids_handed_out
 from .stores import PostgresStore
 
 
@@ -23,20 +24,12 @@ class BoundPostgresStore(PostgresStore):
         yield self._bound
 
 
-def sequence_value(conn, table: str, column: str = "id") -> int:
-    """The last value a table's id sequence handed out (0 when none yet)."""
-    name = conn.raw.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, column)).fetchone()[0]
-    last, called = conn.raw.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
-    return last if called else last - 1
-
-
-def advance_sequence(conn, table: str, at_least: int, column: str = "id") -> bool:
-    """Make the sequence of ``table.column`` hand out ids above ``at_least`` (never lowers it);
-    True if it moved. Rows inserted with explicit ids do not move a sequence by themselves."""
-    if at_least <= sequence_value(conn, table, column):
+def advance_sequence(conn, table: str, at_least: int) -> bool:
+    """Make the id sequence of ``table`` hand out ids above ``at_least`` (never lowers it);
+    True if it moved: ids the source handed out whose rows are gone are never handed out again."""
+    if at_least <= ids_handed_out(conn, table):
         return False
-    conn.raw.execute("SELECT setval(pg_get_serial_sequence(%s, %s), %s, true)",
-                     (table, column, at_least))
+    conn.raw.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, true)", (table, at_least))
     return True
 
 
@@ -56,7 +49,6 @@ def table_columns(conn, table: str) -> list[str]:
     return [column.name for column in cur.description]
 
 
-def next_id(conn, table: str, column: str = "id") -> int:
-    """A new id from the sequence of ``table.column``."""
-    return conn.raw.execute("SELECT nextval(pg_get_serial_sequence(%s, %s))",
-                            (table, column)).fetchone()[0]
+def next_id(conn, table: str) -> int:
+    """A new id from the id sequence of ``table``."""
+    return conn.raw.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", (table,)).fetchone()[0]

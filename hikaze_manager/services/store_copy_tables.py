@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..db import ids_handed_out
 from ..db.pg_copy import advance_sequence, next_id, table_columns
 from .metadata.store import USER
 from .store_copy_rows import (
@@ -125,10 +126,6 @@ class TableCopier:
             self.problems.append(f"{table}: the shared library has no column {', '.join(missing)}")
         return tuple(c for c in columns if c in present)
 
-    def _sequence_mark(self, table: str) -> int:
-        row = self.src.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
-
     def _write(self, table: str, columns, key, inserts: list[dict], updates: list[dict]) -> None:
         if table == "models":  # straight into the records and this machine's paths, many a
             # statement: the models view's trigger writes one row at a time (~1 ms a model)
@@ -228,7 +225,8 @@ class TableCopier:
                 continue
             (fresh if row["id"] in used else keep).append(row)
             used.add(row["id"])
-        floor = max([0, *used, *(k["id"] for k in keep)] + ([] if target else [self._sequence_mark("tags")]))
+        # An empty target takes the source's ids as they are, and its AUTOINCREMENT mark with them.
+        floor = max([0, *used, *(([] if target else [ids_handed_out(self.src, "tags")]))])
         advance_sequence(self.conn, "tags", floor)
         new = keep + [{**row, "id": next_id(self.conn, "tags"), "source_id": row["id"]} for row in fresh]
         for row in new:
@@ -321,7 +319,7 @@ class TableCopier:
                 mapped.append(row)
         legacy = self.src.execute("SELECT COALESCE(MAX(pending_id), 0) FROM legacy_imports").fetchone()[0]
         advance_sequence(self.conn, "pending_import",
-                         max([0, *used, self._sequence_mark("pending_import"), int(legacy or 0)]))
+                         max([0, *used, ids_handed_out(self.src, "pending_import"), int(legacy or 0)]))
         for row in fresh:
             self.pending_ids[row["id"]] = next_id(self.conn, "pending_import")
             mapped.append({**row, "id": self.pending_ids[row["id"]]})
