@@ -153,6 +153,7 @@ def test_image_upload_and_delete_are_visible_in_the_next_list(client, app, model
     assert count() == 0
 
 
+@pytest.mark.sqlite_only  # picture files written beside the server
 def test_image_written_by_another_process_is_seen(client, app, model):
     """A set that appears in the folder without going through this app (e.g. a second server)."""
     settle_images(app)
@@ -188,6 +189,7 @@ def test_write_from_a_second_connection_is_visible(client, app, model, db_conn):
     assert names(client) == [] and names(client, "loras") == ["Gamma"]
 
 
+@pytest.mark.sqlite_only  # another process writes the SQLite file (two PostgreSQL servers: test_shared_library.py)
 def test_write_from_another_process_is_visible(client, app, model):
     settle_images(app)
     assert names(client) == ["Alpha"]
@@ -205,6 +207,7 @@ def test_write_from_another_process_is_visible(client, app, model):
     assert [p["name"] for p in client.get("/api/migration/pending_models").get_json()["models"]] == ["P"]
 
 
+@pytest.mark.sqlite_only  # data_version covers tables made outside our schema; on PostgreSQL prepare() puts the trigger on every table
 def test_a_table_added_later_counts_as_a_write(client, app, model, db_conn):
     """The version covers every table, also ones added by later schema steps."""
     settle_images(app)
@@ -276,6 +279,7 @@ def test_sql_written_list_is_byte_equal_to_the_python_shaping(app, add_model, db
     assert tagged["images_count"] == 3
 
 
+@pytest.mark.sqlite_only  # temp files in images/
 def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
     # One listing of images/ at start-up (recover) removes them before this run writes any.
     from hikaze_manager.services.files import TMP_PREFIX

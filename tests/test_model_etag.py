@@ -11,7 +11,7 @@ import pytest
 
 from hikaze_manager.server import start_server
 
-from snapshot_support import snapshot
+from snapshot_support import app_snapshot
 
 pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
 
@@ -39,11 +39,11 @@ def test_a_stale_if_match_is_412_and_changes_nothing(app, client, model):
     assert changed.status_code == 200
     new_etag = changed.headers["ETag"]
     assert new_etag != etag and client.get(URL).headers["ETag"] == new_etag
-    before = snapshot(app.config["DATA_DIR"])
+    before = app_snapshot(app)
     stale = client.patch(URL, json={"name": "second"}, headers={"If-Match": etag})
     assert stale.status_code == 412
     assert "changed by someone else" in stale.get_json()["error"]
-    assert snapshot(app.config["DATA_DIR"]) == before
+    assert app_snapshot(app) == before
     assert client.get(URL).get_json()["name"] == "first"
 
 

@@ -98,6 +98,7 @@ def _count_queries(db_conn, fn):
     return len(statements)
 
 
+@pytest.mark.sqlite_only  # counts statements with SQLite's trace callback
 def test_listing_uses_a_fixed_number_of_queries(db_conn):
     _add_pending(db_conn, "/m/0.safetensors", tags=["a"])
     one = _count_queries(db_conn, lambda: pending_service.list_pending(db_conn))

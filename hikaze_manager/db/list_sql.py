@@ -37,18 +37,21 @@ _PG_NAME = (
     "CASE WHEN m.name IS NOT NULL AND m.name != '' THEN m.name "
     f"ELSE regexp_replace({_SLASHED}, '^.*/', '') END"
 )
+# row_to_json / array_to_json write compact JSON in column order, as Python's json.dumps does.
 _PG_TAGS = (
-    "COALESCE((SELECT json_agg(json_build_object('id', t.id, 'name', t.name) "
-    "ORDER BY t.name_key, t.id) FROM model_tags mt JOIN tags t ON t.id = mt.tag_id "
-    "WHERE mt.model_hash = m.sha256), '[]'::json)"
+    "COALESCE((SELECT array_to_json(array_agg(tg)) FROM (SELECT t.id, t.name "
+    "FROM model_tags mt JOIN tags t ON t.id = mt.tag_id WHERE mt.model_hash = m.sha256 "
+    "ORDER BY t.name_key, t.id) tg), '[]'::json)"
 )
 _PG = (
-    f"SELECT m.sha256, json_build_object('sha256', m.sha256, 'name', {_PG_NAME})::text, "
-    "json_build_object('type', COALESCE(m.type, ''), 'path', COALESCE(m.path, ''), "
-    "'size_bytes', COALESCE(m.size_bytes, 0), 'created_at', COALESCE(m.created_at, 0), "
-    f"'tags', {_PG_TAGS}, 'base_model', COALESCE(m.base_model, ''), "
-    "'base_family', COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN'))::text FROM models m "
-    "WHERE {where} " + _ORDER
+    "SELECT m.sha256, (SELECT row_to_json(h) FROM (SELECT m.sha256 AS sha256, "
+    f"{_PG_NAME} AS name) h)::text, "
+    "(SELECT row_to_json(b) FROM (SELECT COALESCE(m.type, '') AS type, "
+    "COALESCE(m.path, '') AS path, COALESCE(m.size_bytes, 0) AS size_bytes, "
+    f"COALESCE(m.created_at, 0) AS created_at, {_PG_TAGS} AS tags, "
+    "COALESCE(m.base_model, '') AS base_model, "
+    "COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN') AS base_family) b)::text "
+    "FROM models m WHERE {where} " + _ORDER
 )
 
 
