@@ -80,8 +80,16 @@ CREATE TABLE IF NOT EXISTS hikaze.db_meta (
     key TEXT COLLATE "C" PRIMARY KEY,
     value TEXT COLLATE "C"
 );
-INSERT INTO hikaze.db_meta(key, value) VALUES ('db_version', '2') ON CONFLICT DO NOTHING;
-INSERT INTO hikaze.db_meta(key, value) VALUES ('tags_id_max', '0') ON CONFLICT DO NOTHING;
+-- Only when missing: any INSERT statement, even one that adds no row, fires the version trigger,
+-- and a start-up (or a second library copy) must not change the library's version.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hikaze.db_meta WHERE key = 'db_version') THEN
+        INSERT INTO hikaze.db_meta(key, value) VALUES ('db_version', '2');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM hikaze.db_meta WHERE key = 'tags_id_max') THEN
+        INSERT INTO hikaze.db_meta(key, value) VALUES ('tags_id_max', '0');
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS hikaze.image_tiers (
     sha256 TEXT COLLATE "C" NOT NULL,
     position INTEGER NOT NULL,

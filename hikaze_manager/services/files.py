@@ -92,6 +92,15 @@ def open_regular_file(path: Path):
         raise
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, or None if it is missing: unchanged stamps mean an unchanged copy."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def is_regular_file(path: Path | str) -> bool:
     """True if ``path`` itself (not a symlink's target) is a regular file."""
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..db import sqlite_uri
 from ..errors import BadRequest, Conflict, NotFound
+from .files import file_stamp as _stamp
 
 V1_DB_NAME = "hikaze_mm.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -67,14 +68,6 @@ class LegacyLibrary:
     path: Path
     source: str
     rows: list[LegacyRow]
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 def check_legacy_db_path(text: str) -> Path:

@@ -1,0 +1,54 @@
+"""The PostgreSQL-only statements a library copy needs (services/store_copy.py stays portable)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from . import ids_handed_out
+from .stores import PostgresStore
+
+
+class BoundPostgresStore(PostgresStore):
+    """A store whose every connection is one given connection, so :meth:`prepare` runs inside
+    the caller's transaction (as a savepoint): the schema, the copy and a dry run's rollback
+    are one unit."""
+
+    def __init__(self, url: str, machine: str, conn):
+        super().__init__(url, machine)
+        self._bound = conn
+
+    @contextmanager
+    def connection(self, *, read_only: bool = False) -> Iterator:
+        """The bound connection (left open: its owner closes it)."""
+        yield self._bound
+
+
+def advance_sequence(conn, table: str, at_least: int) -> bool:
+    """Make the id sequence of ``table`` hand out ids above ``at_least`` (never lowers it);
+    True if it moved: ids the source handed out whose rows are gone are never handed out again."""
+    if at_least <= ids_handed_out(conn, table):
+        return False
+    conn.raw.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, true)", (table, at_least))
+    return True
+
+
+def tier_data_digests(conn, shas: Sequence[str]) -> list[tuple]:
+    """``(sha256, position, tier, digest, sha256 of data)`` of every stored tier of these models;
+    the data is hashed by the server, so the check reads no picture bytes over the wire."""
+    if not shas:
+        return []
+    return conn.raw.execute(
+        "SELECT sha256, position, tier, digest, encode(sha256(data), 'hex') FROM image_tiers"
+        " WHERE sha256 = ANY(%s)", (list(shas),)).fetchall()
+
+
+def table_columns(conn, table: str) -> list[str]:
+    """The column names of a table or view, as this connection's search path resolves it."""
+    cur = conn.raw.execute(f'SELECT * FROM "{table}" LIMIT 0')
+    return [column.name for column in cur.description]
+
+
+def next_id(conn, table: str) -> int:
+    """A new id from the id sequence of ``table``."""
+    return conn.raw.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", (table,)).fetchone()[0]
