@@ -124,14 +124,6 @@ class Cursor:
         make = self._make
         return rows if make is None else [make(r) for r in rows]
 
-    def fetchmany(self, size: int = 100) -> list:
-        """Up to ``size`` more rows."""
-        if self._cursor.description is None:
-            return []
-        rows = self._cursor.fetchmany(size)
-        make = self._make
-        return rows if make is None else [make(r) for r in rows]
-
     def __iter__(self) -> Iterator:
         if self._cursor.description is None:
             return iter(())
@@ -189,16 +181,6 @@ class Connection:
         """Run one statement per parameter tuple."""
         return self.cursor().executemany(sql, seq_of_params)
 
-    def commit(self) -> None:
-        """Commit an open transaction (sqlite3 compatibility)."""
-        if self.in_transaction:
-            self.raw.execute("COMMIT")
-
-    def rollback(self) -> None:
-        """Roll back an open transaction."""
-        if self.in_transaction:
-            self.raw.execute("ROLLBACK")
-
     @property
     def closed(self) -> bool:
         """True once the connection is closed or broken."""
@@ -207,9 +189,6 @@ class Connection:
     def close(self) -> None:
         """Close the connection."""
         self.raw.close()
-
-    def __hash__(self) -> int:
-        return id(self)
 
     def __del__(self) -> None:
         # A server thread's reused connection goes when the thread does: close it then.

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from . import RequestConnections, connect as sqlite_connect, transaction
@@ -46,7 +46,18 @@ def machine_schema(name: str) -> str:
     return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
-class SqliteStore:
+class _Store:
+    """What both stores share: short-lived connections made from the store's own ``connect``."""
+
+    def connect(self, *, read_only: bool = False):
+        raise NotImplementedError
+
+    def connection(self, *, read_only: bool = False) -> closing:
+        """A short-lived connection for code outside a request (jobs, start-up, the node)."""
+        return closing(self.connect(read_only=read_only))
+
+
+class SqliteStore(_Store):
     """The embedded default: one SQLite file (WAL) in the data folder."""
 
     kind = "sqlite"
@@ -59,15 +70,6 @@ class SqliteStore:
     def connect(self, *, read_only: bool = False):
         """A new connection, closed by the caller."""
         return sqlite_connect(self.database, read_only=read_only, immutable=self.immutable)
-
-    @contextmanager
-    def connection(self, *, read_only: bool = False) -> Iterator:
-        """A short-lived connection for code outside a request (jobs, start-up, the node)."""
-        conn = self.connect(read_only=read_only)
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     def checkout(self, read_only: bool):
         """This thread's reused connection, for a request."""
@@ -90,7 +92,7 @@ class _ThreadConnections(threading.local):
         self.conns: dict[bool | str, object] = {}
 
 
-class PostgresStore:
+class PostgresStore(_Store):
     """A library in PostgreSQL: shared tables in schema ``hikaze``, this machine's in its own."""
 
     kind = "postgres"
@@ -117,15 +119,6 @@ class PostgresStore:
         with self._lock:
             self._open.add(conn)
         return conn
-
-    @contextmanager
-    def connection(self, *, read_only: bool = False) -> Iterator:
-        """A short-lived connection for code outside a request (jobs, start-up, the node)."""
-        conn = self.connect(read_only=read_only)
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     def checkout(self, read_only: bool | str):
         """This thread's reused connection, for a request (reopened when it broke)."""
