@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,8 +62,9 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
         # Before anything reads a set, and before this run writes a temp file: crash leftovers go.
         for folder in (paths.data_dir, paths.pending_dir):
             sweep_temp_files(folder)
-        for folder in (paths.data_dir, paths.images_dir, paths.pending_dir):
-            _probe_writable(folder)  # SQLite opens a read-only file quietly; find out now
+        _probe_writable(paths.data_dir)  # SQLite opens a read-only file quietly; find out now
+        for folder in (paths.images_dir, paths.pending_dir):
+            _check_writable(folder)
         owners = None  # models with picture files, from recover's listing
         try:  # one listing of images/: temp files, interrupted renumberings, stray tiers
             owners = images.recover()
@@ -152,6 +155,16 @@ def _probe_writable(folder: Path) -> None:
 
     with tempfile.NamedTemporaryFile(dir=folder, prefix=TMP_PREFIX, suffix=".probe"):
         pass
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise OSError if ``folder`` is on a read-only mount or not writable by us, without
+    creating anything there: a file made and removed moves the folder's mtime, which the list
+    cache reads as "pictures may have changed" and so rebuilds every list after each start."""
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, "read-only file system", str(folder))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied", str(folder))
 
 
 def _read_only_paths(paths: DataPaths) -> DataPaths:

@@ -279,6 +279,29 @@ def test_sql_written_list_is_byte_equal_to_the_python_shaping(app, add_model, db
     assert tagged["images_count"] == 3
 
 
+@pytest.mark.sqlite_only  # the picture folder (the shared store keeps pictures as rows)
+def test_start_up_leaves_the_picture_folders_untouched_so_the_first_body_stays_valid(
+        app_config, model, tmp_path):
+    # A probe file made and removed at start-up would move images/' mtime, and the list cache
+    # would then rebuild every list a few seconds after each start.
+    from hikaze_manager.services.list_cache import RECENT, folder_state
+
+    images = tmp_path / "data" / "images"
+    past = time.time() - 60
+    for folder in (images / "pending", images):
+        os.utime(folder, (past, past))
+    before = [os.stat(folder).st_mtime_ns for folder in (images, images / "pending")]
+    app = create_app(app_config)
+    assert [os.stat(folder).st_mtime_ns for folder in (images, images / "pending")] == before
+    assert folder_state(images) is not RECENT
+    client = app.test_client()
+    first = client.get("/api/models?type=checkpoints")
+    assert first.status_code == 200 and first.get_json()["models"]
+    built = builds(app)
+    assert client.get("/api/models?type=checkpoints").data == first.data
+    assert builds(app) == built
+
+
 @pytest.mark.sqlite_only  # temp files in images/
 def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
     # One listing of images/ at start-up (recover) removes them before this run writes any.
