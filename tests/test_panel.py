@@ -584,3 +584,40 @@ def test_keyboard_and_screen_reader_basics(panel, page):
     page.press(combo, "Escape")
     assert page.get_attribute(combo, "aria-expanded") == "false"
     assert page.get_attribute(combo, "aria-activedescendant") is None
+
+
+def test_the_opening_requests_start_early_and_are_made_once(panel, page):
+    # boot.js asks for the types and the opening tab while the other modules load; api.js takes
+    # those answers over, so the 50k-model list of a big library is never fetched twice.
+    _seed_library(panel)
+    asked = []
+    page.on("request", lambda r: asked.append(r.url.split("/", 3)[3]) if "/api/" in r.url else None)
+    open_panel(page, panel, "?tab=LoRAs")  # any case names the tab
+    assert card_names(page) == ["lora_one.safetensors"]
+    assert asked.count("api/models/get_types") == 1
+    assert asked.count("api/models?type=loras") == 1
+    assert [u for u in asked if u.startswith("api/models?")] == ["api/models?type=loras"]
+    page.click(".tab[data-tab='checkpoints']")
+    page.wait_for_selector("#items [data-name='Alpha']")
+    assert card_names(page) == ["Alpha", "Gamma"]
+    assert asked.count("api/models?type=checkpoints") == 1
+
+
+def test_index_preloads_every_module_the_panel_imports():
+    # Without a preload the browser finds the modules level by level, one round trip each.
+    from pathlib import Path
+
+    static = Path(__file__).resolve().parent.parent / "static"
+    html = (static / "index.html").read_text(encoding="utf-8")
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([\w.-]+)">', html))
+    entries = set(re.findall(r'<script type="module" src="/static/js/([\w.-]+)">', html))
+    assert entries == {"boot.js", "app.js"}
+    seen, todo = set(), list(entries)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = (static / "js" / name).read_text(encoding="utf-8")
+        todo += re.findall(r'^import[^;]*?from "\./([\w.-]+)";', source, re.M | re.S)
+    assert seen - entries == preloaded

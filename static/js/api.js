@@ -1,4 +1,5 @@
 // Every call to the Hikaze API: same-origin relative URLs, response.ok checked, JSON errors raised.
+import { takeEarly } from "./boot.js";
 
 export class ApiError extends Error {
   constructor(message, status = 0, body = null) {
@@ -19,7 +20,8 @@ async function request(method, url, body, { raw = false, headers = {} } = {}) {
   }
   let response;
   try {
-    response = await fetch(url, init);
+    const early = method === "GET" ? await takeEarly(url) : null;
+    response = await (early || fetch(url, init));
   } catch (err) {
     throw new ApiError(`Network error: ${err.message || err}`, 0);
   }

@@ -1,5 +1,6 @@
 // Entry point: builds the shell, wires modules together through the state event bus.
 import { api } from "./api.js";
+import { initialTab, matchTab } from "./boot.js";
 import { importRunning, importSelected } from "./conflicts.js";
 import * as details from "./details.js";
 import { notify } from "./dialog.js";
@@ -162,10 +163,8 @@ async function start() {
   if (!loaded) return;
   const wanted = state.select ? selection.tabForKind(state.select.kind, state.types)
     : params.get("tab");
-  const all = [...state.types, "others"];
-  state.tab = all.find((type) => type === wanted)
-    || all.find((type) => wanted && type.toLowerCase() === wanted.toLowerCase())
-    || (state.select ? wanted : all[0]);
+  // selection mode keeps the asked-for tab even when it is not (yet) a configured type
+  state.tab = state.select ? matchTab(state.types, wanted) || wanted : initialTab(state.types, wanted);
   tabs.render();
   await Promise.all([library.load(), loadTags(),
     state.select ? null : pending.reloadPending(), state.select ? null : checkWritable()]);
