@@ -34,6 +34,8 @@ _JSON_EACH = re.compile(
     r"\bjson_each\(%s\)(?:\s+(?!(?:WHERE|ON|JOIN|LEFT|INNER|CROSS|ORDER|GROUP|LIMIT|UNION)\b)"
     r"(?:AS\s+)?(\w+))?", re.IGNORECASE)
 _LIKE = re.compile(r"\bLIKE\b", re.IGNORECASE)
+# pending_import and file_hashes are unique on md5(path): a path may be too long for a btree.
+_ON_CONFLICT_PATH = re.compile(r"\bON\s+CONFLICT\s*\(\s*path\s*\)", re.IGNORECASE)
 _STATEMENTS = {
     "BEGIN IMMEDIATE": f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
     "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ",
@@ -68,6 +70,7 @@ def translate(sql: str) -> str:
     code = _JSON_EACH.sub(
         lambda m: f"json_array_elements_text(%s::json) AS {m.group(1) or 'json_each'}(value)", code)
     code = _LIKE.sub("ILIKE", code)
+    code = _ON_CONFLICT_PATH.sub("ON CONFLICT (md5(path))", code)
     literals = iter(held)
     return re.sub(_HELD, lambda _: next(literals), code)
 
