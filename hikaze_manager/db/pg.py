@@ -23,12 +23,19 @@ DIALECT = "postgres"
 WRITE_LOCK_KEY = 0x48696B617A65  # "Hikaze": the one advisory lock all writers take
 LOCK_TIMEOUT = "15s"  # SQLite's busy timeout: a writer waits this long, then the request gets 503
 
-_TOKENS = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(\?)|(%)""")
+# What the rewrites below must never look into: string literals and quoted identifiers (data,
+# kept byte for byte) and comments (dropped). SQLite's rules: '' and "" escape a quote, block
+# comments do not nest, and an unterminated literal or comment runs to the end of the text.
+_OPAQUE = re.compile(r"""'(?:[^']|'')*'?|"(?:[^"]|"")*"?|--[^\n]*|/\*.*?(?:\*/|\Z)""", re.DOTALL)
+_HELD = "\x00"  # stands for one literal while the code around it is rewritten
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _JSON_EACH = re.compile(
     r"\bjson_each\(%s\)(?:\s+(?!(?:WHERE|ON|JOIN|LEFT|INNER|CROSS|ORDER|GROUP|LIMIT|UNION)\b)"
     r"(?:AS\s+)?(\w+))?", re.IGNORECASE)
-_LIKE = re.compile(r"\bLIKE\b")
+_LIKE = re.compile(r"\bLIKE\b", re.IGNORECASE)
+# pending_import and file_hashes are unique on md5(path): a path may be too long for a btree.
+_ON_CONFLICT_PATH = re.compile(r"\bON\s+CONFLICT\s*\(\s*path\s*\)", re.IGNORECASE)
 _STATEMENTS = {
     "BEGIN IMMEDIATE": f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
     "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ",
@@ -37,25 +44,35 @@ _STATEMENTS = {
 
 @functools.lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
-    """The PostgreSQL text of one of our SQLite-style statements."""
-    special = _STATEMENTS.get(sql.strip())
+    """The PostgreSQL text of one of our SQLite-style statements, for parameters bound by psycopg
+    (always bound, so ``%%`` always means ``%``)."""
+    if _HELD in sql:
+        raise ValueError("SQL text holds a NUL character")
+    held: list[str] = []
+
+    def hold(match: re.Match) -> str:
+        text = match.group(0)
+        if text.startswith(("--", "/*")):
+            return " "
+        held.append(text.replace("%", "%%"))
+        return _HELD
+
+    code = _OPAQUE.sub(hold, sql)
+    special = None if held else _STATEMENTS.get(" ".join(code.split()).upper())
     if special:
         return special
-
-    def token(match: re.Match) -> str:
-        if match.group(3):
-            return "%s"
-        if match.group(4):
-            return "%%"
-        return match.group(0)
-
-    out = _TOKENS.sub(token, sql)
-    if _INSERT_OR_IGNORE.match(out):
-        out = _INSERT_OR_IGNORE.sub("INSERT INTO", out, count=1).rstrip().rstrip(";")
-        out += " ON CONFLICT DO NOTHING"
-    out = _JSON_EACH.sub(
-        lambda m: f"json_array_elements_text(%s::json) AS {m.group(1) or 'json_each'}(value)", out)
-    return _LIKE.sub("ILIKE", out)
+    code = code.replace("%", "%%").replace("?", "%s")
+    if _INSERT_OR_IGNORE.match(code):
+        code = _INSERT_OR_IGNORE.sub("INSERT INTO", code, count=1).rstrip().rstrip(";")
+        returning = _RETURNING.search(code)
+        at = returning.start() if returning else len(code)
+        code = f"{code[:at].rstrip()} ON CONFLICT DO NOTHING {code[at:]}".rstrip()
+    code = _JSON_EACH.sub(
+        lambda m: f"json_array_elements_text(%s::json) AS {m.group(1) or 'json_each'}(value)", code)
+    code = _LIKE.sub("ILIKE", code)
+    code = _ON_CONFLICT_PATH.sub("ON CONFLICT (md5(path))", code)
+    literals = iter(held)
+    return re.sub(_HELD, lambda _: next(literals), code)
 
 
 class Row(tuple):
@@ -92,7 +109,7 @@ class Cursor:
 
     def execute(self, sql: str, params: Sequence = ()) -> "Cursor":
         """Run one statement."""
-        self._cursor.execute(translate(sql), tuple(params) if params else None)
+        self._cursor.execute(translate(sql), tuple(params))
         self._started()
         return self
 

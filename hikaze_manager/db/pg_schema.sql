@@ -2,6 +2,10 @@
 -- version), split into what every machine shares (schema hikaze) and what each machine keeps
 -- for itself (one schema per machine, {machine}). Text is COLLATE "C" so that order and lower()
 -- are SQLite's (bytes, ASCII case folding) whatever the database's locale.
+-- A path can be longer (up to 4 kB) than a btree index entry may be (about 2.7 kB), so no btree
+-- holds a raw path: uniqueness is on md5(path) (ON CONFLICT(path) is translated in db/pg.py) and
+-- lookups by path use hash indexes, whose entries are a 4-byte hash of any length. Libraries made
+-- before (schema version 1) lose their btree on the path here, where it still exists.
 -- @@shared
 CREATE SCHEMA IF NOT EXISTS hikaze;
 CREATE TABLE IF NOT EXISTS hikaze.version (
@@ -51,7 +55,8 @@ CREATE TABLE IF NOT EXISTS hikaze.model_paths (
     path TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (sha256, machine)
 );
-CREATE INDEX IF NOT EXISTS idx_model_paths_path ON hikaze.model_paths(machine, path);
+DROP INDEX IF EXISTS hikaze.idx_model_paths_path;
+CREATE INDEX IF NOT EXISTS idx_model_paths_path_hash ON hikaze.model_paths USING hash (path);
 CREATE TABLE IF NOT EXISTS hikaze.tags (
     id BIGSERIAL PRIMARY KEY,
     name TEXT COLLATE "C" UNIQUE NOT NULL,
@@ -103,7 +108,7 @@ CREATE TABLE IF NOT EXISTS hikaze.image_tiers (
 CREATE SCHEMA IF NOT EXISTS {machine};
 CREATE TABLE IF NOT EXISTS {machine}.pending_import (
     id BIGSERIAL PRIMARY KEY,
-    path TEXT COLLATE "C" UNIQUE NOT NULL,
+    path TEXT COLLATE "C" NOT NULL,
     sha256 TEXT COLLATE "C",
     name TEXT COLLATE "C",
     type TEXT COLLATE "C",
@@ -120,7 +125,7 @@ CREATE TABLE IF NOT EXISTS {machine}.pending_model_tags (
 );
 CREATE INDEX IF NOT EXISTS idx_pending_tags_tag ON {machine}.pending_model_tags(tag_id);
 CREATE TABLE IF NOT EXISTS {machine}.file_hashes (
-    path TEXT COLLATE "C" PRIMARY KEY,
+    path TEXT COLLATE "C" NOT NULL,
     size_bytes BIGINT NOT NULL,
     mtime_ns BIGINT NOT NULL,
     sha256 TEXT COLLATE "C" NOT NULL,
@@ -136,10 +141,32 @@ CREATE TABLE IF NOT EXISTS {machine}.legacy_imports (
     sha256 TEXT COLLATE "C",
     pending_id BIGINT,
     image_sha256 TEXT COLLATE "C",
-    imported_at BIGINT NOT NULL,
-    PRIMARY KEY (source, legacy_id, legacy_path)
+    imported_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_legacy_imports_sha ON {machine}.legacy_imports(sha256);
+-- Only where the old key is still there: ALTER TABLE locks the table even when it drops nothing.
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'pending_import_path_key'
+               AND conrelid = '{machine}.pending_import'::regclass) THEN
+        ALTER TABLE {machine}.pending_import DROP CONSTRAINT pending_import_path_key;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'file_hashes_pkey'
+               AND conrelid = '{machine}.file_hashes'::regclass) THEN
+        ALTER TABLE {machine}.file_hashes DROP CONSTRAINT file_hashes_pkey;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'legacy_imports_pkey'
+               AND conrelid = '{machine}.legacy_imports'::regclass) THEN
+        ALTER TABLE {machine}.legacy_imports DROP CONSTRAINT legacy_imports_pkey;
+    END IF;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS pending_import_path_md5 ON {machine}.pending_import (md5(path));
+CREATE INDEX IF NOT EXISTS idx_pending_path ON {machine}.pending_import USING hash (path);
+CREATE UNIQUE INDEX IF NOT EXISTS file_hashes_path_md5 ON {machine}.file_hashes (md5(path));
+CREATE INDEX IF NOT EXISTS idx_file_hashes_path ON {machine}.file_hashes USING hash (path);
+-- source is "path:" and the v1 file's path when the v1 library has no system tags to name it.
+CREATE UNIQUE INDEX IF NOT EXISTS legacy_imports_key
+    ON {machine}.legacy_imports (md5(source), legacy_id, md5(legacy_path));
+CREATE INDEX IF NOT EXISTS idx_legacy_imports_source ON {machine}.legacy_imports USING hash (source);
 CREATE TABLE IF NOT EXISTS {machine}.image_writes (
     id BIGSERIAL PRIMARY KEY,
     sha256 TEXT COLLATE "C" NOT NULL,

@@ -20,7 +20,7 @@ from .watch import DataVersionWatcher
 logger = logging.getLogger(__name__)
 
 PG_SCHEMA_SQL = Path(__file__).with_name("pg_schema.sql")
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 2  # 2: no btree on a raw path (pg_schema.sql); older servers open it read-only
 MACHINE_NAME_MAX = 100
 
 
