@@ -1,25 +1,23 @@
-"""SHA-256: scan + import of one new large file vs hashlib over the same bytes in memory; 2 files on 2 cores.
+"""SHA-256: scan + import of one new large safetensors file vs hashlib over the same bytes in memory; 2 files on 2 cores.
 
-* one file: ``scan_models`` then ``promote_pending`` of a new file (page cache warm), against
-  ``hashlib.sha256`` over the same bytes already in memory (1 MiB slices, the CPU limit); the
-  file must be hashed exactly once (``hashing.STATS``). Measured in CPU time of this process (all
-  its threads), because the hashing threads run at a lower priority on purpose and a busy
-  machine would otherwise measure the other jobs; wall time is in the note;
-* two files: ``hashing.hash_files`` with 2 workers vs 1 worker on the same two files, wall time
-  (scaling needs two idle cores: the note gives the load average).
+* one file: ``scan_models`` then ``promote_pending`` of a new, real safetensors file (page cache
+  warm), which hashes it twice over (SHA-256 of the file, AutoV3 of its data section, from one
+  read: ``services/hash_stream.py``), against ``hashlib.sha256`` over the same bytes already in
+  memory (1 MiB slices, the CPU limit); the file must be read exactly once (``hashing.STATS``).
+  Wall time: what a user waits for; the CPU it took is in the note;
+* two files: ``hashing.hash_files`` with 2 workers vs 1 worker on the same two files, wall time.
 
-AutoV3 (the safetensors hash another engineer adds for metadata) belongs in the same pass:
-``sha256_file`` already reads every byte once into one buffer; feed a second ``hashlib.sha256``
-with the part of each chunk past ``8 + header_length`` (known from the first 8 bytes) inside the
-same ``readinto`` loop, so the file is read once and only the SHA CPU doubles.
+Both need two idle cores: the hashing threads run niced on purpose, so on a busy machine
+the other jobs win (the note of the second row gives the load average).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
-import os
+import struct
 import time
 from pathlib import Path
 
@@ -35,12 +33,22 @@ MIB = 1024 * 1024
 
 
 def make_file(path: Path, size: int) -> None:
+    """A real safetensors file of ``size`` bytes (header, then random tensor data), so a scan
+    plus import does all it does for a user's model: SHA-256 of the file and AutoV3 of its data."""
     if path.exists() and path.stat().st_size == size:
         return
+    header = b""
+    for _ in range(2):  # the header's own length changes the data size it names: settle it
+        data_size = size - 8 - len(header)
+        header = json.dumps({"__metadata__": {"ss_output_name": path.stem},
+                             "w": {"dtype": "U8", "shape": [data_size],
+                                   "data_offsets": [0, data_size]}}).encode()
     with open(path, "wb") as fh:
-        for _ in range(size // (64 * MIB)):
+        fh.write(struct.pack("<Q", len(header)) + header)
+        for _ in range(data_size // (64 * MIB)):
             fh.write(os.urandom(64 * MIB))
-        fh.write(os.urandom(size % (64 * MIB)))
+        fh.write(os.urandom(data_size % (64 * MIB)))
+    assert path.stat().st_size == size
 
 
 def memory_hash(data: memoryview) -> str:
@@ -54,7 +62,7 @@ def cache_conn() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.execute(
         "CREATE TABLE file_hashes (path TEXT PRIMARY KEY, size_bytes INTEGER NOT NULL,"
-        " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, hashed_at INTEGER NOT NULL)"
+        " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, hashed_at INTEGER NOT NULL, autov3 TEXT)"
     )
     return conn
 
@@ -75,6 +83,8 @@ def scan_and_import(root: Path, data: Path) -> None:
         ids = [row[0] for row in conn.execute("SELECT id FROM pending_import")]
         result = promote_pending(conn, ids, None, ImageStore(data / "images", data / "pending"))
         assert conn.execute("SELECT COUNT(*) FROM models").fetchone()[0] == 1, result
+        autov3 = conn.execute("SELECT autov3 FROM model_metadata").fetchone()
+        assert autov3 and autov3[0], "the import must take the AutoV3 from the same read"
 
 
 def run(ctx: Context) -> list[Row]:
@@ -88,7 +98,7 @@ def run(ctx: Context) -> list[Row]:
     data = memoryview(files[0].read_bytes())
     for f in files:
         hashing.sha256_file(f)  # warm the page cache
-    one, memory, pool1, pool2, one_wall = [], [], [], [], []
+    one, memory, pool1, pool2, one_wall, memory_wall = [], [], [], [], [], []
 
     def cpu_timed(fn, walls: list | None = None) -> float:
         start, wall = time.process_time(), time.perf_counter()
@@ -114,7 +124,7 @@ def run(ctx: Context) -> list[Row]:
                 one.append(cpu_timed(lambda: scan_and_import(root, target), one_wall))
                 assert hashing.STATS.bytes - before == size, "the file must be hashed exactly once"
             elif step == "memory":
-                memory.append(cpu_timed(lambda: memory_hash(data)))
+                memory.append(cpu_timed(lambda: memory_hash(data), memory_wall))
             elif step == "pool1":
                 pool1.append(timed(lambda: pool(1)))
             else:
@@ -122,9 +132,9 @@ def run(ctx: Context) -> list[Row]:
     mb = size / 1e6
     return [
         # speeds (MB/s): higher is better, so the ratio is ours / memory in speed terms
-        Row(f"hash {size // MIB} MiB: scan + import vs hashlib in memory (speed per CPU s)",
-            [mb / t for t in one], "MB/s", ">=", 0.9, baseline=[mb / t for t in memory],
-            note=f"wall: {mb / max(one_wall):.0f}-{mb / min(one_wall):.0f} MB/s"),
+        Row(f"hash {size // MIB} MiB safetensors: scan + import (SHA-256 + AutoV3) vs hashlib in memory",
+            [mb / t for t in one_wall], "MB/s", ">=", 0.9, baseline=[mb / t for t in memory_wall],
+            note=f"CPU: {mb / max(one):.0f}-{mb / min(one):.0f} MB/s per CPU s, two digests"),
         Row("hash 2 files: 2 workers vs 1 (speed)", [2 * mb / t for t in pool2], "MB/s", ">=", 1.7,
             baseline=[2 * mb / t for t in pool1], note=f"load {os.getloadavg()[0]:.1f}"),
     ]

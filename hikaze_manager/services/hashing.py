@@ -1,4 +1,4 @@
-"""Full-file SHA-256: streamed with a reused 1 MiB buffer, cached by (path, size, mtime), parallel.
+"""Full-file SHA-256: streamed in 1 MiB chunks (``hash_stream``), cached by (path, size, mtime), parallel.
 
 * :func:`sha256_file` hashes one file and refuses a result if the file changed while it was read
   (size, mtime or inode differ between the start and the end), so no wrong hash is ever stored.
@@ -24,11 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import db
+from . import hash_stream
 from .metadata.safetensors import is_safetensors_name
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = hash_stream.CHUNK_SIZE
 MAX_WORKERS = 4
 WORKER_NICENESS = 10
 
@@ -125,27 +126,12 @@ def hash_file(path: str | os.PathLike, progress: Progress | None = None,
     """:func:`sha256_file`, plus the AutoV3 of a safetensors file from the same reads if asked."""
     data = _DataSection() if autov3 else None
     digest = hashlib.sha256()
-    buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
-    read = 0
+    sinks = [digest.update] if data is None else [digest.update, data.update]
     with open(path, "rb", buffering=0) as fh:
         before = FileIdentity.of(os.fstat(fh.fileno()))
         # Read exactly the size seen at open (a file that keeps growing must not keep us here),
         # then probe one byte more: data past the end means it changed.
-        remaining = before.size
-        while remaining > 0:
-            n = fh.readinto(view if remaining >= CHUNK_SIZE else view[:remaining])
-            if not n:
-                break
-            digest.update(view[:n] if n < CHUNK_SIZE else view)
-            if data is not None:
-                data.update(view[:n] if n < CHUNK_SIZE else view)
-            read += n
-            remaining -= n
-            if progress is not None:
-                progress(n)
-        if fh.read(1):
-            read += 1
+        read = hash_stream.feed(fh, before.size, sinks, progress)
         after = FileIdentity.of(os.fstat(fh.fileno()))
     try:
         current = FileIdentity.of(os.stat(path))
