@@ -148,7 +148,7 @@ def _library_store():
 def _read_library(work) -> tuple[object, str]:
     """``(work(conn), "")`` on the library opened read-only, or ``(None, why)`` when the library
     itself is the problem (missing, unreadable, locked); the library is never written."""
-    from .hikaze_manager.db.errors import Error
+    from .hikaze_manager.db import errors as db_errors
 
     store = _library_store()
     where = store.describe()  # never shows a database password
@@ -156,7 +156,7 @@ def _read_library(work) -> tuple[object, str]:
         return None, f"there is no Hikaze library at {os.path.dirname(store.database)}"
     try:
         conn = store.connect(read_only=True)
-    except Error as exc:
+    except db_errors.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)
         return None, f"the Hikaze library {where} could not be read ({exc})"
     try:
@@ -164,7 +164,7 @@ def _read_library(work) -> tuple[object, str]:
             return None, (f"the shared Hikaze library {where} has no paths of this machine yet "
                           "(Hikaze Manager has not run here with this machine name)")
         return work(conn), ""
-    except Error as exc:
+    except db_errors.Error as exc:
         logger.warning("[Hikaze] cannot read the library %s: %s", where, exc)
         return None, f"the Hikaze library {where} could not be read ({exc})"
     finally:

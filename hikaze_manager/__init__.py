@@ -118,7 +118,7 @@ def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | 
 
 def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
     """The library in PostgreSQL: this machine keeps only pending pictures and caches locally."""
-    from .db.errors import Error as DatabaseError
+    from .db import errors as db_errors
     from .db.stores import PostgresStore, default_machine_name, valid_machine_name
     from .services import batch, image_journal
     from .services.files import sweep_temp_files
@@ -139,7 +139,7 @@ def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
             try:
                 image_journal.recover(conn, images)
                 batch.remove_orphan_sets(conn, images, images.recover())
-            except (OSError, *DatabaseError) as exc:
+            except (OSError, *db_errors.Error) as exc:
                 logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)
     else:
         logger.error("[Hikaze] %s", read_only_reason)

@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import create_app
-    from .db.errors import Error as DatabaseError
+    from .db import errors as db_errors
     from .server import start_server
     from .state import get_state
 
     try:
         app = create_app(build_config(args))
-    except DatabaseError as exc:  # messages from db/ never hold the database password
+    except db_errors.Error as exc:  # messages from db/ never hold the database password
         print(f"[Hikaze] could not open the library: {exc}", file=sys.stderr)
         return 1
     host, port = str(app.config["HOST"]), int(app.config["PORT"])

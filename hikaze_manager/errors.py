@@ -10,7 +10,8 @@ import marshmallow as ma
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .db.errors import OperationalError, is_busy, is_disk_full, is_unreachable
+from .db import errors as db_errors
+from .db.errors import is_busy, is_disk_full, is_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def register_error_handlers(app: Flask) -> None:
             return error_response(503, f"The library database is unavailable: {text}")
         raise e
 
-    for cls in OperationalError:
+    for cls in db_errors.OperationalError:  # the store is open: psycopg's class is known
         app.register_error_handler(cls, handle_db_busy)
 
     @app.errorhandler(HTTPException)

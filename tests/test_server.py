@@ -148,3 +148,23 @@ def test_command_line_builds_only_the_options_given():
     assert build_config(parse_args(["--host", "0.0.0.0", "--allow-host", "studio.lan",
                                     "--port", "0"])) == {
         "HOST": "0.0.0.0", "PORT": 0, "ALLOWED_HOSTS": ["studio.lan"]}
+
+
+def test_a_sqlite_server_never_loads_the_postgresql_driver(tmp_path):
+    # psycopg costs a SQLite start-up (and ComfyUI) about 0.1 s; only a PostgreSQL store loads it.
+    script = (
+        "import sys, json\n"
+        "from hikaze_manager import create_app\n"
+        f"app = create_app({{'DATA_DIR': {str(tmp_path / 'data')!r}, 'MODELS_DIR': {str(tmp_path)!r}}})\n"
+        "client = app.test_client()\n"
+        "codes = [client.get(u).status_code for u in ('/api/models/get_types',"
+        " '/api/models?type=loras', '/api/tags', '/api/models/' + 'a' * 64)]\n"
+        "print(json.dumps([codes, 'psycopg' in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIKAZE_")}
+    out = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    codes, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert codes == [200, 200, 200, 404]
+    assert loaded is False

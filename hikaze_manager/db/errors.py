@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 
-try:
-    import psycopg
-except ImportError:  # SQLite-only installs (inside ComfyUI, for instance) need no PostgreSQL driver
-    psycopg = None
+# psycopg is imported only by a PostgreSQL store (db/pg.py): importing it costs a SQLite-only
+# start-up (and ComfyUI) about 0.1 s. Until it is imported no psycopg error can be raised, so
+# each class tuple below is made when an ``except`` clause reads it (``db_errors.Error``), with
+# psycopg's class once that module is loaded. Read them as attributes of this module, never
+# ``from .errors import Error`` at import time, which would freeze the tuple without psycopg.
+_CLASSES = ("Error", "DatabaseError", "DataError", "IntegrityError", "OperationalError")
 
-_pg = (lambda name: (getattr(psycopg, name),) if psycopg else ())
 
-Error = (sqlite3.Error, *_pg("Error"))
-DatabaseError = (sqlite3.DatabaseError, *_pg("DatabaseError"))
-IntegrityError = (sqlite3.IntegrityError, *_pg("IntegrityError"))
-OperationalError = (sqlite3.OperationalError, *_pg("OperationalError"))
+def __getattr__(name: str) -> tuple[type[BaseException], ...]:
+    if name not in _CLASSES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    psycopg = sys.modules.get("psycopg")
+    return (getattr(sqlite3, name), *((getattr(psycopg, name),) if psycopg else ()))
+
+
+def _psycopg():
+    """The psycopg module if a store loaded it, else None."""
+    return sys.modules.get("psycopg")
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -22,6 +30,7 @@ def is_busy(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc)
         return "locked" in text or "busy" in text
+    psycopg = _psycopg()
     if psycopg is not None and isinstance(exc, psycopg.Error):
         from psycopg import errors
 
@@ -32,6 +41,7 @@ def is_busy(exc: BaseException) -> bool:
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when the database server could not be reached or the connection broke."""
+    psycopg = _psycopg()
     if psycopg is None or not isinstance(exc, psycopg.OperationalError):
         return False
     from psycopg import errors
@@ -43,6 +53,7 @@ def is_disk_full(exc: BaseException) -> bool:
     """True when the database refused a write for lack of space."""
     if isinstance(exc, sqlite3.OperationalError):
         return "disk is full" in str(exc)
+    psycopg = _psycopg()
     if psycopg is not None and isinstance(exc, psycopg.Error):
         from psycopg import errors
 

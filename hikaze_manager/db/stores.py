@@ -226,14 +226,14 @@ class PgVersionWatcher:
 
     def version(self) -> tuple | None:
         """The version now, or None when the database cannot be reached."""
-        from .errors import Error
+        from . import errors as db_errors
 
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._store.connect(read_only=True)
                 return ("pg", self._conn.execute("SELECT value FROM hikaze.version").fetchone()[0])
-            except Error as exc:
+            except db_errors.Error as exc:
                 logger.warning("[Hikaze] library version probe failed: %s", exc)
                 self._close_locked()
                 return None

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..db.errors import OperationalError
+from ..db import errors as db_errors
 from .hashing import FileIdentity, cached_sha256, sha256_file
 from .load_cache import file_key
 
@@ -84,7 +84,7 @@ def hash_candidates(conn: sqlite3.Connection, sha256: str) -> list[str]:
     for query in queries:
         try:
             rows = conn.execute(query, (sha256,)).fetchall()
-        except OperationalError as exc:
+        except db_errors.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise  # locked or unreadable: the caller says so instead of "not known"
             continue  # an older library without that table (SQLite: a PostgreSQL one has all)

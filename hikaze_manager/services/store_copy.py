@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import db
 from ..db import DB_FILE_NAME, upgrades
-from ..db.errors import Error as DatabaseError
+from ..db import errors as db_errors
 from ..db.pg import redact
 from ..db.pg_copy import BoundPostgresStore, tier_data_digests
 from ..db.stores import PostgresStore, valid_machine_name
@@ -154,7 +154,7 @@ def copy_library(data_dir: str | Path, database_url: str, machine: str, *, dry_r
         report.problems += tables.unknown_tables(src)
         try:
             _copy(src, paths.images_dir, database_url, name, report)
-        except DatabaseError as exc:
+        except db_errors.Error as exc:
             raise CopyError(f"the PostgreSQL library {redact(database_url)}: "
                             f"{_without_password(str(exc), database_url)}") from exc
     target = DataPaths.under(target_data_dir) if target_data_dir else paths
