@@ -3,8 +3,9 @@
 Services write one SQL text for both stores: ``?`` placeholders and the few SQLite spellings
 still in use (``INSERT OR IGNORE``, ``json_each(?)``, ``LIKE``) are translated here, once per
 SQL string. Transactions keep SQLite's semantics: ``BEGIN IMMEDIATE`` (our write transaction)
-takes one advisory lock shared by every machine, so writers run one at a time exactly as they
-do on SQLite and every read-modify-write in the services stays correct unchanged; ``BEGIN``
+takes one advisory lock shared by every machine and is READ COMMITTED whatever the server's
+default, so writers run one at a time exactly as they do on SQLite, each seeing every earlier
+commit, and every read-modify-write in the services stays correct unchanged; ``BEGIN``
 (a consistent read) is a REPEATABLE READ snapshot.
 """
 
@@ -30,7 +31,11 @@ _JSON_EACH = re.compile(
     r"(?:AS\s+)?(\w+))?", re.IGNORECASE)
 _LIKE = re.compile(r"\bLIKE\b")
 _STATEMENTS = {
-    "BEGIN IMMEDIATE": f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
+    # READ COMMITTED whatever the server's default: each statement after the lock sees every
+    # writer that committed while we waited (a REPEATABLE READ snapshot is taken by the lock
+    # statement itself, before the lock is granted, and would lose their updates).
+    "BEGIN IMMEDIATE": "BEGIN ISOLATION LEVEL READ COMMITTED; "
+                       f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
     "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ",
 }
 
@@ -226,7 +231,10 @@ def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) ->
         raise
     path = ", ".join(f'"{name}"' for name in search_path)
     # JIT compiling costs more than it saves on our short queries (0.3 s on a 10k list).
-    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off"
+    # Single statements outside a transaction are READ COMMITTED too, as SQLite's autocommit
+    # writes are: a database or role defaulting to a stricter level would fail them (40001).
+    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off; "
+                "SET default_transaction_isolation = 'read committed'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)
 

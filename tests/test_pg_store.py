@@ -1,0 +1,116 @@
+"""The PostgreSQL store under hostile conditions (issue 10): a server whose default isolation is
+not READ COMMITTED, a failing statement inside on_every_machine, machine names that are not SQL."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pytest
+
+from hikaze_manager.db import on_every_machine, transaction
+from hikaze_manager.db.stores import PostgresStore, machine_schema
+
+
+def _db_name(url: str) -> str:
+    return unquote(urlsplit(url).path[1:])
+
+
+# ------------------------------------------------------------------------------------------------
+# Writers on a server whose default isolation level is stricter than READ COMMITTED
+
+
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_writers_lose_nothing_when_the_database_defaults_to_a_stricter_isolation(
+        postgres_server, postgres_url, level):
+    name = _db_name(postgres_url)
+    PostgresStore(postgres_url, "box-a").prepare()
+    PostgresStore(postgres_url, "box-b").prepare()
+    postgres_server.admin_execute(
+        f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = '{level}'")
+    stores = [PostgresStore(postgres_url, "box-a"), PostgresStore(postgres_url, "box-b")]
+    with stores[0].connection() as conn:
+        conn.execute("INSERT INTO db_meta(key, value) VALUES ('counter', '0')")
+    writers, rounds = 6, 25
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def writer(i: int) -> None:
+        try:
+            with stores[i % 2].connection() as conn:
+                start.wait()
+                for _ in range(rounds):
+                    # A snapshot taken before the lock was granted misses the other writers'
+                    # commits: their increments are lost (or the write fails to serialize).
+                    with transaction(conn):
+                        value = int(conn.execute(
+                            "SELECT value FROM db_meta WHERE key = 'counter'").fetchone()[0])
+                        conn.execute("DELETE FROM db_meta WHERE key = 'counter'")
+                        conn.execute("INSERT INTO db_meta(key, value) VALUES ('counter', ?)",
+                                     (str(value + 1),))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with stores[1].connection() as conn:
+        assert conn.execute("SELECT value FROM db_meta WHERE key = 'counter'").fetchone()[0] == str(
+            writers * rounds)
+        # Single statements outside a transaction see the latest commit too.
+        assert conn.execute("SHOW transaction_isolation").fetchone()[0] == "read committed"
+    for store in stores:
+        store.close()
+
+
+def test_two_apps_tagging_one_model_lose_nothing_on_a_repeatable_read_database(
+        tmp_path, postgres_server, postgres_url):
+    from hikaze_manager import create_app
+    from hikaze_manager.state import get_state
+
+    postgres_server.admin_execute(f"ALTER DATABASE \"{_db_name(postgres_url)}\" "
+                                  "SET default_transaction_isolation = 'repeatable read'")
+    apps = []
+    for name in ("studio-a", "gpu-box-b"):
+        root = tmp_path / name
+        (root / "models" / "loras").mkdir(parents=True)
+        apps.append(create_app({"TESTING": True, "DATA_DIR": str(root / "data"),
+                                "DATABASE_URL": postgres_url, "MACHINE_NAME": name,
+                                "MODEL_TYPES": {"loras": {"roots": [str(root / "models" / "loras")]}}}))
+    sha = "c" * 64
+    with get_state(apps[0]).store.connection() as conn:
+        conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                     "VALUES (?, '', 'x', 'loras', 1, 1)", (sha,))
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def writer(i: int) -> None:
+        client = apps[i % 2].test_client()
+        try:
+            start.wait()
+            for k in range(4):
+                response = client.post("/api/models/tags", json={"sha256": [sha],
+                                                                 "add": [f"t {i}.{k}"]})
+                assert response.status_code == 200, response.get_json()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert not errors, errors
+        for app in apps:
+            record = app.test_client().get(f"/api/models/{sha}").get_json()
+            assert {t["name"] for t in record["tags"]} == {f"t {i}.{k}" for i in range(8)
+                                                           for k in range(4)}
+    finally:
+        for app in apps:
+            get_state(app).lists.close()
+            get_state(app).store.close()
