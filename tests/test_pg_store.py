@@ -114,3 +114,84 @@ def test_two_apps_tagging_one_model_lose_nothing_on_a_repeatable_read_database(
         for app in apps:
             get_state(app).lists.close()
             get_state(app).store.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# on_every_machine when a statement fails in another machine's schema
+
+
+@pytest.fixture
+def two_machines(postgres_url):
+    """Stores of machines box-a and box-b on one library; box-b's pending_import holds 'taken'."""
+    stores = [PostgresStore(postgres_url, name) for name in ("box-a", "box-b")]
+    for store in stores:
+        store.prepare()
+    with stores[1].connection() as conn:
+        conn.execute("INSERT INTO pending_import(path, created_at) VALUES ('taken', 1)")
+    yield stores
+    for store in stores:
+        store.close()
+
+
+INSERT_TAKEN = "INSERT INTO pending_import(path, created_at) VALUES ('taken', 2)"
+
+
+def _search_path(conn) -> str:
+    return conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+
+
+def test_a_failing_statement_in_a_transaction_raises_its_own_error_and_keeps_the_search_path(
+        two_machines):
+    a = two_machines[0]
+    with a.connection() as conn:
+        own = _search_path(conn)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with transaction(conn):
+                on_every_machine(conn, INSERT_TAKEN)
+        assert not conn.in_transaction
+        assert _search_path(conn) == own
+        # The connection is reused (a request thread's): it still writes box-a's own tables.
+        conn.execute("INSERT INTO pending_import(path, created_at) VALUES ('mine', 3)")
+    with a.connection() as conn:
+        assert [r[0] for r in conn.execute("SELECT path FROM pending_import")] == ["mine"]
+
+
+def test_a_failing_statement_in_a_nested_transaction_leaves_the_outer_one_on_its_own_schema(
+        two_machines):
+    a = two_machines[0]
+    with a.connection() as conn:
+        own = _search_path(conn)
+        with transaction(conn):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                with transaction(conn):
+                    on_every_machine(conn, INSERT_TAKEN)
+            assert _search_path(conn) == own
+            conn.execute("INSERT INTO pending_import(path, created_at) VALUES ('mine', 3)")
+        assert _search_path(conn) == own
+    with two_machines[1].connection() as conn:
+        assert [r[0] for r in conn.execute("SELECT path FROM pending_import")] == ["taken"]
+    with a.connection() as conn:
+        assert [r[0] for r in conn.execute("SELECT path FROM pending_import")] == ["mine"]
+
+
+def test_a_failing_statement_outside_a_transaction_restores_the_search_path(two_machines):
+    a = two_machines[0]
+    with a.connection() as conn:
+        own = _search_path(conn)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            on_every_machine(conn, INSERT_TAKEN)
+        assert _search_path(conn) == own
+        # box-a's row went in before box-b's failed (no transaction: SQLite's autocommit).
+        assert [r[0] for r in conn.execute("SELECT path FROM pending_import")] == ["taken"]
+
+
+def test_on_every_machine_runs_in_each_schema_and_comes_back(two_machines):
+    a = two_machines[0]
+    with a.connection() as conn:
+        own = _search_path(conn)
+        with transaction(conn):
+            on_every_machine(conn, "DELETE FROM pending_import WHERE path = ?", ("taken",))
+            assert _search_path(conn) == own
+        assert _search_path(conn) == own
+    with two_machines[1].connection() as conn:
+        assert conn.execute("SELECT count(*) FROM pending_import").fetchone()[0] == 0

@@ -210,13 +210,19 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
     own = conn.raw.execute("SELECT current_setting('search_path')").fetchone()[0]
     schemas = [row[0] for row in conn.raw.execute(
         "SELECT schema_name FROM hikaze.machines ORDER BY name")]
+    # In a transaction the switch is local to it: when a statement fails, the ROLLBACK (or
+    # ROLLBACK TO the caller's savepoint) puts our own search_path back, and nothing may be run
+    # on the aborted transaction before that, or its error would hide the real one.
+    local = conn.in_transaction
     try:
         for schema in schemas:
             quoted = '"' + schema.replace('"', '""') + '"'
-            conn.raw.execute("SELECT set_config('search_path', %s, false)", (f"{quoted}, hikaze",))
+            conn.raw.execute("SELECT set_config('search_path', %s, %s)",
+                             (f"{quoted}, hikaze", local))
             conn.execute(sql, params)
     finally:
-        conn.raw.execute("SELECT set_config('search_path', %s, false)", (own,))
+        if conn.raw.info.transaction_status in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+            conn.raw.execute("SELECT set_config('search_path', %s, %s)", (own, local))
 
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
