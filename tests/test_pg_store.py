@@ -195,3 +195,63 @@ def test_on_every_machine_runs_in_each_schema_and_comes_back(two_machines):
         assert _search_path(conn) == own
     with two_machines[1].connection() as conn:
         assert conn.execute("SELECT count(*) FROM pending_import").fetchone()[0] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Machine names are data, never SQL
+
+HOSTILE_NAMES = [
+    "a$$b",
+    "x'; DROP SCHEMA hikaze CASCADE; --",
+    "$$; DROP SCHEMA hikaze CASCADE; $$",
+    "q$$ BEGIN PERFORM 1; END $$; DROP TABLE hikaze.model_records; --",
+    '"quoted"',
+    "back\\slash '' $tag$",
+    "スタジオ ★ Ünïcode",
+    "{machine}{machine_name} 100% %s",
+]
+
+
+def test_hostile_machine_names_are_stored_as_given_and_drop_nothing(postgres_url):
+    stores = [PostgresStore(postgres_url, name) for name in HOSTILE_NAMES]
+    for i, store in enumerate(stores):
+        assert store.prepare() is None, store.machine
+        with store.connection() as conn:
+            conn.execute("INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+                         "VALUES (?, ?, 'm', 'loras', 1, 1)", (f"{i:064x}", f"/models/{i}"))
+            # Every machine sees the earlier ones' records, with its own (empty) path for them.
+            rows = dict(conn.execute("SELECT sha256, path FROM models").fetchall())
+            assert rows == {f"{k:064x}": (f"/models/{i}" if k == i else "") for k in range(i + 1)}
+    with stores[0].connection() as conn:
+        machines = dict(conn.raw.execute("SELECT name, schema_name FROM hikaze.machines"))
+        assert machines == {name: machine_schema(name) for name in HOSTILE_NAMES}
+        paths = conn.raw.execute("SELECT machine, path FROM hikaze.model_paths ORDER BY path")
+        assert sorted(paths) == sorted((name, f"/models/{i}") for i, name in enumerate(HOSTILE_NAMES))
+    # A path cleared on one machine goes for that machine only.
+    with stores[2].connection() as conn:
+        conn.execute("UPDATE models SET path = '' WHERE sha256 = ?", (f"{2:064x}",))
+    with stores[0].connection() as conn:
+        assert conn.raw.execute("SELECT count(*) FROM hikaze.model_paths").fetchone()[0] == len(
+            HOSTILE_NAMES) - 1
+        assert conn.raw.execute("SELECT count(*) FROM hikaze.model_records").fetchone()[0] == len(
+            HOSTILE_NAMES)
+    for store in stores:
+        store.close()
+
+
+def test_a_server_named_with_dollar_quotes_starts_and_serves(tmp_path, postgres_url):
+    from hikaze_manager import create_app
+    from hikaze_manager.state import get_state
+
+    name = "$$; DROP SCHEMA hikaze CASCADE; $$"
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                      "DATABASE_URL": postgres_url, "MACHINE_NAME": f"  {name} ",
+                      "MODEL_TYPES": {"loras": {"roots": [str(tmp_path / "loras")]}}})
+    try:
+        assert get_state(app).read_only_reason is None
+        assert app.test_client().get("/api/models?type=loras").status_code == 200
+        with get_state(app).store.connection() as conn:
+            assert [r[0] for r in conn.raw.execute("SELECT name FROM hikaze.machines")] == [name]
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()

@@ -154,9 +154,13 @@ class PostgresStore(_Store):
 
     def prepare(self) -> str | None:
         """Create or complete the schema (shared and this machine's); the reason if read-only."""
+        from psycopg import sql
+
         sections = _schema_sections()
-        literal = "'" + self.machine.replace("'", "''") + "'"
         with self.connection() as conn:
+            # Quoted by the driver for this server; the section uses it only where SQL takes a
+            # string constant (the view, the trigger's argument), never inside a function body.
+            literal = sql.Literal(self.machine).as_string(conn.raw)
             with transaction(conn):
                 conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
                 conn.raw.execute(
