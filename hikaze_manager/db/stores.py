@@ -39,6 +39,14 @@ def valid_machine_name(name: object) -> str | None:
     return name
 
 
+def configured_machine_name(configured: object) -> str:
+    """This machine's name from its setting (unset or empty: the host name); ValueError if invalid."""
+    name = valid_machine_name(default_machine_name() if configured in (None, "") else configured)
+    if name is None:
+        raise ValueError("MACHINE_NAME must be 1 to 100 printable characters")
+    return name
+
+
 def machine_schema(name: str) -> str:
     """The PostgreSQL schema of one machine's own tables: a readable slug plus a digest of the
     exact name, so names differing only in case or punctuation never share a schema."""
