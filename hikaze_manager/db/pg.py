@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+
+from .pg_redact import guard_log, redact, scrub  # noqa: F401 (redact is imported from here)
 
 DIALECT = "postgres"
 WRITE_LOCK_KEY = 0x48696B617A65  # "Hikaze": the one advisory lock all writers take
@@ -227,14 +228,19 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
+    guard_log(url)
+    failure = None
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=15)
     except psycopg.Error as exc:
-        # libpq quotes the connection string in its parse errors: never let that reach a log.
+        # libpq quotes the connection string (or pieces of a misspelt password) in its errors:
+        # never let that reach a log.
         message = scrub(str(exc), url)
-        if message != str(exc):
-            raise type(exc)(message) from None
-        raise
+        if message == str(exc):
+            raise
+        failure = type(exc)(message)
+    if failure is not None:
+        raise failure  # outside the except block: no __context__ keeps the original message
     path = ", ".join(f'"{name}"' for name in search_path)
     # JIT compiling costs more than it saves on our short queries (0.3 s on a 10k list).
     # Single statements outside a transaction are READ COMMITTED too, as SQLite's autocommit
@@ -243,38 +249,3 @@ def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) ->
                 "SET default_transaction_isolation = 'read committed'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)
-
-
-_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
-_URL_SCHEME = re.compile(r"(?i)^\s*postgres(?:ql)?://")
-# user:password@ of a URL; up to the LAST "@", so a password holding "@", "/" or ":" is covered.
-_URL_CREDENTIALS = re.compile(r"(?i)^(\s*postgres(?:ql)?://[^:@/]*):(.*)@")
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``: the only form a URL is logged or shown in."""
-    if not _URL_SCHEME.match(url):  # a key=value connection string, or something unparsable
-        return _CONNINFO_PASSWORD.sub(r"\1***", url) if "=" in url else "***"
-    return _CONNINFO_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1:***@", url, count=1))
-
-
-def _passwords(url: str) -> set[str]:
-    """Every spelling of the password in ``url`` (as written and percent-decoded)."""
-    found = {m.group(2).strip("'") for m in _CONNINFO_PASSWORD.finditer(url)}
-    credentials = _URL_CREDENTIALS.match(url)
-    if credentials:
-        found.add(credentials.group(2))
-    try:
-        found.add(urlsplit(url).password or "")
-    except ValueError:
-        pass
-    found |= {unquote(p) for p in found}
-    return {p for p in found if p}
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error message) with ``url`` redacted and its password nowhere in it."""
-    text = text.replace(url, redact(url))
-    for password in sorted(_passwords(url), key=len, reverse=True):
-        text = text.replace(password, "***")
-    return text
