@@ -131,18 +131,20 @@ def _last_run(node):
 
 def _library_store():
     """The store the server uses, or (server not started) the one it would use: the shared
-    library of ``HIKAZE_DATABASE_URL`` (this machine's paths), else the data folder's file."""
+    library of ``HIKAZE_DATABASE_URL`` (this machine's paths), else the data folder's file.
+    Raises ValueError when the machine name is one the server refuses too."""
     if _store is not None:
         return _store
-    from .hikaze_manager.config import DefaultConfig
-    from .hikaze_manager.db.stores import PostgresStore, SqliteStore, default_machine_name
+    from .hikaze_manager.config import DefaultConfig, text_settings
+    from .hikaze_manager.db.stores import PostgresStore, SqliteStore, configured_machine_name
     from .hikaze_manager.state import DataPaths
 
-    url = os.environ.get("HIKAZE_DATABASE_URL")
+    settings = text_settings()  # the environment read exactly as the server reads it
+    url = settings.get("DATABASE_URL")
     if url:
-        return PostgresStore(url, os.environ.get("HIKAZE_MACHINE_NAME") or default_machine_name())
-    data_dir = os.environ.get("HIKAZE_DATA_DIR") or DefaultConfig.DATA_DIR
-    return SqliteStore(DataPaths.under(data_dir, os.environ.get("HIKAZE_DATABASE")).database)
+        return PostgresStore(url, configured_machine_name(settings.get("MACHINE_NAME")))
+    data_dir = settings.get("DATA_DIR") or DefaultConfig.DATA_DIR
+    return SqliteStore(DataPaths.under(data_dir, settings.get("DATABASE")).database)
 
 
 def _read_library(work) -> tuple[object, str]:
@@ -150,7 +152,11 @@ def _read_library(work) -> tuple[object, str]:
     itself is the problem (missing, unreadable, locked); the library is never written."""
     from .hikaze_manager.db import errors as db_errors
 
-    store = _library_store()
+    try:
+        store = _library_store()
+    except ValueError as exc:  # the server would not start with this name either
+        logger.warning("[Hikaze] cannot read the shared library: HIKAZE_%s", exc)
+        return None, f"the shared Hikaze library cannot be read: HIKAZE_{exc}"
     where = store.describe()  # never shows a database password
     if store.kind == "sqlite" and not os.path.isfile(store.database):
         return None, f"there is no Hikaze library at {os.path.dirname(store.database)}"

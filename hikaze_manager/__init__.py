@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from .config import ROOT, DefaultConfig
+from .config import ROOT, DefaultConfig, text_settings
 from .json_provider import SafeJSONProvider
 from .state import AppState, DataPaths
 
@@ -28,6 +28,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.config.from_object(DefaultConfig)
     if not (config or {}).get("TESTING"):
         app.config.from_prefixed_env("HIKAZE")
+        app.config.update(text_settings())
     if config:
         app.config.update(config)
 
@@ -119,14 +120,12 @@ def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | 
 def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
     """The library in PostgreSQL: this machine keeps only pending pictures and caches locally."""
     from .db import errors as db_errors
-    from .db.stores import PostgresStore, default_machine_name, valid_machine_name
+    from .db.stores import PostgresStore, configured_machine_name
     from .services import batch, image_journal
     from .services.files import sweep_temp_files
     from .services.image_rows import DatabaseImageStore
 
-    machine = valid_machine_name(app.config.get("MACHINE_NAME") or default_machine_name())
-    if machine is None:
-        raise ValueError("MACHINE_NAME must be 1 to 100 printable characters")
+    machine = configured_machine_name(app.config.get("MACHINE_NAME"))
     store = PostgresStore(app.config["DATABASE_URL"], machine)
     for folder in (paths.data_dir, paths.pending_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_PORT = 8189
+# Settings whose HIKAZE_<KEY> variable is taken as written: Flask's from_prefixed_env decodes
+# JSON, which made HIKAZE_MACHINE_NAME=1234 a number (refused) and '"box"' the machine box.
+TEXT_SETTINGS = ("DATA_DIR", "DATABASE", "DATABASE_URL", "MACHINE_NAME")
+
+
+def text_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The text settings set in the environment, as written (the server and the nodes read these)."""
+    return {key: environ[f"HIKAZE_{key}"] for key in TEXT_SETTINGS if f"HIKAZE_{key}" in environ}
 
 
 class DefaultConfig:

@@ -347,6 +347,71 @@ def test_a_machine_the_shared_library_does_not_know_gets_a_clear_error(machines,
     assert "has no paths of this machine yet (Hikaze Manager has not run here" in message
 
 
+@pytest.mark.parametrize("written", ["  gpu-box-b\t", '"gpu-box-b"'])
+def test_the_node_and_the_server_read_one_machine_name_from_the_environment(
+        tmp_path, machines, node_module, monkeypatch, written):
+    sha, a_path = promote_on_a(machines)
+    b = machines.b
+    b_path = b.models / "loras" / "ink.safetensors"
+    shutil.copyfile(a_path, b_path)
+    assert b.scan()["relinked"] == 1
+    monkeypatch.setenv("HIKAZE_DATABASE_URL", machines.url)
+    monkeypatch.setenv("HIKAZE_MACHINE_NAME", written)
+    # The server started from this environment (not TESTING: it reads HIKAZE_*) is this machine.
+    app = create_app({"DATA_DIR": str(tmp_path / "env-data"),
+                      "MODEL_TYPES": {"loras": {"roots": [str(b.models / "loras")]}}})
+    try:
+        server_name = get_state(app).store.machine
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+    assert server_name == written.strip()
+    FakeComfy({"loras": [b.models / "loras"]}).install(monkeypatch)
+    monkeypatch.setattr(node_module, "_store", None)
+    assert node_module._library_store().machine == server_name
+    payload = lora_payload(entry("/elsewhere/loras/ink.safetensors", sha, name="Ink"))
+    if server_name == b.name:  # padded: both strip it to gpu-box-b and find B's copy
+        model, _clip, _words = node_module.HikazeLoraPowerLoader().load([], [], payload)
+        assert model == [str(b_path)]
+    else:  # quoted: the name as written on both sides, the machine the server just joined
+        with pytest.raises(FileNotFoundError) as missing:
+            node_module.HikazeLoraPowerLoader().load([], [], payload)
+        assert "knows no file" in str(missing.value)
+        assert "has no paths of this machine yet" not in str(missing.value)
+
+
+def test_a_numeric_machine_name_in_the_environment_names_the_machine(tmp_path, postgres_url,
+                                                                      monkeypatch):
+    monkeypatch.setenv("HIKAZE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("HIKAZE_MACHINE_NAME", "1234")
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "MODEL_TYPES": {}})
+    try:
+        assert get_state(app).store.machine == "1234"
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+
+
+@pytest.mark.parametrize("written", ["   ", "tab\tinside", "x" * 101])
+def test_a_machine_name_the_server_refuses_the_node_refuses_too(tmp_path, machines, node_module,
+                                                                monkeypatch, written):
+    monkeypatch.setenv("HIKAZE_DATABASE_URL", machines.url)
+    monkeypatch.setenv("HIKAZE_MACHINE_NAME", written)
+    with pytest.raises(ValueError, match="MACHINE_NAME must be 1 to 100 printable characters"):
+        create_app({"DATA_DIR": str(tmp_path / "data"), "MODEL_TYPES": {}})
+    FakeComfy({"loras": []}).install(monkeypatch)
+    monkeypatch.setattr(node_module, "_store", None)
+    with pytest.raises(FileNotFoundError) as missing:
+        node_module.HikazeLoraPowerLoader().load([], [], lora_payload(
+            entry("/elsewhere/ink.safetensors", "c" * 64, name="Ink")))
+    assert "HIKAZE_MACHINE_NAME must be 1 to 100 printable characters" in str(missing.value)
+    import psycopg
+
+    with psycopg.connect(machines.url) as conn:  # no machine joined under the refused name
+        assert {r[0] for r in conn.execute("SELECT name FROM hikaze.machines")} == {
+            "studio-a", "gpu-box-b"}
+
+
 # ------------------------------------------------------------------------------------------------
 # Security: the token beyond loopback, and the database password never shown
 

@@ -3,8 +3,9 @@
 Services write one SQL text for both stores: ``?`` placeholders and the few SQLite spellings
 still in use (``INSERT OR IGNORE``, ``json_each(?)``, ``LIKE``) are translated here, once per
 SQL string. Transactions keep SQLite's semantics: ``BEGIN IMMEDIATE`` (our write transaction)
-takes one advisory lock shared by every machine, so writers run one at a time exactly as they
-do on SQLite and every read-modify-write in the services stays correct unchanged; ``BEGIN``
+takes one advisory lock shared by every machine and is READ COMMITTED whatever the server's
+default, so writers run one at a time exactly as they do on SQLite, each seeing every earlier
+commit, and every read-modify-write in the services stays correct unchanged; ``BEGIN``
 (a consistent read) is a REPEATABLE READ snapshot.
 """
 
@@ -13,11 +14,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+
+from .pg_redact import guard_log, redact, scrub  # noqa: F401 (redact is imported from here)
 
 DIALECT = "postgres"
 WRITE_LOCK_KEY = 0x48696B617A65  # "Hikaze": the one advisory lock all writers take
@@ -37,7 +39,11 @@ _LIKE = re.compile(r"\bLIKE\b", re.IGNORECASE)
 # pending_import and file_hashes are unique on md5(path): a path may be too long for a btree.
 _ON_CONFLICT_PATH = re.compile(r"\bON\s+CONFLICT\s*\(\s*path\s*\)", re.IGNORECASE)
 _STATEMENTS = {
-    "BEGIN IMMEDIATE": f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
+    # READ COMMITTED whatever the server's default: each statement after the lock sees every
+    # writer that committed while we waited (a REPEATABLE READ snapshot is taken by the lock
+    # statement itself, before the lock is granted, and would lose their updates).
+    "BEGIN IMMEDIATE": "BEGIN ISOLATION LEVEL READ COMMITTED; "
+                       f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})",
     "BEGIN": "BEGIN ISOLATION LEVEL REPEATABLE READ",
 }
 
@@ -222,62 +228,41 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
     own = conn.raw.execute("SELECT current_setting('search_path')").fetchone()[0]
     schemas = [row[0] for row in conn.raw.execute(
         "SELECT schema_name FROM hikaze.machines ORDER BY name")]
+    # In a transaction the switch is local to it: when a statement fails, the ROLLBACK (or
+    # ROLLBACK TO the caller's savepoint) puts our own search_path back, and nothing may be run
+    # on the aborted transaction before that, or its error would hide the real one.
+    local = conn.in_transaction
     try:
         for schema in schemas:
             quoted = '"' + schema.replace('"', '""') + '"'
-            conn.raw.execute("SELECT set_config('search_path', %s, false)", (f"{quoted}, hikaze",))
+            conn.raw.execute("SELECT set_config('search_path', %s, %s)",
+                             (f"{quoted}, hikaze", local))
             conn.execute(sql, params)
     finally:
-        conn.raw.execute("SELECT set_config('search_path', %s, false)", (own,))
+        if conn.raw.info.transaction_status in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+            conn.raw.execute("SELECT set_config('search_path', %s, %s)", (own, local))
 
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
+    guard_log(url)
+    failure = None
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=15)
     except psycopg.Error as exc:
-        # libpq quotes the connection string in its parse errors: never let that reach a log.
+        # libpq quotes the connection string (or pieces of a misspelt password) in its errors:
+        # never let that reach a log.
         message = scrub(str(exc), url)
-        if message != str(exc):
-            raise type(exc)(message) from None
-        raise
+        if message == str(exc):
+            raise
+        failure = type(exc)(message)
+    if failure is not None:
+        raise failure  # outside the except block: no __context__ keeps the original message
     path = ", ".join(f'"{name}"' for name in search_path)
     # JIT compiling costs more than it saves on our short queries (0.3 s on a 10k list).
-    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off"
+    # Single statements outside a transaction are READ COMMITTED too, as SQLite's autocommit
+    # writes are: a database or role defaulting to a stricter level would fail them (40001).
+    raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off; "
+                "SET default_transaction_isolation = 'read committed'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)
-
-
-_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
-_URL_SCHEME = re.compile(r"(?i)^\s*postgres(?:ql)?://")
-# user:password@ of a URL; up to the LAST "@", so a password holding "@", "/" or ":" is covered.
-_URL_CREDENTIALS = re.compile(r"(?i)^(\s*postgres(?:ql)?://[^:@/]*):(.*)@")
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``: the only form a URL is logged or shown in."""
-    if not _URL_SCHEME.match(url):  # a key=value connection string, or something unparsable
-        return _CONNINFO_PASSWORD.sub(r"\1***", url) if "=" in url else "***"
-    return _CONNINFO_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1:***@", url, count=1))
-
-
-def _passwords(url: str) -> set[str]:
-    """Every spelling of the password in ``url`` (as written and percent-decoded)."""
-    found = {m.group(2).strip("'") for m in _CONNINFO_PASSWORD.finditer(url)}
-    credentials = _URL_CREDENTIALS.match(url)
-    if credentials:
-        found.add(credentials.group(2))
-    try:
-        found.add(urlsplit(url).password or "")
-    except ValueError:
-        pass
-    found |= {unquote(p) for p in found}
-    return {p for p in found if p}
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error message) with ``url`` redacted and its password nowhere in it."""
-    text = text.replace(url, redact(url))
-    for password in sorted(_passwords(url), key=len, reverse=True):
-        text = text.replace(password, "***")
-    return text

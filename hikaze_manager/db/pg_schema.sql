@@ -179,7 +179,11 @@ CREATE OR REPLACE VIEW {machine}.models AS
            r.meta_json, r.base_model, r.base_family
     FROM hikaze.model_records r
     LEFT JOIN hikaze.model_paths p ON p.sha256 = r.sha256 AND p.machine = {machine_name};
+-- The machine's name reaches the body as the trigger's argument (TG_ARGV[0]), never as text
+-- pasted into it: a name holding $$ would end the dollar-quoted body.
 CREATE OR REPLACE FUNCTION {machine}.models_write() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    machine_name TEXT := TG_ARGV[0];
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM hikaze.model_records WHERE sha256 = OLD.sha256;
@@ -206,12 +210,12 @@ BEGIN
         END IF;
     END IF;
     IF NEW.path = '' THEN
-        DELETE FROM hikaze.model_paths WHERE sha256 = NEW.sha256 AND machine = {machine_name};
+        DELETE FROM hikaze.model_paths WHERE sha256 = NEW.sha256 AND machine = machine_name;
     ELSE
-        INSERT INTO hikaze.model_paths(sha256, machine, path) VALUES (NEW.sha256, {machine_name}, NEW.path)
+        INSERT INTO hikaze.model_paths(sha256, machine, path) VALUES (NEW.sha256, machine_name, NEW.path)
         ON CONFLICT (sha256, machine) DO UPDATE SET path = excluded.path;
     END IF;
     RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER models_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {machine}.models
-    FOR EACH ROW EXECUTE FUNCTION {machine}.models_write();
+    FOR EACH ROW EXECUTE FUNCTION {machine}.models_write({machine_name});

@@ -39,6 +39,14 @@ def valid_machine_name(name: object) -> str | None:
     return name
 
 
+def configured_machine_name(configured: object) -> str:
+    """This machine's name from its setting (unset or empty: the host name); ValueError if invalid."""
+    name = valid_machine_name(default_machine_name() if configured in (None, "") else configured)
+    if name is None:
+        raise ValueError("MACHINE_NAME must be 1 to 100 printable characters")
+    return name
+
+
 def machine_schema(name: str) -> str:
     """The PostgreSQL schema of one machine's own tables: a readable slug plus a digest of the
     exact name, so names differing only in case or punctuation never share a schema."""
@@ -154,9 +162,13 @@ class PostgresStore(_Store):
 
     def prepare(self) -> str | None:
         """Create or complete the schema (shared and this machine's); the reason if read-only."""
+        from psycopg import sql
+
         sections = _schema_sections()
-        literal = "'" + self.machine.replace("'", "''") + "'"
         with self.connection() as conn:
+            # Quoted by the driver for this server; the section uses it only where SQL takes a
+            # string constant (the view, the trigger's argument), never inside a function body.
+            literal = sql.Literal(self.machine).as_string(conn.raw)
             with transaction(conn):
                 conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
                 conn.raw.execute(
