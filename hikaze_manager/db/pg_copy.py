@@ -52,3 +52,24 @@ def table_columns(conn, table: str) -> list[str]:
 def next_id(conn, table: str) -> int:
     """A new id from the id sequence of ``table``."""
     return conn.raw.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", (table,)).fetchone()[0]
+
+
+def sequence_states(conn) -> list[tuple[str, int, bool]]:
+    """``(name, last_value, is_called)`` of every id sequence of the library (the shared schema
+    and each machine's), to put back with :func:`restore_sequences`."""
+    schemas = [row[0] for row in conn.raw.execute("SELECT unnest(current_schemas(false))")]
+    if conn.raw.execute("SELECT to_regclass('hikaze.machines')").fetchone()[0] is not None:
+        schemas += [row[0] for row in conn.raw.execute("SELECT schema_name FROM hikaze.machines")]
+    names = [row[0] for row in conn.raw.execute(
+        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'S' AND n.nspname = ANY(%s) ORDER BY 1", (sorted(set(schemas)),))]
+    return [(name, *conn.raw.execute(f"SELECT last_value, is_called FROM {name}").fetchone())
+            for name in names]
+
+
+def restore_sequences(conn, states: list[tuple[str, int, bool]]) -> None:
+    """Put sequences back as :func:`sequence_states` found them: ``nextval`` and ``setval`` are
+    not undone by a rollback. Only under the write lock, or another writer's ids could repeat."""
+    for name, last_value, is_called in states:
+        conn.raw.execute("SELECT setval(%s::regclass, %s, %s)", (name, last_value, is_called))
