@@ -68,7 +68,8 @@ def _upload(client):
 
     picture = io.BytesIO()
     Image.new("RGB", (200, 150), "blue").save(picture, "PNG")
-    uploaded = client.post("/api/images/upload", data={"sha256": SHA, "image": (io.BytesIO(picture.getvalue()), "a.png")},
+    image = (io.BytesIO(picture.getvalue()), "a.png")
+    uploaded = client.post("/api/images/upload", data={"sha256": SHA, "image": image},
                            content_type="multipart/form-data")
     assert uploaded.status_code == 200
 
