@@ -61,18 +61,89 @@ def test_a_weak_tag_never_matches(client, model):
     assert client.patch(URL, json={"name": "x"}, headers={"If-Match": "W/" + etag}).status_code == 412
 
 
-def test_an_image_upload_does_not_make_an_edit_stale(client, model):
+def _upload(client):
     import io
 
     from PIL import Image
 
-    etag = client.get(URL).headers["ETag"]
     picture = io.BytesIO()
     Image.new("RGB", (200, 150), "blue").save(picture, "PNG")
-    uploaded = client.post("/api/images/upload", data={"sha256": SHA, "image": (io.BytesIO(picture.getvalue()), "a.png")},
+    image = (io.BytesIO(picture.getvalue()), "a.png")
+    uploaded = client.post("/api/images/upload", data={"sha256": SHA, "image": image},
                            content_type="multipart/form-data")
     assert uploaded.status_code == 200
-    assert client.patch(URL, json={"name": "x"}, headers={"If-Match": etag}).status_code == 200
+
+
+def test_the_etag_changes_with_the_picture_count_and_a_stale_one_is_answered_in_full(client, model):
+    first = client.get(URL)
+    _upload(client)  # e.g. from another machine: the count in the body changes, so must the ETag
+    second = client.get(URL, headers={"If-None-Match": first.headers["ETag"]})
+    assert second.status_code == 200
+    assert second.get_json()["meta_json"]["images_count"] == 1
+    assert second.headers["ETag"] != first.headers["ETag"]
+    unchanged = client.get(URL, headers={"If-None-Match": second.headers["ETag"]})
+    assert unchanged.status_code == 304 and unchanged.data == b""
+    assert unchanged.headers["ETag"] == second.headers["ETag"]
+
+
+def test_a_picture_upload_makes_an_old_if_match_stale_and_the_fresh_etag_writes(client, model):
+    etag = client.get(URL).headers["ETag"]
+    _upload(client)
+    stale = client.patch(URL, json={"name": "x"}, headers={"If-Match": etag})
+    assert stale.status_code == 412
+    current = stale.get_json()["details"]["etag"]
+    assert f'"{current}"' == client.get(URL).headers["ETag"]  # the 412 names the current ETag
+    saved = client.patch(URL, json={"name": "x"}, headers={"If-Match": f'"{current}"'})
+    assert saved.status_code == 200 and saved.get_json()["name"] == "x"
+
+
+def test_the_etag_is_a_digest_of_the_exact_body(client, model):
+    import hashlib
+
+    response = client.get(URL)
+    assert response.headers["ETag"] == f'"{hashlib.sha256(response.data).hexdigest()[:32]}"'
+    patched = client.patch(URL, json={"name": "y"})
+    assert patched.headers["ETag"] == f'"{hashlib.sha256(patched.data).hexdigest()[:32]}"'
+    assert patched.data == client.get(URL).data
+
+
+_METADATA = "INSERT INTO model_metadata(sha256) VALUES (?)"
+# Fields of the body that no PATCH writes: a scan, a re-read of metadata or another machine does.
+_OTHER_WRITES = {
+    "size_bytes": "UPDATE models SET size_bytes = 12345 WHERE sha256 = ?",
+    "created_at": "UPDATE models SET created_at = 1800000000000 WHERE sha256 = ?",
+    "base_family": "UPDATE models SET base_family = 'SDXL' WHERE sha256 = ?",
+    "training_tags": "UPDATE model_metadata SET training_tags = '[\"cat\"]' WHERE sha256 = ?",
+    "header_metadata": "UPDATE model_metadata SET header_metadata = '{\"a\": \"b\"}' WHERE sha256 = ?",
+    "autov2": "UPDATE model_metadata SET autov2 = 'abcdef0123' WHERE sha256 = ?",
+    "autov3": "UPDATE model_metadata SET autov3 = 'ABCDEF012345' WHERE sha256 = ?",
+    "imported_info": "UPDATE model_metadata SET extra = '{\"civitai\": 1}' WHERE sha256 = ?",
+    "metadata_report": "UPDATE model_metadata SET report = '{\"read\": [\"x\"]}' WHERE sha256 = ?",
+}
+
+
+@pytest.mark.parametrize("field", sorted(_OTHER_WRITES))
+def test_any_change_of_the_body_changes_the_etag_and_stales_an_if_match(client, db_conn, model, field):
+    db_conn.execute(_METADATA, (SHA,))
+    first = client.get(URL)
+    db_conn.execute(_OTHER_WRITES[field], (SHA,))
+    second = client.get(URL, headers={"If-None-Match": first.headers["ETag"]})
+    assert second.status_code == 200
+    assert second.get_json()[field] != first.get_json()[field]
+    assert second.headers["ETag"] != first.headers["ETag"]
+    stale = client.patch(URL, json={"name": "x"}, headers={"If-Match": first.headers["ETag"]})
+    assert stale.status_code == 412
+    assert client.get(URL).get_json()["name"] == "B"
+
+
+def test_renaming_one_of_its_tags_changes_the_etag(client, model):
+    tag = client.post("/api/tags_add", json={"newtags": ["old"]}).get_json()["tags"][0]
+    assert client.patch(URL, json={"tags": [tag["id"]]}).status_code == 200
+    etag = client.get(URL).headers["ETag"]
+    renamed = client.post("/api/tags/rename", json={"id": tag["id"], "name": "new"})
+    assert renamed.status_code == 200, renamed.get_json()
+    assert client.get(URL).get_json()["tags"] == [{"id": tag["id"], "name": "new"}]
+    assert client.get(URL, headers={"If-None-Match": etag}).status_code == 200
 
 
 def _request(port, method, path, body=None, headers=None):

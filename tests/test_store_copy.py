@@ -461,3 +461,79 @@ def test_what_the_library_changed_since_is_kept_and_reported(source, postgres_ur
     assert models[1:7] == ["2", "0", "0", "2", "2", "0"] and models[-1] == "yes"
     assert "merged" in models
     assert pg_dump(postgres_url) == dump
+
+
+def sequence_states(url: str) -> dict:
+    """``last_value`` and ``is_called`` of every sequence (what the next id will be)."""
+    with psycopg.connect(url) as conn:
+        names = conn.execute("SELECT schemaname, sequencename FROM pg_sequences ORDER BY 1, 2").fetchall()
+        return {f"{schema}.{name}": conn.execute(f'SELECT last_value, is_called FROM "{schema}"."{name}"').fetchone()
+                for schema, name in names}
+
+
+@pytest.fixture
+def lived_in_target(postgres_url, pg_app, tmp_path):
+    """A PostgreSQL library in use: one tag of its own (id 1) and a pending model of this machine."""
+    models_root = tmp_path / "target-models"
+    (models_root / "checkpoints").mkdir(parents=True)
+    (models_root / "loras").mkdir(parents=True)
+    app = pg_app(postgres_url, tmp_path / "target-data", models_root)
+    client = app.test_client()
+    assert client.post("/api/tags_add", json={"newtags": ["theirs"]}).get_json()["tags"][0]["id"] == 1
+    write_model(models_root, "loras/theirs.safetensors")
+    assert client.post("/api/scan", json={}).status_code == 200
+    return client
+
+
+@pytest.mark.parametrize("lived_in", [False, True], ids=["empty schema", "lived in"])
+def test_a_dry_run_leaves_every_sequence_and_table_of_the_target_as_it_was(
+        source, postgres_url, pg_app, tmp_path, capsys, lived_in, request):
+    if lived_in:
+        client = request.getfixturevalue("lived_in_target")
+    else:  # the schema made by a server that never wrote: no sequence has handed out an id yet
+        client = pg_app(postgres_url, tmp_path / "target-data", source["models_root"]).test_client()
+    dump, sequences, version = pg_dump(postgres_url), sequence_states(postgres_url), version_of(postgres_url)
+    status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", postgres_url,
+                          "--machine-name", MACHINE, "--dry-run")
+    assert status == 0 and out.startswith("Dry run: nothing was written."), out
+    assert [line for line in out.splitlines() if line.startswith("tags ")][0].split()[2] == "3"
+    assert sequence_states(postgres_url) == sequences
+    assert pg_dump(postgres_url) == dump and version_of(postgres_url) == version
+    # the next id is the one it was before the dry run
+    fresh = client.post("/api/tags_add", json={"newtags": ["next"]}).get_json()["tags"][0]
+    assert fresh["id"] == (2 if lived_in else 1)
+
+
+@pytest.mark.parametrize("table, sql, key", [
+    ("models", "UPDATE models SET name = ? WHERE sha256 = ?", "style"),
+    ("tags", "UPDATE tags SET name = ? WHERE name = 'unused'", None),
+])
+def test_a_nul_character_in_the_source_fails_the_copy_cleanly_and_writes_nothing(
+        source, postgres_url, lived_in_target, capsys, table, sql, key):
+    with connection(source["data_dir"] / "hikaze_model_manager.db") as conn:
+        conn.execute(sql, ("bad\x00name", source[key]) if key else ("bad\x00name",))
+    dump, sequences = pg_dump(postgres_url), sequence_states(postgres_url)
+    for dry_run in ((), ("--dry-run",)):
+        status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", postgres_url,
+                              "--machine-name", MACHINE, *dry_run)
+        assert status == 1, out
+        assert out.startswith("error: ") and "Traceback" not in out
+        assert f"{table} row " in out and "U+0000" in out
+        assert (source[key] if key else "id 3") in out, out  # the row's key
+        assert pg_dump(postgres_url) == dump and sequence_states(postgres_url) == sequences
+    with pytest.raises(CopyError, match="U\\+0000"):
+        copy_library(source["data_dir"], postgres_url, MACHINE)
+
+
+def test_a_copy_failing_halfway_leaves_the_sequences_as_they_were(source, postgres_url, lived_in_target,
+                                                                  capsys):
+    # SQLite keeps a text in an INTEGER column; PostgreSQL refuses it, after the tags were copied
+    with connection(source["data_dir"] / "hikaze_model_manager.db") as conn:
+        conn.execute("UPDATE models SET size_bytes = 'big' WHERE sha256 = ?", (source["style"],))
+    dump, sequences = pg_dump(postgres_url), sequence_states(postgres_url)
+    status, out = run_cli(capsys, "--data-dir", str(source["data_dir"]), "--database-url", postgres_url,
+                          "--machine-name", MACHINE)
+    assert status == 1 and out.startswith("error: ") and "bigint" in out, out
+    assert sequence_states(postgres_url) == sequences
+    assert pg_dump(postgres_url) == dump
+    assert lived_in_target.post("/api/tags_add", json={"newtags": ["next"]}).get_json()["tags"][0]["id"] == 2

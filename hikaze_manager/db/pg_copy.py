@@ -52,3 +52,23 @@ def table_columns(conn, table: str) -> list[str]:
 def next_id(conn, table: str) -> int:
     """A new id from the id sequence of ``table``."""
     return conn.raw.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", (table,)).fetchone()[0]
+
+
+def sequence_states(conn) -> list[tuple[str, int, bool]]:
+    """``(name, last_value, is_called)`` of the id sequences a copy may move (the shared schema's
+    and this machine's), to put back with :func:`restore_sequences`."""
+    names = [row[0] for row in conn.raw.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'S' AND n.nspname = ANY(current_schemas(false)) ORDER BY 1")]
+    return [(name, *conn.raw.execute(f"SELECT last_value, is_called FROM {name}").fetchone())
+            for name in names]
+
+
+def restore_sequences(conn, states: list[tuple[str, int, bool]]) -> None:
+    """Put back the sequences that moved since :func:`sequence_states`: ``nextval`` and ``setval``
+    are not undone by a rollback. Only under the write lock, or another writer's ids could repeat."""
+    now = dict((name, (last, called)) for name, last, called in sequence_states(conn))
+    for name, last_value, is_called in states:
+        if now.get(name, (last_value, is_called)) != (last_value, is_called):
+            conn.raw.execute("SELECT setval(%s::regclass, %s, %s)", (name, last_value, is_called))

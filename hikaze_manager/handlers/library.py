@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, request
 
 from ..db import consistent_read, get_db, transaction
 from ..openapi import api_doc
@@ -60,13 +60,13 @@ def list_models():
 
 def _model_response(sha256: str):
     conn = get_db()
-    with consistent_read(conn):  # the record and its ETag from one state, or a client could pair them wrongly
+    with consistent_read(conn):
         # get_model builds ModelRecordSchema's shape; dumping it again (nested schemas built per
         # call) cost 4x the rest of the request.
-        record = library.get_model(conn, sha256, get_state().images.count(sha256))
-        etag = library.model_etag(conn, sha256)
-    response = jsonify(record)
-    response.set_etag(etag)
+        body = library.model_body(conn, sha256, get_state().images.count(sha256))
+    # The ETag is the digest of these very bytes (pictures counted too): a strong validator.
+    response = current_app.response_class(body, mimetype="application/json")
+    response.set_etag(library.body_etag(body))
     response.cache_control.no_cache = True
     return response
 
@@ -97,7 +97,7 @@ def update_model(sha256: str):
     index = get_state().model_types.current()
     library.update_model(
         get_db(), sha256, changes, check_path=lambda path: resolve_model_file(path, index),
-        if_match=_if_match(),
+        if_match=_if_match(), images_count=get_state().images.count,
     )
     return _model_response(sha256)
 

@@ -170,23 +170,24 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
     }
 
 
-def model_etag(conn: sqlite3.Connection, sha256: str) -> str | None:
-    """A strong validator of what a PATCH can change (name, path, type, meta, tags, base model,
-    trigger words and whose each value is), or None.
+def model_body(conn: sqlite3.Connection, sha256: str, images_count: int) -> bytes:
+    """The exact bytes ``GET /api/models/{sha256}`` sends (compact UTF-8 JSON), or 404."""
+    record = get_model(conn, sha256, images_count)
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return f"{text}\n".encode()
+    except UnicodeEncodeError:  # a lone surrogate (undecodable file name): escape it, never a 500
+        return f"{json.dumps(record, separators=(',', ':'))}\n".encode()
 
-    Picture counts are left out: uploading a picture does not make an open edit stale.
-    """
-    row = conn.execute(
-        "SELECT m.path, m.name, m.type, m.meta_json, m.base_model, md.trigger_words, md.sources"
-        " FROM models m LEFT JOIN model_metadata md ON md.sha256 = m.sha256 WHERE m.sha256 = ?",
-        (sha256,),
-    ).fetchone()
-    if row is None:
-        return None
-    tag_ids = [r[0] for r in conn.execute(
-        "SELECT tag_id FROM model_tags WHERE model_hash = ? ORDER BY tag_id", (sha256,))]
-    content = json.dumps([sha256, *tuple(row), tag_ids], ensure_ascii=True)
-    return hashlib.sha256(content.encode()).hexdigest()[:32]
+
+def body_etag(body: bytes) -> str:
+    """The strong validator of a body: a digest of its bytes, so it changes whenever they do."""
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def model_etag(conn: sqlite3.Connection, sha256: str, images_count: int) -> str:
+    """The ETag ``GET /api/models/{sha256}`` sends for the record as stored now, or 404."""
+    return body_etag(model_body(conn, sha256, images_count))
 
 
 def merge_meta(stored: dict, changes: Mapping) -> dict:
@@ -213,12 +214,14 @@ def update_model(
     changes: Mapping,
     check_path: Callable[[str], str] | None = None,
     if_match: Collection[str] | None = None,
+    images_count: Callable[[str], int] | None = None,
 ) -> None:
     """Apply a validated PATCH in one transaction: every change or none.
 
     ``check_path`` validates a new path (and returns the stored form); it raises to refuse it.
     ``if_match`` (entity tags from ``If-Match``; None for no condition) is checked under the
     write lock, so two clients holding the same tag cannot both write: the second gets a 412.
+    It is compared with the ETag of the record as it is now, pictures counted by ``images_count``.
     """
     with db.transaction(conn):
         row = conn.execute(
@@ -226,12 +229,14 @@ def update_model(
         ).fetchone()
         if row is None:
             raise NotFound("Model not found")
-        if if_match is not None and model_etag(conn, sha256) not in if_match:
-            raise PreconditionFailed(
-                "This model was changed by someone else since you loaded it; reload it and "
-                "apply your changes again",
-                details={"etag": model_etag(conn, sha256)},
-            )
+        if if_match is not None:
+            current = model_etag(conn, sha256, images_count(sha256) if images_count else 0)
+            if current not in if_match:
+                raise PreconditionFailed(
+                    "This model was changed by someone else since you loaded it; reload it and "
+                    "apply your changes again",
+                    details={"etag": current},
+                )
         if "author" in changes:  # kept in the meta with the other texts a person can type
             meta_changes = {**changes.get("meta_json", {}), "author": (changes["author"] or "").strip()}
             changes = {**changes, "meta_json": meta_changes}

@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,12 @@ from .. import db
 from ..db import DB_FILE_NAME, upgrades
 from ..db import errors as db_errors
 from ..db.pg import redact
-from ..db.pg_copy import BoundPostgresStore, tier_data_digests
+from ..db.pg_copy import (
+    BoundPostgresStore,
+    restore_sequences,
+    sequence_states,
+    tier_data_digests,
+)
 from ..db.stores import PostgresStore, valid_machine_name
 from . import store_copy_pictures as pictures
 from . import store_copy_tables as tables
@@ -152,6 +157,12 @@ def copy_library(data_dir: str | Path, database_url: str, machine: str, *, dry_r
     report = CopyReport(str(paths.data_dir), redact(database_url), name, dry_run)
     with source_snapshot(paths.database) as (src, report.source_version):
         report.problems += tables.unknown_tables(src)
+        nul = tables.texts_with_nul(src)
+        if nul:
+            more = f" (and {len(nul) - 1} more)" if len(nul) > 1 else ""
+            raise CopyError(f"{nul[0]}{more} holds a NUL character (U+0000), which PostgreSQL "
+                            "text cannot store; remove it from the source library and copy "
+                            "again. Nothing was written.")
         try:
             _copy(src, paths.images_dir, database_url, name, report)
         except db_errors.Error as exc:
@@ -169,15 +180,19 @@ def _copy(src, images_dir: Path, url: str, machine: str, report: CopyReport) -> 
         copier = tables.TableCopier(src, conn, machine, diffs)
         try:
             with db.transaction(conn):
-                reason = BoundPostgresStore(url, machine, conn).prepare()
-                if reason:
-                    raise CopyError(reason)
-                results = copier.copy_all()
-                results.append(
-                    pictures.copy_pictures(src, conn, images_dir, copier.model_shas, diffs))
-                if report.dry_run:  # what the copy would give, then nothing of it
-                    verify(conn, results)
-                    raise _DryRunDone
+                # Ids handed out (nextval, setval) survive a rollback: a dry run or a failed
+                # copy puts the sequences back, still under the write lock, after undoing the rest.
+                sequences = sequence_states(conn)
+                try:
+                    with db.transaction(conn):  # a savepoint: undone, the transaction goes on
+                        results = _copy_rows(src, conn, images_dir, url, machine, copier)
+                        if report.dry_run:  # what the copy would give, then nothing of it
+                            verify(conn, results)
+                            raise _DryRunDone
+                except BaseException:
+                    with suppress(*DatabaseError):  # a lost connection: its error is the news
+                        restore_sequences(conn, sequences)
+                    raise
         except _DryRunDone:
             pass
         else:
@@ -186,6 +201,16 @@ def _copy(src, images_dir: Path, url: str, machine: str, report: CopyReport) -> 
     report.tables = results
     report.problems += copier.problems
     report.differences, report.differences_omitted = diffs.items, diffs.omitted
+
+
+def _copy_rows(src, conn, images_dir: Path, url: str, machine: str,
+               copier: tables.TableCopier) -> list[TableResult]:
+    reason = BoundPostgresStore(url, machine, conn).prepare()
+    if reason:
+        raise CopyError(reason)
+    results = copier.copy_all()
+    results.append(pictures.copy_pictures(src, conn, images_dir, copier.model_shas, copier.diffs))
+    return results
 
 
 def verify(conn, results: list[TableResult]) -> None:

@@ -40,6 +40,27 @@ def unknown_tables(src) -> list[str]:
             for name in names if name not in COPIED_TABLES + NOT_COPIED]
 
 
+def texts_with_nul(src) -> list[str]:
+    """Source rows holding U+0000 in a text, which PostgreSQL text cannot store, each as
+    ``<table> row <key>, column <name>``; found before anything is written."""
+    found = []
+    for table in COPIED_TABLES:
+        info = sorted((row[5], row[1]) for row in src.execute(f'PRAGMA table_info("{table}")'))
+        key = [name for position, name in info if position] or ["rowid"]
+        cur = src.execute(f'SELECT {_quoted(key)}, * FROM "{table}"')
+        columns = [d[0] for d in cur.description][len(key):]
+        for row in cur:
+            for column, value in zip(columns, row[len(key):]):
+                if isinstance(value, str) and "\0" in value:
+                    where = ", ".join(f"{k} {_shown(v)}" for k, v in zip(key, row))
+                    found.append(f"{table} row {where}, column {column}")
+    return found
+
+
+def _shown(value) -> str:
+    return repr(value) if isinstance(value, str) and not value.isprintable() else str(value)
+
+
 def _plain(value):
     if isinstance(value, (bytes, memoryview)):
         return "x:" + bytes(value).hex()

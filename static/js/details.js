@@ -18,6 +18,8 @@ let pics;
 let metaView;
 let record = null; // the record as last loaded or saved
 let recordEtag = null; // its ETag: a save is refused (412) if the model changed since
+// This panel's own picture uploads and deletes in flight, then the re-read after them: a save waits
+let etagRefresh = Promise.resolve();
 let loadSeq = 0;
 
 const label = (forId, key) => h("label", { for: forId, dataset: { i18n: key }, text: t(key) });
@@ -38,7 +40,13 @@ export function safeLink(value) {
 
 export function mountDetails(el) {
   root = el;
-  pics = gallery({ onCountChange: (sha, count) => emit("images:changed", { sha, count }) });
+  pics = gallery({
+    onCountChange: (sha, count) => emit("images:changed", { sha, count }),
+    onWrite: (sha, finished) => {
+      if (record?.sha256 !== sha) return;
+      etagRefresh = Promise.all([etagRefresh, finished]).then(() => refreshEtag(sha));
+    },
+  });
   tagBox = tagsInput({ id: "d-tags", allTags: () => state.tags });
   metaView = metadataView({ onReread: (sha) => reread(sha), onStatus: (text, kind) => setStatus(text, kind) });
   const link = h("a", { class: "btn icon", id: "d-link-open", target: "_blank",
@@ -144,6 +152,28 @@ function fill(rec, etag = null) {
   setStatus("");
   emptyEl.hidden = true;
   form.hidden = false;
+}
+
+const withoutCount = (rec) => JSON.stringify({ ...rec,
+  meta_json: { ...rec.meta_json, images_count: 0 } });
+
+/**
+ * The ETag covers the picture count, so this panel's own upload or delete leaves `recordEtag`
+ * stale: re-read the model and take the new ETag only if nothing else changed. If someone else
+ * changed a field meanwhile the old ETag stays, and a save still meets the 412 that says so.
+ */
+async function refreshEtag(sha) {
+  let fresh;
+  try {
+    fresh = await api.modelTagged(sha);
+  } catch {
+    return; // the old ETag stays: at worst a save is refused and offers a reload
+  }
+  if (record?.sha256 !== sha || !fresh.etag || withoutCount(fresh.data) !== withoutCount(record)) {
+    return;
+  }
+  record.meta_json = { ...record.meta_json, images_count: fresh.data.meta_json.images_count };
+  recordEtag = fresh.etag;
 }
 
 function setStatus(text, kind = "") {
@@ -274,6 +304,7 @@ async function save() {
       tags = tags.map((tag) => (tag.id < 0 ? createdByName.get(tag.name.toLowerCase()) || tag : tag));
     }
     if (diff.tags) diff.tags = [...new Set(tags.map((tag) => tag.id))];
+    await etagRefresh; // an upload made here (even one still in flight) must not look like a change
     const { data: saved, etag } = await api.saveModel(sha, diff, recordEtag);
     for (const entry of cachedEntries(sha)) {
       entry.name = saved.name || entry.name;

@@ -15,8 +15,9 @@ function nameOf(sha) {
 /**
  * `onCountChange(sha, count)` runs after an upload or delete changed the number of images, also
  * when it finished after another model was shown (its outcome is then a notice, not the status).
+ * `onWrite(sha, finished)` runs as an upload or delete is sent; `finished` settles when it did.
  */
-export function gallery({ onCountChange }) {
+export function gallery({ onCountChange, onWrite = () => {} }) {
   let sha = null;
   let count = 0;
   let index = 0;
@@ -99,7 +100,9 @@ export function gallery({ onCountChange }) {
     setStatus(t("gallery.uploading"));
     draw();
     try {
-      const res = await api.uploadImage(target, chosen);
+      const sent = api.uploadImage(target, chosen);
+      onWrite(target, sent.catch(() => {}));
+      const res = await sent;
       bumpRev(target);
       if (target === sha) {
         count = res.count;
@@ -127,7 +130,9 @@ export function gallery({ onCountChange }) {
     busy.set(target, "");
     draw();
     try {
-      await api.deleteImage(target, seq);
+      const sent = api.deleteImage(target, seq);
+      onWrite(target, sent.catch(() => {}));
+      await sent;
       bumpRev(target);
       if (target === sha) {
         count = left;
