@@ -190,7 +190,7 @@ def _copy(src, images_dir: Path, url: str, machine: str, report: CopyReport) -> 
                             verify(conn, results)
                             raise _DryRunDone
                 except BaseException:
-                    with suppress(*DatabaseError):  # a lost connection: its error is the news
+                    with suppress(*db_errors.Error):  # a lost connection: its error is the news
                         restore_sequences(conn, sequences)
                     raise
         except _DryRunDone:
