@@ -156,6 +156,7 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
     if row is None:
         raise NotFound("Model not found")
     sha256, path, name, type_, size_bytes, created_at, meta_json, base_model, base_family = row
+    meta = parse_meta(meta_json)
     return {
         "sha256": sha256,
         "path": path or "",
@@ -163,9 +164,9 @@ def get_model(conn: sqlite3.Connection, sha256: str, images_count: int) -> dict:
         "type": type_ or "",
         "size_bytes": size_bytes or 0,
         "created_at": created_at or 0,
-        "meta_json": shape_meta(parse_meta(meta_json), images_count),
+        "meta_json": shape_meta(meta, images_count),
         "tags": model_tags(conn, sha256),
-        "author": as_text(parse_meta(meta_json).get("author")),
+        "author": as_text(meta.get("author")),
         **metadata_store.record_fields(conn, sha256, base_model, base_family),
     }
 
