@@ -1,15 +1,16 @@
 """NUL (U+0000) on both stores: PostgreSQL text cannot hold it. Text read from files (safetensors
-headers, sidecars, a v1 database) loses its NULs so an import still succeeds. (Requests carrying
-NUL: test_input_hardening.)"""
+headers, sidecars, a v1 database) loses its NULs so an import still succeeds; a value the database
+itself refuses is a 400 without SQL, never a 500. (Requests carrying NUL: test_input_hardening.)"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from legacy_v1 import V1Library, sha256_of
 
-from hikaze_manager.db import transaction
+from hikaze_manager.db import get_db, transaction
 from metadata_support import write_safetensors
 from test_file_metadata_api import IMPORT, record, scan_and_promote
 
@@ -94,3 +95,31 @@ def test_nul_in_a_v1_library_is_dropped_and_the_migration_succeeds(client, tmp_p
     assert "Pending" in pending.get_data(as_text=True)
     _no_nul(pending)
     _no_nul(client.get(f"/api/models/{sha}"))
+
+
+def test_a_value_the_database_refuses_is_400_without_sql_and_rolled_back(
+        app, client, db_conn, store_kind, no_propagation):
+    """The net under the input guards: a driver DataError reaching the handler."""
+
+    @app.post("/api/test/refused")
+    def refused():
+        conn = get_db()
+        with transaction(conn):
+            conn.execute("INSERT INTO tags(name, name_key) VALUES ('kept?', 'kept?')")
+            if store_kind == "postgres":  # what psycopg raises for text holding NUL
+                conn.execute("INSERT INTO tags(name, name_key) VALUES (?, 'x')", ("a\x00b",))
+            else:  # SQLite's DataError: a value over the connection's length limit
+                previous = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 64)
+                try:
+                    conn.execute("INSERT INTO tags(name, name_key) VALUES (?, 'x')", ("y" * 100,))
+                finally:
+                    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, previous)
+        return {}
+
+    response = client.post("/api/test/refused")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error.startswith("The database refused a value of the request: ")
+    assert ("NUL" if store_kind == "postgres" else "too big") in error
+    assert "INSERT" not in error and "tags" not in error
+    assert db_conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0] == 0
