@@ -11,7 +11,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .db import errors as db_errors
-from .db.errors import is_busy, is_disk_full, is_unreachable
+from .db.errors import is_busy, is_disk_full, is_unreachable, primary_message
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,17 @@ def register_error_handlers(app: Flask) -> None:
 
     for cls in db_errors.OperationalError:  # the store is open: psycopg's class is known
         app.register_error_handler(cls, handle_db_busy)
+
+    def handle_refused_value(e: Exception):
+        # The input guards refuse what no store can hold (NUL, lone surrogates); this is the net
+        # under them. The transaction was rolled back by ``db.transaction``.
+        reason = primary_message(e)
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
+        logger.warning("[Hikaze] the database refused a value: %s", reason)
+        return error_response(400, f"The database refused a value of the request: {reason}")
+
+    for cls in db_errors.DataError:
+        app.register_error_handler(cls, handle_refused_value)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(e: HTTPException):

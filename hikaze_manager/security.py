@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app, request
 
 from .errors import ApiError, error_response
-from .schemas.common import json_body
+from .schemas.common import check_url_text, json_body
 from .state import get_state
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -104,8 +104,14 @@ def _check_request():
         sent = req.headers.get(TOKEN_HEADER) or req.args.get("token") or ""
         if not hmac.compare_digest(sent.encode(), str(token).encode()):
             return error_response(401, f"A valid {TOKEN_HEADER} header is required")
+    if request.endpoint is None:  # unknown URL or method: let routing answer
+        return None
+    try:  # text no store can keep (NUL, lone surrogates) is refused before any view reads it
+        check_url_text(req.args, req.view_args)
+    except ApiError as exc:
+        return error_response(exc.code, exc.message, exc.details)
     changing = request.method in STATE_CHANGING_METHODS or _view_flag("hikaze_writes")
-    if not changing or request.endpoint is None:  # unknown URL or method: let routing answer
+    if not changing:
         return None
     origin = request.environ.get("HTTP_ORIGIN")
     if origin is not None and not (_same_origin(origin) or _foreign_origin_allowed(origin)):

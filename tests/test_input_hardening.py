@@ -1,5 +1,6 @@
 """Hostile input is a 4xx JSON error that names the problem and changes nothing: lone surrogates
-anywhere in a JSON body, ids too long for ``int()``, Unicode digits, odd ids in a batch."""
+and NUL characters anywhere in a JSON body, a query string or the URL, ids too long for ``int()``,
+Unicode digits, odd ids in a batch."""
 
 from __future__ import annotations
 
@@ -87,6 +88,83 @@ def test_lone_surrogate_in_a_value_is_400_naming_it_and_changes_nothing(
     assert _state(app) == before  # id 1 was not promoted first, no tag was created
     jobs = client.get("/api/jobs")
     assert jobs.status_code == 200 and jobs.get_json() == {"jobs": []}
+
+
+NUL_KEY = '{"\\u0000": 1}'
+
+
+def test_every_json_write_route_refuses_a_nul_key(app, client, seeded, no_propagation):
+    """PostgreSQL text cannot hold U+0000 (psycopg refuses it): both stores refuse it up front."""
+    before = _state(app)
+    for method, url in _write_routes(app):
+        if method == "DELETE":
+            continue
+        response = client.open(url, method=method, data=NUL_KEY, content_type="application/json")
+        assert response.status_code == 400, (method, url, response.get_data(as_text=True))
+        assert "NUL" in response.get_json()["error"], (method, url)
+        assert client.get("/api/jobs").get_json() == {"jobs": []}
+    assert _state(app) == before
+
+
+@pytest.mark.parametrize("url, method, raw, where", [
+    (f"/api/models/{SHA}", "PATCH", '{"name": "x\\u0000"}', "name"),
+    (f"/api/models/{SHA}", "PATCH", '{"path": "/m/\\u0000.safetensors"}', "path"),
+    (f"/api/models/{SHA}", "PATCH", '{"type": "loras\\u0000"}', "type"),
+    (f"/api/models/{SHA}", "PATCH", '{"author": "\\u0000"}', "author"),
+    (f"/api/models/{SHA}", "PATCH", '{"trigger_words": ["ok", "a\\u0000b"]}', "trigger_words[1]"),
+    (f"/api/models/{SHA}", "PATCH", '{"tags": ["kept", "new\\u0000"]}', "tags[1]"),
+    (f"/api/models/{SHA}", "PATCH", '{"meta_json": {"description": "d\\u0000"}}',
+     "meta_json.description"),
+    (f"/api/models/{SHA}", "PATCH", '{"meta_json": {"prompts": {"negative": "\\u0000"}}}',
+     "meta_json.prompts.negative"),
+    (f"/api/models/{SHA}", "PATCH", '{"meta_json": {"x\\u0000": "v"}}', "a key of meta_json"),
+    ("/api/tags_add", "POST", '{"newtags": ["ok", "bad\\u0000"]}', "newtags[1]"),
+    ("/api/models/tags", "POST", f'{{"sha256": ["{SHA}"], "add": ["t\\u0000"]}}', "add[0]"),
+    ("/api/models/set_type", "POST", f'{{"sha256": ["{SHA}"], "type": "l\\u0000"}}', "type"),
+    ("/api/tags/rename", "POST", '{"id": 1, "name": "r\\u0000"}', "name"),
+    ("/api/tags/merge", "POST", '{"source": [1], "target": "m\\u0000"}', "target"),
+    ("/api/migration/migrate_legacy_db", "POST", '{"legacy_db_path": "/tmp/\\u0000.db"}',
+     "legacy_db_path"),
+    ("/api/migration/import_models", "POST", '{"id": [1, "\\u0000"]}', "id[1]"),
+    ("/api/migration/import_models", "POST", '{"id": [1], "strategy": "merge\\u0000"}',
+     "strategy"),
+])
+def test_nul_in_a_value_is_400_naming_it_and_changes_nothing(
+        app, client, seeded, no_propagation, url, method, raw, where):
+    before = _state(app)
+    response = client.open(url, method=method, data=raw, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert "NUL" in error and where in error, error
+    assert _state(app) == before  # id 1 was not promoted first, no tag was created
+    assert client.get("/api/jobs").get_json() == {"jobs": []}
+
+
+@pytest.mark.parametrize("method, url, where", [
+    ("get", "/api/models?type=loras%00", "type"),
+    ("get", "/api/models?type=checkpoints&search=a%00b", "search"),
+    ("get", "/api/models?%00=1", "a parameter name"),
+    ("get", f"/api/images/get_img_count?sha256={SHA}%00", "sha256"),
+    ("get", "/api/migration/pending_model?id=1%00", "id"),
+    ("get", "/api/scan?path=%00", "path"),
+    ("delete", f"/api/images/delete?sha256={SHA}&seq=0%00", "seq"),
+    ("get", f"/api/images/{SHA}%00", "ident"),
+    ("get", "/api/images/pending/a%00.png", "name"),
+    ("get", "/api/jobs/1-a%00", "job_id"),
+    ("delete", "/api/jobs/1-a%00", "job_id"),
+    ("post", f"/api/models/{SHA}%00/trash", None),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_nul_in_a_query_string_or_the_url_is_400_naming_it(
+        app, client, seeded, no_propagation, method, url, where):
+    before = _state(app)
+    response = getattr(client, method)(url)
+    if where is None:  # no such route: routing answers as for any unknown URL
+        assert response.status_code in (404, 405)
+    else:
+        assert response.status_code == 400, response.get_data(as_text=True)
+        error = response.get_json()["error"]
+        assert "NUL" in error and where in error, error
+    assert _state(app) == before
 
 
 def test_a_surrogate_pair_is_ordinary_text(client, seeded):

@@ -105,7 +105,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             raise
         conn.execute("RELEASE nested")
         return
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        # PostgreSQL: BEGIN went through but the write lock's wait timed out, leaving an aborted
+        # transaction that would refuse every later statement on this connection.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     try:
         yield conn
         conn.execute("COMMIT")

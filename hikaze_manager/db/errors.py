@@ -59,3 +59,12 @@ def is_disk_full(exc: BaseException) -> bool:
 
         return isinstance(exc, errors.DiskFull)
     return False
+
+
+def primary_message(exc: BaseException) -> str:
+    """The driver's one-line reason, without the statement or PL/pgSQL context lines (which
+    quote our SQL)."""
+    diag = getattr(exc, "diag", None)
+    text = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

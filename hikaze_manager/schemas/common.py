@@ -61,10 +61,14 @@ class AsyncFlag(StrictBool):
 
 
 class SafeString(fields.String):
-    """A string that is valid Unicode text (no lone surrogates)."""
+    """A string either store can hold: valid Unicode text without lone surrogates or NUL."""
+
+    default_error_messages = {"invalid_nul": "must not contain a NUL character (U+0000)"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise self.make_error("invalid_nul")
         if not is_lone_surrogate_free(text):
             raise self.make_error("invalid_utf8")
         return text
@@ -120,26 +124,68 @@ def is_lone_surrogate_free(text: str) -> bool:
     return True
 
 
-def find_lone_surrogate(data) -> str | None:
-    """Where in decoded JSON a string holds a lone UTF-16 surrogate (``"\\ud800"``), or None.
+NUL_PROBLEM = "a NUL character (\\u0000)"
+SURROGATE_PROBLEM = "a lone UTF-16 surrogate (\\uD800-\\uDFFF)"
 
-    Such a string cannot be stored in SQLite nor sent back as UTF-8, so it is refused on the way in.
-    Iterative, so any nesting ``json.loads`` accepted is walked without recursion.
+
+def text_problem(text: str) -> str | None:
+    """What in ``text`` neither store can keep (PostgreSQL text refuses NUL, SQLite and UTF-8
+    lone surrogates), or None."""
+    if "\x00" in text:
+        return NUL_PROBLEM
+    if not is_lone_surrogate_free(text):
+        return SURROGATE_PROBLEM
+    return None
+
+
+def is_storable_text(text: str) -> bool:
+    """True if ``text`` can be stored in either store and sent back as UTF-8."""
+    return text_problem(text) is None
+
+
+def find_unstorable_text(data) -> tuple[str, str] | None:
+    """``(where, problem)`` for the first string in decoded JSON that cannot be stored, or None.
+
+    A lone UTF-16 surrogate (``"\\ud800"``) cannot be stored in SQLite nor sent back as UTF-8,
+    and PostgreSQL text cannot hold NUL: both are refused on the way in, on either store, so a
+    library moves between the stores unchanged. Iterative, so any nesting ``json.loads`` accepted
+    is walked without recursion.
     """
     stack = [("", data)]
     while stack:
         where, value = stack.pop()
         if isinstance(value, str):
-            if not is_lone_surrogate_free(value):
-                return f"the value of {where or 'the body'}"
+            problem = text_problem(value)
+            if problem is not None:
+                return f"the value of {where or 'the body'}", problem
         elif isinstance(value, dict):
             for key, item in value.items():
-                if not is_lone_surrogate_free(key):
-                    return f"a key of {where or 'the body'}"
+                problem = text_problem(key)
+                if problem is not None:
+                    return f"a key of {where or 'the body'}", problem
                 stack.append((f"{where}.{key}" if where else key, item))
         elif isinstance(value, list):
             stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
     return None
+
+
+def check_url_text(args, view_args: dict | None) -> None:
+    """400 naming the parameter when a query string or URL part holds text no store can keep."""
+    for key, value in args.items(multi=True):
+        problem = text_problem(key) or text_problem(value)
+        if problem is not None:
+            name = key if text_problem(key) is None else "a parameter name"
+            raise BadRequest(f"Invalid query string: {problem} in {_clip(name)}",
+                             details={_clip(name): [f"must not contain {problem}"]})
+    for key, value in (view_args or {}).items():
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise BadRequest(f"Invalid URL: {problem} in {key}",
+                             details={key: [f"must not contain {problem}"]})
+
+
+def _clip(where: str) -> str:
+    return where if len(where) <= 200 else where[:200] + "..."
 
 
 def json_body() -> dict:
@@ -147,8 +193,8 @@ def json_body() -> dict:
 
     Stricter than ``request.get_json``: ``NaN``, ``Infinity`` and numbers that overflow to them are
     refused (browsers could not parse them when echoed back), and so are nesting too deep to parse
-    and lone surrogates anywhere in keys or values. Parsed once per request (the guards in
-    ``security`` check every JSON body before any view runs).
+    and lone surrogates or NUL characters anywhere in keys or values. Parsed once per request (the
+    guards in ``security`` check every JSON body before any view runs).
     """
     if "hikaze_json" in g:
         return g.hikaze_json
@@ -164,11 +210,11 @@ def json_body() -> dict:
         raise BadRequest("Invalid JSON body")
     if not isinstance(data, dict):
         raise BadRequest("The JSON body must be an object")
-    where = find_lone_surrogate(data)
-    if where is not None:
-        where = where if len(where) <= 200 else where[:200] + "..."
-        raise BadRequest(f"Invalid JSON body: a lone UTF-16 surrogate (\\uD800-\\uDFFF) in {where}",
-                         details={"body": [f"lone surrogate in {where}"]})
+    found = find_unstorable_text(data)
+    if found is not None:
+        where, problem = _clip(found[0]), found[1]
+        raise BadRequest(f"Invalid JSON body: {problem} in {where}",
+                         details={"body": [f"{problem} in {where}"]})
     g.hikaze_json = data
     return data
 

@@ -18,7 +18,7 @@ from .common import (
     Sha256,
     StrictBool,
     TagSchema,
-    is_lone_surrogate_free,
+    is_storable_text,
 )
 
 MAX_SELECTION = 100_000
@@ -31,7 +31,7 @@ class TagIdOrName(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
-            if len(value) > 1000 or not is_lone_surrogate_free(value):
+            if len(value) > 1000 or not is_storable_text(value):
                 raise self.make_error("invalid")
             return value
         tag_id = as_row_id(value.get("id")) if isinstance(value, dict) else (

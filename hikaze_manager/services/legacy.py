@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..db import ids_handed_out, transaction
+from ..db import errors as db_errors
 from ..db.upgrades import backup_database
 from ..errors import ApiError, Conflict
 from . import image_journal
@@ -432,9 +433,9 @@ def _apply(conn, library: LegacyLibrary, planned: list[_Action], store, report, 
             with transaction(conn):  # a savepoint: one bad row does not spoil the others
                 (_write_model if action.kind == MODEL else _write_pending)(conn, action, tag_ids)
                 _remember(conn, library.source, action)
-        except sqlite3.IntegrityError as exc:
+        except (*db_errors.IntegrityError, *db_errors.DataError) as exc:  # the savepoint undid it
             report.errors += 1
-            report.problem(action.row, f"not migrated: {exc}")
+            report.problem(action.row, f"not migrated: {db_errors.primary_message(exc)}")
             if action.added:
                 unused.append(action.added)
             continue

@@ -205,8 +205,8 @@ def library_source(conn: sqlite3.Connection, path: Path) -> str:
 def _text(value) -> str:
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
+    if isinstance(value, str):  # SQLite text may hold NUL; PostgreSQL's cannot: dropped
+        return value.replace("\x00", "")
     if isinstance(value, list):
         return "\n".join(_text(item) for item in value if item is not None)
     if isinstance(value, dict):
@@ -254,7 +254,7 @@ def _parse_extra(row: LegacyRow, raw) -> None:
         row.positive = _text(prompts.get("positive"))
         row.negative = _text(prompts.get("negative"))
     elif isinstance(prompts, str):
-        row.positive = prompts
+        row.positive = _text(prompts)
         row.problems.append("prompts is a string, not an object; kept as the positive prompt")
     elif prompts is not None:
         row.problems.append("prompts is not an object; ignored")

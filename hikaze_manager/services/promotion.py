@@ -25,6 +25,7 @@ import time
 
 from .. import db
 from ..db import as_row_id
+from ..db import errors as db_errors
 from . import hashing, image_journal
 from .images import picture_digest
 from .jobs import JobCancelled, byte_progress
@@ -166,8 +167,8 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
                 _current_row(conn, pending_id)
                 conn.execute("DELETE FROM pending_import WHERE id = ?", (pending_id,))
                 keep_image = _image_still_used(conn, image_name)
-        except sqlite3.Error as exc:
-            raise _fail(pending_id, f"Database error: {exc}") from None
+        except db_errors.Error as exc:  # either store: this item fails, the batch goes on
+            raise _fail(pending_id, f"Database error: {db_errors.primary_message(exc)}") from None
         if image_name and not keep_image:
             _delete_pending_image(images, image_name)
         return "deleted", pending_id
@@ -210,9 +211,9 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
     except BaseException as exc:
         if write_id is not None:
             _undo_image(conn, images, write_id)
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, db_errors.Error):
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
-            raise _fail(pending_id, f"Database error: {exc}") from None
+            raise _fail(pending_id, f"Database error: {db_errors.primary_message(exc)}") from None
         raise
     if pending_image_used and not keep_image:
         _delete_pending_image(images, image_name)

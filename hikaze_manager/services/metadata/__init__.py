@@ -170,9 +170,13 @@ def pending_found(meta_text: str | None) -> dict | None:
     """What the scan stored with a pending entry, or None (scanned before this feature)."""
     import json
 
+    from .textio import JSON_NUL, strip_nul
+
     try:
         meta = json.loads(meta_text) if meta_text else None
     except ValueError:
         return None
+    if JSON_NUL in meta_text:  # scanned before NUL was dropped on reading: drop it now
+        strip_nul(meta)
     found = meta.get(PENDING_KEY) if isinstance(meta, dict) else None
     return found if isinstance(found, dict) else None

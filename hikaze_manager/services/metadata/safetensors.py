@@ -14,7 +14,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from .textio import clean_text, depth_within, nested_json, word_list
+from .textio import JSON_NUL, clean_text, depth_within, nested_json, strip_nul, word_list
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_HEADER_DEPTH = 8
@@ -87,6 +87,8 @@ def read_header(path: str | os.PathLike, *, max_header: int = MAX_HEADER_BYTES) 
         raise HeaderError("header is not a JSON object")
     if not depth_within(parsed, MAX_HEADER_DEPTH):
         raise HeaderError(f"header JSON is nested deeper than {MAX_HEADER_DEPTH} levels")
+    if JSON_NUL in text:  # PostgreSQL text cannot hold NUL: dropped from keys and values
+        strip_nul(parsed)
     return _check(parsed, length, size)
 
 

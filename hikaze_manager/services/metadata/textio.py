@@ -1,4 +1,5 @@
-"""Bounded, forgiving reads of other tools' text files: size caps, BOMs, UTF-16, NaN, deep nesting."""
+"""Bounded, forgiving reads of other tools' text files: size caps, BOMs, UTF-16, NaN, deep nesting,
+NUL characters."""
 
 from __future__ import annotations
 
@@ -15,17 +16,52 @@ class SidecarError(ValueError):
     """A file next to a model that cannot be used; the message names the problem."""
 
 
+NUL = "\x00"
+JSON_NUL = "\\u0000"  # how JSON text spells a NUL inside a string
+
+
+def strip_nul(value):
+    """``value`` (decoded JSON) with NUL removed from every string and key, changed in place.
+
+    PostgreSQL text cannot hold U+0000 (the shared store refuses the whole write), and a NUL in
+    another tool's file carries no meaning: it is dropped, the rest of the text is kept.
+    Iterative, so any nesting the parser accepted is walked without recursion.
+    """
+    if isinstance(value, str):
+        return value.replace(NUL, "")
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            pairs = [(k.replace(NUL, "") if isinstance(k, str) else k, v) for k, v in item.items()]
+            item.clear()
+            for key, child in pairs:
+                item[key] = child.replace(NUL, "") if isinstance(child, str) else child
+                if isinstance(child, (dict, list)):
+                    stack.append(child)
+        elif isinstance(item, list):
+            for i, child in enumerate(item):
+                if isinstance(child, str):
+                    item[i] = child.replace(NUL, "")
+                elif isinstance(child, (dict, list)):
+                    stack.append(child)
+    return value
+
+
 def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else UTF-16 by its BOM; anything else is a :class:`SidecarError`."""
+    """UTF-8 (with or without BOM), else UTF-16 by its BOM, without NUL characters; anything else
+    is a :class:`SidecarError`."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16")
+            text = data.decode("utf-16")
         except UnicodeDecodeError:
             raise SidecarError("broken UTF-16 text") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SidecarError("not UTF-8 or UTF-16 text (unknown encoding)") from None
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise SidecarError("not UTF-8 or UTF-16 text (unknown encoding)") from None
+    return text.replace(NUL, "") if NUL in text else text
 
 
 def read_text(path: str | os.PathLike, cap: int = MAX_SIDECAR_BYTES) -> str:
@@ -60,7 +96,8 @@ def depth_within(value, limit: int) -> bool:
 
 
 def loads_lenient(text: str, *, max_depth: int | None = MAX_JSON_DEPTH):
-    """JSON where ``NaN``/``Infinity`` read as null; too deep or invalid is a :class:`SidecarError`.
+    """JSON where ``NaN``/``Infinity`` read as null and ``\\u0000`` is dropped; too deep or invalid
+    is a :class:`SidecarError`.
 
     ``max_depth=None`` keeps only the parser's own recursion guard (values inside a header that
     was depth-checked already).
@@ -73,7 +110,7 @@ def loads_lenient(text: str, *, max_depth: int | None = MAX_JSON_DEPTH):
         raise SidecarError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
     if max_depth is not None and not depth_within(value, max_depth):
         raise SidecarError(f"JSON nested deeper than {max_depth} levels")
-    return value
+    return strip_nul(value) if JSON_NUL in text else value
 
 
 def nested_json(value):
