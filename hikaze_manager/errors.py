@@ -11,7 +11,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .db import errors as db_errors
-from .db.errors import is_busy, is_disk_full, is_unreachable, primary_message
+from .db.errors import (is_busy, is_disk_full, is_lock_timeout, is_not_permitted, is_read_only,
+                        is_unreachable, primary_message)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,35 @@ def storage_error(exc: BaseException) -> ApiError | None:
     return None
 
 
+def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The client's 503 for a database that cannot serve the request now: another writer holds
+    the write lock, the server is unreachable, read-only, or refuses our role; else None."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__  # never the CONTEXT lines quoting our SQL
+    if is_lock_timeout(exc):
+        return ServiceUnavailable(
+            "Another writer holds the library's write lock (another machine sharing the library, "
+            "a job or another process on this one) and did not release it in time: nothing was "
+            "changed. "
+            f"Try again in a moment. ({text})")
+    if is_busy(exc):
+        return ServiceUnavailable(f"The library database is busy: {text}. Try again in a moment.")
+    if is_unreachable(exc):
+        return ServiceUnavailable(
+            f"The library database cannot be reached right now: {text}. Try again once it is back.")
+    if is_read_only(exc):
+        why = ("its file became read-only" if isinstance(exc, sqlite3.Error)
+               else "a standby after a failover, or a read-only setting")
+        return ServiceUnavailable(
+            f"The library database accepts no writes right now: it is read-only ({why}). "
+            f"Reads still work. ({text})")
+    if is_not_permitted(exc):
+        return ServiceUnavailable(
+            "The library database refused the change: the database role this server logs in as "
+            f"lacks the privilege ({text}). Ask the database's administrator to grant it.")
+    return None
+
+
 def error_response(code: int, message: str, details: dict | None = None):
     """Build the one error shape of the API: ``{"error": message[, "details": {...}]}``."""
     body: dict = {"error": message}
@@ -147,13 +177,14 @@ def register_error_handlers(app: Flask) -> None:
         if refused is not None:
             logger.error("[Hikaze] a database write was refused by the storage: %s", e)
             return error_response(refused.code, refused.message)
-        text = str(e).strip()
-        if is_busy(e) or "readonly" in text or is_unreachable(e):
-            logger.warning("database unavailable: %s", text)
-            return error_response(503, f"The library database is unavailable: {text}")
+        unavailable = database_unavailable(e)
+        if unavailable is not None:
+            logger.warning("[Hikaze] database unavailable: %s", unavailable.message)
+            return error_response(unavailable.code, unavailable.message)
         raise e
 
-    for cls in db_errors.OperationalError:  # the store is open: psycopg's class is known
+    # The store is open: psycopg's classes are known.
+    for cls in (*db_errors.OperationalError, *db_errors.refusal_classes()):
         app.register_error_handler(cls, handle_db_busy)
 
     def handle_refused_value(e: Exception):

@@ -240,6 +240,25 @@ class PostgresServer:
             self.root = None
         atexit.unregister(self.stop)
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data and port, as an outage would (``fast``: sessions
+        are told and closed; ``immediate``: a crash, sockets just close); :meth:`resume` it."""
+        if mode == "immediate":  # with synchronous_commit off the last commits would be lost
+            self.admin_execute("CHECKPOINT")
+        with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+            self._check([str(self.bindir / "pg_ctl"), "stop", "-m", mode, "-w", "-t", "60", "-D",
+                         str(self.data_dir)], "pg_ctl stop", timeout=120)
+
+    def resume(self) -> None:
+        """Start a :meth:`halt`-ed server again on its port (waits until it accepts connections)."""
+        self._check([str(self.bindir / "pg_ctl"), "start", "-w", "-t", "120", "-D",
+                     str(self.data_dir), "-l", str(self.log_path)], "pg_ctl start",
+                    timeout=180, start_new_session=True)
+        self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def __enter__(self) -> "PostgresServer":
         return self.start() if self.root is None else self
 

@@ -5,6 +5,7 @@ SQLite (WAL) is set up here; PostgreSQL in :mod:`.pg`; :mod:`.stores` picks one 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -14,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, current_app, g
+
+from . import errors as db_errors
+
+logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 15.0
 DB_FILE_NAME = "hikaze_model_manager.db"
@@ -192,11 +197,29 @@ def get_db() -> sqlite3.Connection:
     return conn
 
 
+def release(conn) -> None:
+    """Roll back what a request left open, so the connection can be reused. A PostgreSQL
+    connection the ROLLBACK fails on (the server went away meanwhile) is closed instead: the
+    next checkout opens a new one, and the request keeps the answer it already has."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except db_errors.Error as exc:
+        if dialect_of(conn) != "postgres":
+            raise
+        logger.warning("[Hikaze] dropping a database connection that failed to roll back: %s", exc)
+        try:
+            conn.close()
+        except Exception:  # a broken connection may fail to close; it is dropped either way
+            pass
+
+
 def close_db(_exc: BaseException | None = None) -> None:
     """End the request's use of its connection: roll back anything left open, keep it for reuse."""
     conn = g.pop("db", None)
-    if conn is not None and conn.in_transaction:
-        conn.execute("ROLLBACK")
+    if conn is not None:
+        release(conn)
 
 
 def init_app(app: Flask) -> None:

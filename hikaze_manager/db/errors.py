@@ -39,14 +39,58 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """True when the database server could not be reached or the connection broke."""
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when a writer gave up waiting for the library's write lock (another writer has it)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        return "locked" in text or "busy" in text
     psycopg = _psycopg()
-    if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        from psycopg import errors
+
+        return isinstance(exc, errors.LockNotAvailable)
+    return False
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when the database server could not be reached, went away, or ended our session."""
+    psycopg = _psycopg()
+    if psycopg is None or not isinstance(exc, psycopg.Error):
         return False
     from psycopg import errors
 
-    return exc.sqlstate is None or isinstance(exc, (errors.AdminShutdown, errors.CannotConnectNow))
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        return True  # libpq's own: refused, timed out, the connection lost
+    return isinstance(exc, (errors.ConnectionException, errors.AdminShutdown, errors.CrashShutdown,
+                            errors.CannotConnectNow, errors.DatabaseDropped,
+                            errors.IdleSessionTimeout, errors.IdleInTransactionSessionTimeout))
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """True when the database refused a write because it is read-only (a SQLite file opened
+    read-only; a PostgreSQL standby after a failover, or default_transaction_read_only)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "readonly" in str(exc)
+    psycopg = _psycopg()
+    return psycopg is not None and isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+
+
+def is_not_permitted(exc: BaseException) -> bool:
+    """True when the database role this server logs in as lacks a privilege the statement needs."""
+    psycopg = _psycopg()
+    return psycopg is not None and isinstance(exc, psycopg.errors.InsufficientPrivilege)
+
+
+def refusal_classes() -> tuple[type[BaseException], ...]:
+    """psycopg's classes outside OperationalError that mean "not now" rather than a bug of ours
+    (read-only, no privilege, session ended), for error handlers; empty until psycopg is loaded."""
+    psycopg = _psycopg()
+    if psycopg is None:
+        return ()
+    from psycopg import errors
+
+    return (errors.ReadOnlySqlTransaction, errors.InsufficientPrivilege,
+            errors.IdleInTransactionSessionTimeout)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 import re
+import select
 from collections.abc import Iterator, Sequence
 
 import psycopg
 from psycopg import ClientCursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from .pg_redact import guard_log, redact, scrub  # noqa: F401 (redact is imported from here)
@@ -24,6 +26,19 @@ from .pg_redact import guard_log, redact, scrub  # noqa: F401 (redact is importe
 DIALECT = "postgres"
 WRITE_LOCK_KEY = 0x48696B617A65  # "Hikaze": the one advisory lock all writers take
 LOCK_TIMEOUT = "15s"  # SQLite's busy timeout: a writer waits this long, then the request gets 503
+# A session idle inside a transaction for this long is ended by the server, which frees the write
+# lock it holds: a machine frozen (suspended, paused VM, SIGSTOP) in the middle of a write would
+# otherwise make every other machine's writes 503 until it wakes. Our transactions never wait
+# this long between two statements (the longest gaps: one picture read or one v1 row planned).
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+# TCP keepalives, so a peer that vanished (power cut, network gone) is noticed in about a minute
+# and a half instead of the system's default two hours: libpq's on our side (a request never hangs
+# on a dead server), the server's on its side (a dead machine's session and lock are dropped).
+# tcp_user_timeout bounds the wait for a server that stops acknowledging what we sent.
+KEEPALIVE_PARAMS = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+                    "keepalives_count": "6", "tcp_user_timeout": "90000"}
+SERVER_KEEPALIVES = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",
+                     "tcp_keepalives_count": "6"}
 
 # What the rewrites below must never look into: string literals and quoted identifiers (data,
 # kept byte for byte) and comments (dropped). SQLite's rules: '' and "" escape a quote, block
@@ -189,8 +204,11 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
-        """True between BEGIN and COMMIT/ROLLBACK (also after a failed statement in one)."""
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        """True between BEGIN and COMMIT/ROLLBACK (also after a failed statement in one); never
+        on a broken connection, whose transaction the server has already ended."""
+        status = self.raw.info.transaction_status
+        return status in (TransactionStatus.ACTIVE, TransactionStatus.INTRANS,
+                          TransactionStatus.INERROR) and not self.closed
 
     def cursor(self) -> Cursor:
         """A new cursor; set ``row_factory = None`` on it for plain tuples."""
@@ -209,6 +227,20 @@ class Connection:
         """True once the connection is closed or broken."""
         return self.raw.closed or self.raw.broken
 
+    def usable(self) -> bool:
+        """True when the connection can serve another request: open, and not ended by the server.
+
+        A session the server ended while we were idle (restart, failover, terminated backend)
+        looks fine until used; its socket is readable, though (the server's goodbye or EOF),
+        while an idle live session has nothing to read.
+        """
+        if self.closed:
+            return False
+        try:
+            return not _readable(self.raw.fileno())
+        except (OSError, ValueError, psycopg.Error):
+            return False
+
     def close(self) -> None:
         """Close the connection."""
         self.raw.close()
@@ -221,6 +253,14 @@ class Connection:
                 raw.close()
             except Exception:  # interpreter shutdown or a broken socket: nothing left to release
                 pass
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):  # select() fails on descriptors past 1024, which a busy server has
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
@@ -244,11 +284,16 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
 
 
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
-    """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
+    """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait,
+    keepalives, idle-in-transaction timeout)."""
     guard_log(url)
     failure = None
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=15)
+        given = conninfo_to_dict(url)
+        # The URL's own keepalive settings win; tcp_user_timeout needs libpq 12.
+        extra = {key: value for key, value in KEEPALIVE_PARAMS.items() if key not in given
+                 and (key != "tcp_user_timeout" or psycopg.pq.version() >= 120000)}
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=15, **extra)
     except psycopg.Error as exc:
         # libpq quotes the connection string (or pieces of a misspelt password) in its errors:
         # never let that reach a log.
@@ -262,7 +307,9 @@ def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) ->
     # JIT compiling costs more than it saves on our short queries (0.3 s on a 10k list).
     # Single statements outside a transaction are READ COMMITTED too, as SQLite's autocommit
     # writes are: a database or role defaulting to a stricter level would fail them (40001).
+    keepalives = "".join(f"; SET {name} = {value}" for name, value in SERVER_KEEPALIVES.items())
     raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off; "
-                "SET default_transaction_isolation = 'read committed'"
+                f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'"
+                f"{keepalives}; SET default_transaction_isolation = 'read committed'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
     return Connection(raw)

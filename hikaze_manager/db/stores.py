@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from . import RequestConnections, connect as sqlite_connect, transaction
+from . import RequestConnections, connect as sqlite_connect, release, transaction
 from .watch import DataVersionWatcher
 
 logger = logging.getLogger(__name__)
@@ -129,9 +129,13 @@ class PostgresStore(_Store):
         return conn
 
     def checkout(self, read_only: bool | str):
-        """This thread's reused connection, for a request (reopened when it broke)."""
+        """This thread's reused connection, for a request: a new one when the kept one broke or
+        the server ended its session (a restart: every thread's connection is dead at once)."""
         conn = self._local.conns.get(read_only)
-        if conn is None or conn.closed:
+        if conn is None or not conn.usable():
+            self._local.conns.pop(read_only, None)
+            if conn is not None:
+                _close_quietly(conn)
             conn = self.connect(read_only=read_only is True)
             self._local.conns[read_only] = conn
         return conn
@@ -144,8 +148,7 @@ class PostgresStore(_Store):
         try:
             yield conn
         finally:
-            if conn.in_transaction and not conn.closed:
-                conn.execute("ROLLBACK")
+            release(conn)
 
     def watcher(self) -> "PgVersionWatcher":
         """A probe of the library's version row, which every commit on any machine changes."""
@@ -202,6 +205,13 @@ class PostgresStore(_Store):
             conn.close()
 
 
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # a broken connection may fail to close; it is dropped either way
+        pass
+
+
 def _schema_sections() -> dict[str, str]:
     text = PG_SCHEMA_SQL.read_text(encoding="utf-8")
     shared, machine = text.split("-- @@machine", 1)
@@ -242,7 +252,8 @@ class PgVersionWatcher:
 
         with self._lock:
             try:
-                if self._conn is None or self._conn.closed:
+                if self._conn is None or not self._conn.usable():
+                    self._close_locked()
                     self._conn = self._store.connect(read_only=True)
                 return ("pg", self._conn.execute("SELECT value FROM hikaze.version").fetchone()[0])
             except db_errors.Error as exc:
@@ -252,10 +263,7 @@ class PgVersionWatcher:
 
     def _close_locked(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # a broken connection may fail to close; it is dropped either way
-                pass
+            _close_quietly(self._conn)
         self._conn = None
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ApiError, Conflict, storage_error
+from ..errors import ApiError, Conflict, database_unavailable, storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ class JobManager:
         except ApiError as exc:  # an expected refusal (e.g. 503 no model types): the client's error
             state, status_code, result, error = FAILED, exc.code, None, exc.message
         except Exception as exc:  # the job's owner reads the error; the server keeps running
-            refused = storage_error(exc)  # full disk and the like: a 507, not a bug of ours
+            # Full disk and the like (507), the database locked, gone or read-only (503): the
+            # answer a request gets, not a bug of ours.
+            refused = storage_error(exc) or database_unavailable(exc)
             if refused is not None:
                 logger.error("[Hikaze] job %s (%s): %s", job.id, job.kind, exc)
                 state, status_code, result, error = FAILED, refused.code, None, refused.message
