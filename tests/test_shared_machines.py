@@ -3,12 +3,23 @@ others, one machine name per live server, and a role or standby that may only re
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from hikaze_manager import create_app
+from hikaze_manager.db.stores import MachineInUse, PostgresStore
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
 from test_shared_library import machines  # noqa: F401 (fixture)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def link_pending_tag(machine, tag_id: int) -> int:
@@ -58,3 +69,119 @@ def test_merge_and_rename_count_and_move_every_machines_pending_links(machines, 
     assert [t["pending"] for t in renamed["before"]] == [1, 0]
     assert [t["name"] for t in b.ok("GET", "/api/migration/pending_models")["models"][0]["tags"]] \
         == ["other"]
+
+
+# ------------------------------------------------------------------------------------------------
+# One live server per machine name
+
+
+class ServerProcess:
+    """``python -m hikaze_manager`` on a shared library, as machine ``name``."""
+
+    def __init__(self, root, url: str, name: str):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HIKAZE_")}
+        (root / "models" / "loras").mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hikaze_manager", "--data-dir", str(root / "data"), "--port", "0",
+             "--models-dir", str(root / "models"), "--database-url", url, "--machine-name", name],
+            cwd=PROJECT_ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.first_line = self.process.stdout.readline()
+
+    @property
+    def running(self) -> bool:
+        return "running at http://127.0.0.1:" in self.first_line
+
+    def refused(self) -> tuple[int, str]:
+        """(exit status, stderr) of a server that did not start."""
+        assert not self.running, self.first_line
+        code = self.process.wait(timeout=30)
+        return code, self.process.stderr.read()
+
+    def stop(self, sig=signal.SIGINT) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def processes():
+    started: list[ServerProcess] = []
+
+    def start(*args) -> ServerProcess:
+        started.append(ServerProcess(*args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
+def assert_refused(server: ServerProcess, name: str) -> None:
+    code, stderr = server.refused()
+    assert code == 1 and "Traceback" not in stderr, stderr
+    assert (f"another Hikaze Manager is running as machine {name!r} on this library; "
+            "give this one --machine-name") in stderr
+
+
+def start_when_free(processes, root, url: str, name: str) -> ServerProcess:
+    """A server of ``name`` started once the database noticed the last holder is gone."""
+    for _ in range(50):
+        server = processes(root, url, name)
+        if server.running:
+            return server
+        assert_refused(server, name)
+        time.sleep(0.2)
+    raise AssertionError(f"machine {name!r} stayed claimed")
+
+
+def test_a_second_live_server_with_the_same_machine_name_is_refused_until_the_first_stops(
+        tmp_path, postgres_url, processes):
+    first = processes(tmp_path / "a", postgres_url, "box")
+    assert first.running, first.first_line + first.process.stderr.read()
+    assert_refused(processes(tmp_path / "b", postgres_url, "box"), "box")
+    other = processes(tmp_path / "c", postgres_url, "box-2")  # another name is another machine
+    assert other.running, other.process.stderr.read()
+    first.stop()
+    assert start_when_free(processes, tmp_path / "b", postgres_url, "box").running
+
+
+def test_a_killed_servers_machine_name_is_free_again(tmp_path, postgres_url, processes):
+    first = processes(tmp_path / "a", postgres_url, "box")
+    assert first.running, first.process.stderr.read()
+    first.stop(signal.SIGKILL)
+    assert start_when_free(processes, tmp_path / "b", postgres_url, "box").running
+
+
+def test_an_app_in_this_process_is_refused_while_a_server_runs_as_its_machine(
+        tmp_path, postgres_url, processes):
+    server = processes(tmp_path / "a", postgres_url, "box")
+    assert server.running, server.process.stderr.read()
+    config = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": postgres_url,
+              "MACHINE_NAME": "box", "MODEL_TYPES": {}}
+    with pytest.raises(MachineInUse, match="running as machine 'box'"):
+        create_app(config)
+    # Reading the library, as ComfyUI's nodes do, needs no claim.
+    with PostgresStore(postgres_url, "box").connection(read_only=True) as conn:
+        assert conn.execute("SELECT name FROM hikaze.machines").fetchall() == [("box",)]
+    server.stop()
+    for _ in range(50):
+        try:
+            app = create_app(config)
+            break
+        except MachineInUse:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("machine 'box' stayed claimed")
+    again = create_app(config)  # the same process is the same machine: a restart shares it
+    get_state(again).lists.close()
+    get_state(again).store.close()
+    get_state(app).lists.close()
+    get_state(app).store.close()
+    assert start_when_free(processes, tmp_path / "b", postgres_url, "box").running

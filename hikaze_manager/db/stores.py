@@ -54,6 +54,22 @@ def machine_schema(name: str) -> str:
     return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
+class MachineInUse(RuntimeError):
+    """Another live server already runs as this machine on the shared library."""
+
+
+# One claim per (library URL, machine schema) and process: apps made again in one process (a
+# restart inside ComfyUI or a test) are the same machine and share it; it goes with the last.
+_claims: dict[tuple[str, str], list] = {}
+_claims_lock = threading.Lock()
+
+
+def _claim_key(schema: str) -> int:
+    """The advisory lock (a signed 64-bit key) held by the one live server of a machine schema."""
+    digest = hashlib.sha256(f"hikaze-machine:{schema}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class _Store:
     """What both stores share: short-lived connections made from the store's own ``connect``."""
 
@@ -115,6 +131,7 @@ class PostgresStore(_Store):
         self._local = _ThreadConnections()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet = weakref.WeakSet()  # every connection handed out, to close
+        self._claimed = False
 
     @property
     def search_path(self) -> tuple[str, str]:
@@ -193,13 +210,79 @@ class PostgresStore(_Store):
                     "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
         return None
 
+    def claim(self) -> None:
+        """Hold this machine's name on the library while the server runs: a session advisory
+        lock on a connection of its own, gone with the process; MachineInUse if another holds it.
+        Two servers with one name would share one machine's paths, pending rows and journal."""
+        key = (self.url, self.schema)
+        with _claims_lock:
+            held = _claims.get(key)
+            if held is None or not _claim_alive(held[0]):
+                conn = self._take_claim()
+                held = _claims[key] = [conn, held[1] if held else 0]
+            held[1] += 1
+            self._claimed = True
+
+    def renew_claim(self) -> None:
+        """Take the claim again when its connection was lost (the database restarted)."""
+        with _claims_lock:
+            held = _claims.get((self.url, self.schema))
+            if held is None or _claim_alive(held[0]):
+                return
+            try:
+                held[0] = self._take_claim()
+            except MachineInUse as exc:
+                logger.error("[Hikaze] while the library was away, %s", exc)
+
+    def _take_claim(self):
+        conn = self._pg.connect(self.url, self.search_path)
+        try:
+            got = conn.raw.execute("SELECT pg_try_advisory_lock(%s)",
+                                   (_claim_key(self.schema),)).fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            raise MachineInUse(
+                f"another Hikaze Manager is running as machine {self.machine!r} on this library; "
+                "give this one --machine-name NAME (or HIKAZE_MACHINE_NAME)")
+        return conn
+
+    def _release_claim(self) -> None:
+        key = (self.url, self.schema)
+        with _claims_lock:
+            held = _claims.get(key) if self._claimed else None
+            self._claimed = False
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] <= 0:
+                del _claims[key]
+                held[0].close()
+
     def close(self) -> None:
         """Close every connection this store opened that is still open (at app shutdown)."""
+        self._release_claim()
         with self._lock:
             conns = list(self._open)
             self._open = weakref.WeakSet()
         for conn in conns:
             conn.close()
+
+
+def _claim_alive(conn) -> bool:
+    """True while the claim's session is there (a restarted database ended it)."""
+    from . import errors as db_errors
+
+    if conn.closed:
+        return False
+    try:
+        conn.raw.execute("SELECT 1")
+        return True
+    except db_errors.Error:
+        conn.close()
+        return False
 
 
 def _schema_sections() -> dict[str, str]:
@@ -244,6 +327,7 @@ class PgVersionWatcher:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._store.connect(read_only=True)
+                    self._store.renew_claim()
                 return ("pg", self._conn.execute("SELECT value FROM hikaze.version").fetchone()[0])
             except db_errors.Error as exc:
                 logger.warning("[Hikaze] library version probe failed: %s", exc)
