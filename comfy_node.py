@@ -85,9 +85,9 @@ def _serve() -> None:
         _port = handle.port
         logger.info("[Hikaze] Hikaze Manager is running at %s", handle.url)
     except Exception as exc:
-        from .hikaze_manager.db.stores import MachineInUse
+        from .hikaze_manager.db.stores import StartRefused
 
-        if isinstance(exc, MachineInUse):  # a setting to change, not a bug: no traceback
+        if isinstance(exc, StartRefused):  # a setting to change, not a bug: no traceback
             logger.error("[Hikaze] the Hikaze Manager server did not start: %s", exc)
             return
         logger.exception("[Hikaze] the Hikaze Manager server did not start")

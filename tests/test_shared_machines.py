@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import psycopg
 import pytest
 
 from hikaze_manager import create_app
-from hikaze_manager.db.stores import MachineInUse, PostgresStore
+from hikaze_manager.db.stores import MachineInUse, PostgresStore, StartRefused
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
@@ -96,7 +99,10 @@ class ServerProcess:
         """(exit status, stderr) of a server that did not start."""
         assert not self.running, self.first_line
         code = self.process.wait(timeout=30)
-        return code, self.process.stderr.read()
+        stderr = self.process.stderr.read()
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code, stderr
 
     def stop(self, sig=signal.SIGINT) -> None:
         if self.process.poll() is None:
@@ -185,3 +191,59 @@ def test_an_app_in_this_process_is_refused_while_a_server_runs_as_its_machine(
     get_state(app).lists.close()
     get_state(app).store.close()
     assert start_when_free(processes, tmp_path / "b", postgres_url, "box").running
+
+
+# ------------------------------------------------------------------------------------------------
+# A role that may only read, or a standby: read-only with the reason, as SQLite on a read-only disk
+
+
+def read_only_url(postgres_server, postgres_url: str, kind: str) -> str:
+    """A role that may only read the library (``select``), or whose sessions are read-only."""
+    role = f"ro_{kind}_{uuid.uuid4().hex[:8]}"
+    database = unquote(urlsplit(postgres_url).path[1:])
+    if kind == "select":
+        postgres_server.admin_execute(f'CREATE ROLE "{role}" LOGIN')
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = "
+                                          "'hikaze' OR nspname LIKE 'm\\_%'").fetchall():
+                conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+                conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    else:  # as on a hot standby: every transaction is read-only, whatever the role may do
+        postgres_server.admin_execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        postgres_server.admin_execute(f'ALTER ROLE "{role}" SET default_transaction_read_only = on')
+    return postgres_server.url_for(database, user=role)
+
+
+@pytest.mark.parametrize("kind", ["select", "standby"])
+def test_a_library_that_may_only_be_read_opens_read_only_for_a_machine_it_has(
+        tmp_path, postgres_server, postgres_url, kind):
+    def config(url, name, folder):
+        return {"TESTING": True, "DATA_DIR": str(tmp_path / folder), "DATABASE_URL": url,
+                "MACHINE_NAME": name, "MODEL_TYPES": {}}
+
+    writer = create_app(config(postgres_url, "studio-a", "a"))
+    assert writer.test_client().post("/api/tags_add", json={"newtags": ["t1"]}).status_code == 200
+    get_state(writer).lists.close()
+    get_state(writer).store.close()
+    url = read_only_url(postgres_server, postgres_url, kind)
+
+    reader = create_app(config(url, "studio-a", "ro"))
+    reason = get_state(reader).read_only_reason
+    why = ("permission denied for database" if kind == "select" else "accepts only reads")
+    assert why in reason and reason.endswith("it is opened read-only."), reason
+    client = reader.test_client()
+    assert client.get("/api/panel/config").get_json()["read_only_reason"] == reason
+    assert [t["name"] for t in client.get("/api/tags").get_json()["tags"]] == ["t1"]
+    assert client.get("/api/tags/usage").status_code == 200
+    refused = client.post("/api/tags_add", json={"newtags": ["x"]})
+    assert refused.status_code == 503 and refused.get_json() == {"error": reason}
+    get_state(reader).lists.close()
+    get_state(reader).store.close()
+
+    # A machine without tables cannot be served by a role that may not create them.
+    fix = "grant role" if kind == "select" else "point this machine at the primary server"
+    with pytest.raises(StartRefused, match="no tables for machine 'new-machine' yet") as raised:
+        create_app(config(url, "new-machine", "new"))
+    assert why in str(raised.value) and fix in str(raised.value)
+    code, stderr = ServerProcess(tmp_path / "new-process", url, "new-machine").refused()
+    assert code == 1 and "Traceback" not in stderr and "no tables for machine" in stderr, stderr

@@ -54,7 +54,11 @@ def machine_schema(name: str) -> str:
     return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
-class MachineInUse(RuntimeError):
+class StartRefused(RuntimeError):
+    """The shared library cannot be served by this server; the message says why and what to do."""
+
+
+class MachineInUse(StartRefused):
     """Another live server already runs as this machine on the shared library."""
 
 
@@ -179,35 +183,73 @@ class PostgresStore(_Store):
 
     def prepare(self) -> str | None:
         """Create or complete the schema (shared and this machine's); the reason if read-only."""
+        from psycopg import errors
+
+        with self.connection() as conn:
+            try:
+                return self._prepare(conn)
+            except (errors.InsufficientPrivilege, errors.ReadOnlySqlTransaction) as exc:
+                return self._read_only_reason(conn, exc)
+
+    def _read_only_reason(self, conn, exc) -> str:
+        """Why a library this role or session cannot write is read-only; StartRefused when it
+        lacks what this machine needs to be served (its tables, at the current version)."""
+        from psycopg import errors
+
+        role, database, found = conn.raw.execute(
+            "SELECT current_user, current_database(), to_regclass('hikaze.schema_version')"
+        ).fetchone()
+        version = None
+        if found is not None:
+            row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
+            version = row[0] if row else None
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            why = f"the database {database!r} accepts only reads (a standby, or read-only sessions)"
+            fix = "point this machine at the primary server"
+        else:
+            detail = str(exc).splitlines()[0] if str(exc) else "permission denied"
+            why = f"role {role!r} may not change it ({detail})"
+            fix = (f"grant role {role!r} CREATE on database {database!r} and on its schemas, and "
+                   "write access to their tables, or start once with a role that has them")
+        if version is not None and version > PG_SCHEMA_VERSION:
+            return _newer_schema(version)
+        if version == PG_SCHEMA_VERSION and self.joined(conn):
+            return f"The shared library cannot be written: {why}; it is opened read-only."
+        if version is None:
+            missing = "is not set up"
+        elif version == PG_SCHEMA_VERSION:
+            missing = f"has no tables for machine {self.machine!r} yet"
+        else:
+            missing = f"needs upgrading to schema version {PG_SCHEMA_VERSION}"
+        raise StartRefused(f"the shared library {missing}, and {why}: {fix}")
+
+    def _prepare(self, conn) -> str | None:
         from psycopg import sql
 
         sections = _schema_sections()
-        with self.connection() as conn:
-            # Quoted by the driver for this server; the section uses it only where SQL takes a
-            # string constant (the view, the trigger's argument), never inside a function body.
-            literal = sql.Literal(self.machine).as_string(conn.raw)
-            with transaction(conn):
-                conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
-                conn.raw.execute(
-                    "CREATE TABLE IF NOT EXISTS hikaze.schema_version (id INTEGER PRIMARY KEY "
-                    "CHECK (id = 1), value INTEGER NOT NULL)")
-                row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
-                if row is not None and row[0] > PG_SCHEMA_VERSION:
-                    return (f"The shared library has schema version {row[0]}, newer than this "
-                            f"Hikaze Manager understands ({PG_SCHEMA_VERSION}); it is opened "
-                            "read-only. Update Hikaze Manager on this machine.")
-                conn.raw.execute(sections["shared"])
-                conn.raw.execute(sections["machine"].replace("{machine}", f'"{self.schema}"')
-                                 .replace("{machine_name}", literal))
-                _add_version_triggers(conn, self.schema)
-                now = int(time.time() * 1000)
-                conn.raw.execute(
-                    "INSERT INTO hikaze.machines(name, schema_name, first_seen, last_seen) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET last_seen = %s",
-                    (self.machine, self.schema, now, now, now))
-                conn.raw.execute(
-                    "INSERT INTO hikaze.schema_version(id, value) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
+        # Quoted by the driver for this server; the section uses it only where SQL takes a
+        # string constant (the view, the trigger's argument), never inside a function body.
+        literal = sql.Literal(self.machine).as_string(conn.raw)
+        with transaction(conn):
+            conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
+            conn.raw.execute(
+                "CREATE TABLE IF NOT EXISTS hikaze.schema_version (id INTEGER PRIMARY KEY "
+                "CHECK (id = 1), value INTEGER NOT NULL)")
+            row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
+            if row is not None and row[0] > PG_SCHEMA_VERSION:
+                return _newer_schema(row[0])
+            conn.raw.execute(sections["shared"])
+            conn.raw.execute(sections["machine"].replace("{machine}", f'"{self.schema}"')
+                             .replace("{machine_name}", literal))
+            _add_version_triggers(conn, self.schema)
+            now = int(time.time() * 1000)
+            conn.raw.execute(
+                "INSERT INTO hikaze.machines(name, schema_name, first_seen, last_seen) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET last_seen = %s",
+                (self.machine, self.schema, now, now, now))
+            conn.raw.execute(
+                "INSERT INTO hikaze.schema_version(id, value) VALUES (1, %s) "
+                "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
         return None
 
     def claim(self) -> None:
@@ -269,6 +311,12 @@ class PostgresStore(_Store):
             self._open = weakref.WeakSet()
         for conn in conns:
             conn.close()
+
+
+def _newer_schema(version: int) -> str:
+    return (f"The shared library has schema version {version}, newer than this Hikaze Manager "
+            f"understands ({PG_SCHEMA_VERSION}); it is opened read-only. Update Hikaze Manager "
+            "on this machine.")
 
 
 def _claim_alive(conn) -> bool:
