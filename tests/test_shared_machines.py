@@ -193,6 +193,29 @@ def test_an_app_in_this_process_is_refused_while_a_server_runs_as_its_machine(
     assert start_when_free(processes, tmp_path / "b", postgres_url, "box").running
 
 
+def test_a_server_takes_its_machine_name_again_when_the_database_ended_its_sessions(
+        tmp_path, postgres_server, postgres_url, processes):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_TYPES": {},
+                      "DATABASE_URL": postgres_url, "MACHINE_NAME": "box"})
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # the requests that meet the outage may fail
+    client = app.test_client()
+    assert client.get("/api/models?type=loras").status_code == 200
+    postgres_server.admin_execute(  # as a database restart does: every session ends
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()", (unquote(urlsplit(postgres_url).path[1:]),))
+    for _ in range(3):  # the first use of each broken connection finds it broken
+        try:
+            client.get("/api/models?type=loras")
+        except psycopg.OperationalError:  # the request teardown's ROLLBACK on it (outage work)
+            pass
+    assert client.get("/api/models?type=loras").status_code == 200
+    try:
+        assert_refused(processes(tmp_path / "b", postgres_url, "box"), "box")
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # A role that may only read, or a standby: read-only with the reason, as SQLite on a read-only disk
 
