@@ -20,6 +20,7 @@ from hikaze_manager.db.stores import MachineInUse, PostgresStore, StartRefused
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
+from test_comfy_loaders import node_module  # noqa: F401 (fixture)
 from test_shared_library import machines  # noqa: F401 (fixture)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +215,20 @@ def test_a_server_takes_its_machine_name_again_when_the_database_ended_its_sessi
     finally:
         get_state(app).lists.close()
         get_state(app).store.close()
+
+
+def test_comfyuis_server_thread_names_the_taken_machine_without_a_traceback(
+        tmp_path, postgres_url, processes, node_module, monkeypatch, caplog):  # noqa: F811
+    server = processes(tmp_path / "a", postgres_url, "box")
+    assert server.running, server.process.stderr.read()
+    for key, value in {"DATABASE_URL": postgres_url, "MACHINE_NAME": "box",
+                       "DATA_DIR": str(tmp_path / "comfy-data")}.items():
+        monkeypatch.setenv(f"HIKAZE_{key}", value)
+    node_module._serve()
+    failed = [r for r in caplog.records if "did not start" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None, failed
+    assert "another Hikaze Manager is running as machine 'box'" in failed[0].getMessage()
+    assert node_module._store is None and node_module._port == 0
 
 
 # ------------------------------------------------------------------------------------------------
