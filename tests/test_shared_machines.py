@@ -217,6 +217,22 @@ def test_a_server_takes_its_machine_name_again_when_the_database_ended_its_sessi
         get_state(app).store.close()
 
 
+def test_the_claim_outlives_a_server_wide_idle_session_limit(tmp_path, postgres_server,
+                                                             postgres_url, processes):
+    database = unquote(urlsplit(postgres_url).path[1:])
+    if postgres_server.major < 14:
+        pytest.skip("idle_session_timeout is PostgreSQL 14+")
+    postgres_server.admin_execute(f'ALTER DATABASE "{database}" SET idle_session_timeout = 300')
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_TYPES": {},
+                      "DATABASE_URL": postgres_url, "MACHINE_NAME": "box"})
+    try:
+        time.sleep(1)  # idle sessions of this database end after 0.3 s; the claim's must not
+        assert_refused(processes(tmp_path / "b", postgres_url, "box"), "box")
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+
+
 def test_comfyuis_server_thread_names_the_taken_machine_without_a_traceback(
         tmp_path, postgres_url, processes, node_module, monkeypatch, caplog):  # noqa: F811
     server = processes(tmp_path / "a", postgres_url, "box")

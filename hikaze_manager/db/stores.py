@@ -279,6 +279,8 @@ class PostgresStore(_Store):
     def _take_claim(self):
         conn = self._pg.connect(self.url, self.search_path)
         try:
+            if conn.raw.info.server_version >= 140000:  # a server-wide idle limit must spare it
+                conn.raw.execute("SET idle_session_timeout = 0")
             got = conn.raw.execute("SELECT pg_try_advisory_lock(%s)",
                                    (_claim_key(self.schema),)).fetchone()[0]
         except BaseException:
