@@ -84,7 +84,12 @@ def _serve() -> None:
         handle = start_server(app, "127.0.0.1", comfy_port + 1)
         _port = handle.port
         logger.info("[Hikaze] Hikaze Manager is running at %s", handle.url)
-    except Exception:
+    except Exception as exc:
+        from .hikaze_manager.db.stores import StartRefused
+
+        if isinstance(exc, StartRefused):  # a setting to change, not a bug: no traceback
+            logger.error("[Hikaze] the Hikaze Manager server did not start: %s", exc)
+            return
         logger.exception("[Hikaze] the Hikaze Manager server did not start")
 
 

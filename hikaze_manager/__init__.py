@@ -119,14 +119,24 @@ def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | 
 
 def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
     """The library in PostgreSQL: this machine keeps only pending pictures and caches locally."""
-    from .db import errors as db_errors
     from .db.stores import PostgresStore, configured_machine_name
+
+    machine = configured_machine_name(app.config.get("MACHINE_NAME"))
+    store = PostgresStore(app.config["DATABASE_URL"], machine)
+    store.claim()  # before anything is touched: a second live server of this machine stops here
+    try:
+        return _open_shared_library(app, paths, store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _open_shared_library(app: Flask, paths: DataPaths, store) -> AppState:
+    from .db import errors as db_errors
     from .services import batch, image_journal
     from .services.files import sweep_temp_files
     from .services.image_rows import DatabaseImageStore
 
-    machine = configured_machine_name(app.config.get("MACHINE_NAME"))
-    store = PostgresStore(app.config["DATABASE_URL"], machine)
     for folder in (paths.data_dir, paths.pending_dir):
         folder.mkdir(parents=True, exist_ok=True)
     sweep_temp_files(paths.pending_dir)

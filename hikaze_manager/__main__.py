@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from . import create_app
     from .db import errors as db_errors
+    from .db.stores import StartRefused
     from .server import start_server
     from .state import get_state
 
     try:
         app = create_app(build_config(args))
-    except db_errors.Error as exc:  # messages from db/ never hold the database password
+    except (*db_errors.Error, StartRefused) as exc:  # never the database password
         print(f"[Hikaze] could not open the library: {exc}", file=sys.stderr)
         return 1
     host, port = str(app.config["HOST"]), int(app.config["PORT"])

@@ -73,6 +73,23 @@ def on_every_machine(conn, sql: str, params=()) -> None:
         conn.execute(sql, params)
 
 
+def pending_tag_counts(conn, tag_id: int | None = None) -> dict[int, int]:
+    """How many pending models carry each tag (or only ``tag_id``), on every machine of a shared
+    library: the tags are shared, so a delete or merge reaches every machine's pending links."""
+    where = "" if tag_id is None else " WHERE tag_id = ?"
+    if dialect_of(conn) == "postgres":
+        schemas = [row[0] for row in conn.execute("SELECT schema_name FROM hikaze.machines")]
+        tables = ['"' + schema.replace('"', '""') + '".pending_model_tags' for schema in schemas]
+    else:
+        tables = ["pending_model_tags"]
+    if not tables:
+        return {}
+    links = " UNION ALL ".join(f"SELECT tag_id FROM {table}{where}" for table in tables)
+    rows = conn.execute(f"SELECT tag_id, COUNT(*) FROM ({links}) AS links GROUP BY tag_id",
+                        () if tag_id is None else (tag_id,) * len(tables))
+    return {row[0]: row[1] for row in rows}
+
+
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     """A ``file:`` URI for ``path`` that survives ``?``, ``#`` and ``%`` in the path."""
     absolute = Path(path).expanduser().absolute()

@@ -54,6 +54,26 @@ def machine_schema(name: str) -> str:
     return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
+class StartRefused(RuntimeError):
+    """The shared library cannot be served by this server; the message says why and what to do."""
+
+
+class MachineInUse(StartRefused):
+    """Another live server already runs as this machine on the shared library."""
+
+
+# One claim per (library URL, machine schema) and process: apps made again in one process (a
+# restart inside ComfyUI or a test) are the same machine and share it; it goes with the last.
+_claims: dict[tuple[str, str], list] = {}
+_claims_lock = threading.Lock()
+
+
+def _claim_key(schema: str) -> int:
+    """The advisory lock (a signed 64-bit key) held by the one live server of a machine schema."""
+    digest = hashlib.sha256(f"hikaze-machine:{schema}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class _Store:
     """What both stores share: short-lived connections made from the store's own ``connect``."""
 
@@ -115,6 +135,7 @@ class PostgresStore(_Store):
         self._local = _ThreadConnections()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet = weakref.WeakSet()  # every connection handed out, to close
+        self._claimed = False
 
     @property
     def search_path(self) -> tuple[str, str]:
@@ -165,39 +186,131 @@ class PostgresStore(_Store):
 
     def prepare(self) -> str | None:
         """Create or complete the schema (shared and this machine's); the reason if read-only."""
+        from psycopg import errors
+
+        with self.connection() as conn:
+            try:
+                return self._prepare(conn)
+            except (errors.InsufficientPrivilege, errors.ReadOnlySqlTransaction) as exc:
+                return self._read_only_reason(conn, exc)
+
+    def _read_only_reason(self, conn, exc) -> str:
+        """Why a library this role or session cannot write is read-only; StartRefused when it
+        lacks what this machine needs to be served (its tables, at the current version)."""
+        from psycopg import errors
+
+        role, database, found = conn.raw.execute(
+            "SELECT current_user, current_database(), to_regclass('hikaze.schema_version')"
+        ).fetchone()
+        version = None
+        if found is not None:
+            row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
+            version = row[0] if row else None
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            why = f"the database {database!r} accepts only reads (a standby, or read-only sessions)"
+            fix = "point this machine at the primary server"
+        else:
+            detail = str(exc).splitlines()[0] if str(exc) else "permission denied"
+            why = f"role {role!r} may not change it ({detail})"
+            fix = (f"grant role {role!r} CREATE on database {database!r} and on its schemas, and "
+                   "write access to their tables, or start once with a role that has them")
+        if version is not None and version > PG_SCHEMA_VERSION:
+            return _newer_schema(version)
+        if version == PG_SCHEMA_VERSION and self.joined(conn):
+            return f"The shared library cannot be written: {why}; it is opened read-only."
+        if version is None:
+            missing = "is not set up"
+        elif version == PG_SCHEMA_VERSION:
+            missing = f"has no tables for machine {self.machine!r} yet"
+        else:
+            missing = f"needs upgrading to schema version {PG_SCHEMA_VERSION}"
+        raise StartRefused(f"the shared library {missing}, and {why}: {fix}")
+
+    def _prepare(self, conn) -> str | None:
         from psycopg import sql
 
         sections = _schema_sections()
-        with self.connection() as conn:
-            # Quoted by the driver for this server; the section uses it only where SQL takes a
-            # string constant (the view, the trigger's argument), never inside a function body.
-            literal = sql.Literal(self.machine).as_string(conn.raw)
-            with transaction(conn):
-                conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
-                conn.raw.execute(
-                    "CREATE TABLE IF NOT EXISTS hikaze.schema_version (id INTEGER PRIMARY KEY "
-                    "CHECK (id = 1), value INTEGER NOT NULL)")
-                row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
-                if row is not None and row[0] > PG_SCHEMA_VERSION:
-                    return (f"The shared library has schema version {row[0]}, newer than this "
-                            f"Hikaze Manager understands ({PG_SCHEMA_VERSION}); it is opened "
-                            "read-only. Update Hikaze Manager on this machine.")
-                conn.raw.execute(sections["shared"])
-                conn.raw.execute(sections["machine"].replace("{machine}", f'"{self.schema}"')
-                                 .replace("{machine_name}", literal))
-                _add_version_triggers(conn, self.schema)
-                now = int(time.time() * 1000)
-                conn.raw.execute(
-                    "INSERT INTO hikaze.machines(name, schema_name, first_seen, last_seen) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET last_seen = %s",
-                    (self.machine, self.schema, now, now, now))
-                conn.raw.execute(
-                    "INSERT INTO hikaze.schema_version(id, value) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
+        # Quoted by the driver for this server; the section uses it only where SQL takes a
+        # string constant (the view, the trigger's argument), never inside a function body.
+        literal = sql.Literal(self.machine).as_string(conn.raw)
+        with transaction(conn):
+            conn.raw.execute("CREATE SCHEMA IF NOT EXISTS hikaze")
+            conn.raw.execute(
+                "CREATE TABLE IF NOT EXISTS hikaze.schema_version (id INTEGER PRIMARY KEY "
+                "CHECK (id = 1), value INTEGER NOT NULL)")
+            row = conn.raw.execute("SELECT value FROM hikaze.schema_version").fetchone()
+            if row is not None and row[0] > PG_SCHEMA_VERSION:
+                return _newer_schema(row[0])
+            conn.raw.execute(sections["shared"])
+            conn.raw.execute(sections["machine"].replace("{machine}", f'"{self.schema}"')
+                             .replace("{machine_name}", literal))
+            _add_version_triggers(conn, self.schema)
+            now = int(time.time() * 1000)
+            conn.raw.execute(
+                "INSERT INTO hikaze.machines(name, schema_name, first_seen, last_seen) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET last_seen = %s",
+                (self.machine, self.schema, now, now, now))
+            conn.raw.execute(
+                "INSERT INTO hikaze.schema_version(id, value) VALUES (1, %s) "
+                "ON CONFLICT (id) DO UPDATE SET value = excluded.value", (PG_SCHEMA_VERSION,))
         return None
+
+    def claim(self) -> None:
+        """Hold this machine's name on the library while the server runs: a session advisory
+        lock on a connection of its own, gone with the process; MachineInUse if another holds it.
+        Two servers with one name would share one machine's paths, pending rows and journal."""
+        key = (self.url, self.schema)
+        with _claims_lock:
+            held = _claims.get(key)
+            if held is None or not _claim_alive(held[0]):
+                conn = self._take_claim()
+                held = _claims[key] = [conn, held[1] if held else 0]
+            held[1] += 1
+            self._claimed = True
+
+    def renew_claim(self) -> None:
+        """Take the claim again when its connection was lost (the database restarted)."""
+        with _claims_lock:
+            held = _claims.get((self.url, self.schema))
+            if held is None or _claim_alive(held[0]):
+                return
+            try:
+                held[0] = self._take_claim()
+            except MachineInUse as exc:
+                logger.error("[Hikaze] while the library was away, %s", exc)
+
+    def _take_claim(self):
+        conn = self._pg.connect(self.url, self.search_path)
+        try:
+            if conn.raw.info.server_version >= 140000:  # a server-wide idle limit must spare it
+                conn.raw.execute("SET idle_session_timeout = 0")
+            got = conn.raw.execute("SELECT pg_try_advisory_lock(%s)",
+                                   (_claim_key(self.schema),)).fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            raise MachineInUse(
+                f"another Hikaze Manager is running as machine {self.machine!r} on this library; "
+                "give this one --machine-name NAME (or HIKAZE_MACHINE_NAME)")
+        return conn
+
+    def _release_claim(self) -> None:
+        key = (self.url, self.schema)
+        with _claims_lock:
+            held = _claims.get(key) if self._claimed else None
+            self._claimed = False
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] <= 0:
+                del _claims[key]
+                held[0].close()
 
     def close(self) -> None:
         """Close every connection this store opened that is still open (at app shutdown)."""
+        self._release_claim()
         with self._lock:
             conns = list(self._open)
             self._open = weakref.WeakSet()
@@ -210,6 +323,26 @@ def _close_quietly(conn) -> None:
         conn.close()
     except Exception:  # a broken connection may fail to close; it is dropped either way
         pass
+
+
+def _newer_schema(version: int) -> str:
+    return (f"The shared library has schema version {version}, newer than this Hikaze Manager "
+            f"understands ({PG_SCHEMA_VERSION}); it is opened read-only. Update Hikaze Manager "
+            "on this machine.")
+
+
+def _claim_alive(conn) -> bool:
+    """True while the claim's session is there (a restarted database ended it)."""
+    from . import errors as db_errors
+
+    if conn.closed:
+        return False
+    try:
+        conn.raw.execute("SELECT 1")
+        return True
+    except db_errors.Error:
+        _close_quietly(conn)
+        return False
 
 
 def _schema_sections() -> dict[str, str]:
@@ -255,6 +388,7 @@ class PgVersionWatcher:
                 if self._conn is None or not self._conn.usable():
                     self._close_locked()
                     self._conn = self._store.connect(read_only=True)
+                    self._store.renew_claim()
                 return ("pg", self._conn.execute("SELECT value FROM hikaze.version").fetchone()[0])
             except db_errors.Error as exc:
                 logger.warning("[Hikaze] library version probe failed: %s", exc)

@@ -19,25 +19,24 @@ class _DryRun(Exception):
 
 
 def tag_usage(conn: sqlite3.Connection) -> list[dict]:
-    """Every tag with how many library and pending models carry it."""
-    rows = conn.execute(
-        "SELECT t.id, t.name,"
-        " (SELECT COUNT(*) FROM model_tags mt WHERE mt.tag_id = t.id),"
-        " (SELECT COUNT(*) FROM pending_model_tags pt WHERE pt.tag_id = t.id)"
-        " FROM tags t ORDER BY t.name_key, t.id"
-    )
-    return [{"id": r[0], "name": r[1], "models": r[2], "pending": r[3]} for r in rows]
+    """Every tag with how many library and pending models (of every machine) carry it."""
+    with db.consistent_read(conn):
+        rows = conn.execute(
+            "SELECT t.id, t.name, (SELECT COUNT(*) FROM model_tags mt WHERE mt.tag_id = t.id)"
+            " FROM tags t ORDER BY t.name_key, t.id"
+        ).fetchall()
+        pending = db.pending_tag_counts(conn)
+    return [{"id": r[0], "name": r[1], "models": r[2], "pending": pending.get(r[0], 0)} for r in rows]
 
 
 def _usage_of(conn: sqlite3.Connection, tag_id: int) -> dict:
     row = conn.execute(
-        "SELECT t.id, t.name,"
-        " (SELECT COUNT(*) FROM model_tags WHERE tag_id = t.id),"
-        " (SELECT COUNT(*) FROM pending_model_tags WHERE tag_id = t.id)"
+        "SELECT t.id, t.name, (SELECT COUNT(*) FROM model_tags WHERE tag_id = t.id)"
         " FROM tags t WHERE t.id = ?",
         (tag_id,),
     ).fetchone()
-    return {"id": row[0], "name": row[1], "models": row[2], "pending": row[3]}
+    pending = db.pending_tag_counts(conn, tag_id).get(tag_id, 0)
+    return {"id": row[0], "name": row[1], "models": row[2], "pending": pending}
 
 
 def _run(conn: sqlite3.Connection, dry_run: bool, change) -> dict:
