@@ -243,6 +243,17 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
             conn.raw.execute("SELECT set_config('search_path', %s, %s)", (own, local))
 
 
+def every_machine_table(conn: Connection, table: str, columns: str) -> str:
+    """A FROM item: ``columns`` of ``table`` in each machine's schema that has one, UNION ALL."""
+    schemas = [row[0] for row in conn.raw.execute(
+        "SELECT schema_name FROM hikaze.machines WHERE to_regclass(quote_ident(schema_name)"
+        " || '.' || quote_ident(%s)) IS NOT NULL ORDER BY name", (table,))]
+    quoted = '"' + table.replace('"', '""') + '"'
+    selects = [f'SELECT {columns} FROM "{schema.replace(chr(34), chr(34) * 2)}".{quoted}'
+               for schema in schemas] or [f"SELECT {columns} FROM {quoted} WHERE FALSE"]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
 def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait)."""
     guard_log(url)
