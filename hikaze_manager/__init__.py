@@ -136,7 +136,7 @@ def _build_shared_state(app: Flask, paths: DataPaths) -> AppState:
     if read_only_reason is None:
         with store.connection() as conn:
             try:
-                image_journal.recover(conn, images)
+                image_journal.recover(conn, images, store.other_writers)
                 batch.remove_orphan_sets(conn, images, images.recover())
             except (OSError, *db_errors.Error) as exc:
                 logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import types
 from pathlib import Path
@@ -689,23 +691,46 @@ def test_the_loader_node_never_shows_the_database_password(postgres_server, post
     assert caplog.records and not any(secret in r.getMessage() for r in caplog.records)
 
 
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def test_a_machine_starting_keeps_the_sets_another_machine_has_announced(machines, tmp_path):
     """t4 (hostile test): C's start-up orphan sweep ran while A imported models: a set A has
     written for a model it has not committed yet is announced in A's journal only, and C deleted
     it. A set of no model and no announcement anywhere still goes."""
-    def png(colour) -> bytes:
-        buffer = io.BytesIO()
-        Image.new("RGB", (32, 24), colour).save(buffer, "PNG")
-        return buffer.getvalue()
-
     in_flight, orphan = "ab" * 32, "cd" * 32
     state = get_state(machines.a.app)
-    tiers = state.images.process(in_flight, png("teal"))
+    tiers = state.images.process(in_flight, _png("teal"))
     with state.store.connection() as conn:  # A, mid-promotion: announced and written, no commit
         image_journal.announce(conn, in_flight, picture_digest(tiers))
     state.images.add_processed(in_flight, tiers)
-    state.images.add_image(orphan, png("olive"))  # a removed model's set, left by a kill
+    state.images.add_image(orphan, _png("olive"))  # a removed model's set, left by a kill
 
     Machine("render-c", tmp_path / "render-c", machines.url).stop()
     assert state.images.count(in_flight) == 1, "C's start removed a set A is about to commit"
     assert state.images.count(orphan) == 0
+
+
+def test_a_second_server_with_the_same_machine_name_leaves_its_writes_in_progress(
+        machines, tmp_path):
+    """t4b (hostile test): B, a separate process started with A's machine name while A imports,
+    undid A's announcements as if they were a crash's leftovers: A's model lost its picture."""
+    sha = "ef" * 32
+    state = get_state(machines.a.app)
+    tiers = state.images.process(sha, _png("navy"))
+    with state.store.connection() as conn:  # A's import: announced, written, commit to come
+        image_journal.announce(conn, sha, picture_digest(tiers))
+        state.images.add_processed(sha, tiers)
+        config = {"DATA_DIR": str(tmp_path / "b-data"), "DATABASE_URL": machines.url,
+                  "MACHINE_NAME": machines.a.name, "MODEL_TYPES": {}}
+        started = subprocess.run(
+            [sys.executable, "-c", "import json, sys; from hikaze_manager import create_app; "
+             "create_app(json.loads(sys.argv[1]))", json.dumps(config)],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr
+        assert "another server with this machine name" in started.stderr
+        assert state.images.count(sha) == 1, "B removed the set A is about to commit"
+        assert conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 1
