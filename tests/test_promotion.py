@@ -382,6 +382,48 @@ def test_a_set_written_by_a_promotion_killed_before_its_commit_is_gone_after_res
     assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
 
 
+def _announced_and_written(db_conn, images, sha, data):
+    """What a promotion leaves when the database goes away between its set write and its commit:
+    the undo cannot reach the journal either, so the announcement and the set both stay."""
+    tiers = images.process(sha, data)
+    image_journal.announce(db_conn, sha, picture_digest(tiers))
+    images.add_processed(sha, tiers)
+
+
+def test_a_retry_after_a_lost_database_keeps_its_picture_across_a_restart(
+        client, app, app_config, db_conn, make_model_file, add_pending):
+    """t10 (hostile test): the retry finds the picture already there and adds none; the failed
+    attempt's announcement must go with the retry's commit, or the next start removes the
+    picture of the model just imported."""
+    path, sha = make_model_file("loras/lost.safetensors")
+    images = get_state(app).images
+    image_name = images.save_pending_image("lost.png", png_bytes("purple"))
+    pid = add_pending(path, meta={"images": [image_name]})
+    _announced_and_written(db_conn, images, sha, png_bytes("purple"))
+
+    assert _import(client, [pid])["success"] == [pid]  # the database is back: the user retries
+    assert images.count(sha) == 1
+    assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
+    restarted = create_app(app_config)
+    assert get_state(restarted).images.count(sha) == 1
+    assert _model(db_conn, sha) is not None
+
+
+def test_start_up_recovery_keeps_an_announced_picture_of_a_model_in_the_library(
+        app, app_config, db_conn, make_model_file, add_model):
+    """The commit reached the database but its answer did not (or another machine imported the
+    model with this picture since): the announcement is stale, the model is there, and its
+    picture must stay."""
+    path, sha = make_model_file("loras/kept.safetensors")
+    images = get_state(app).images
+    _announced_and_written(db_conn, images, sha, png_bytes("orange"))
+    add_model(sha, str(path))
+
+    restarted = create_app(app_config)
+    assert get_state(restarted).images.count(sha) == 1
+    assert db_conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 0
+
+
 def test_a_picture_already_in_the_sets_is_not_added_again(client, app, db_conn, make_model_file,
                                                           add_pending, add_model):
     path, sha = make_model_file("loras/d.safetensors")

@@ -5,17 +5,23 @@ once; each keeps its own paths; concurrent writers on both lose nothing."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import types
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hikaze_manager import create_app
 from hikaze_manager.server import start_server
+from hikaze_manager.services import image_journal
+from hikaze_manager.services.images import picture_digest
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
@@ -683,3 +689,48 @@ def test_the_loader_node_never_shows_the_database_password(postgres_server, post
     assert "could not be read" in str(missing.value) and f"{user}:***@" in str(missing.value)
     assert secret not in str(missing.value)
     assert caplog.records and not any(secret in r.getMessage() for r in caplog.records)
+
+
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_machine_starting_keeps_the_sets_another_machine_has_announced(machines, tmp_path):
+    """t4 (hostile test): C's start-up orphan sweep ran while A imported models: a set A has
+    written for a model it has not committed yet is announced in A's journal only, and C deleted
+    it. A set of no model and no announcement anywhere still goes."""
+    in_flight, orphan = "ab" * 32, "cd" * 32
+    state = get_state(machines.a.app)
+    tiers = state.images.process(in_flight, _png("teal"))
+    with state.store.connection() as conn:  # A, mid-promotion: announced and written, no commit
+        image_journal.announce(conn, in_flight, picture_digest(tiers))
+    state.images.add_processed(in_flight, tiers)
+    state.images.add_image(orphan, _png("olive"))  # a removed model's set, left by a kill
+
+    Machine("render-c", tmp_path / "render-c", machines.url).stop()
+    assert state.images.count(in_flight) == 1, "C's start removed a set A is about to commit"
+    assert state.images.count(orphan) == 0
+
+
+def test_a_second_server_with_the_same_machine_name_leaves_its_writes_in_progress(
+        machines, tmp_path):
+    """t4b (hostile test): B, a separate process started with A's machine name while A imports,
+    undid A's announcements as if they were a crash's leftovers: A's model lost its picture."""
+    sha = "ef" * 32
+    state = get_state(machines.a.app)
+    tiers = state.images.process(sha, _png("navy"))
+    with state.store.connection() as conn:  # A's import: announced, written, commit to come
+        image_journal.announce(conn, sha, picture_digest(tiers))
+        state.images.add_processed(sha, tiers)
+        config = {"DATA_DIR": str(tmp_path / "b-data"), "DATABASE_URL": machines.url,
+                  "MACHINE_NAME": machines.a.name, "MODEL_TYPES": {}}
+        started = subprocess.run(
+            [sys.executable, "-c", "import json, sys; from hikaze_manager import create_app; "
+             "create_app(json.loads(sys.argv[1]))", json.dumps(config)],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr
+        assert "another server with this machine name" in started.stderr
+        assert state.images.count(sha) == 1, "B removed the set A is about to commit"
+        assert conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 1

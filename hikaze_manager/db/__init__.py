@@ -90,6 +90,16 @@ def pending_tag_counts(conn, tag_id: int | None = None) -> dict[int, int]:
     return {row[0]: row[1] for row in rows}
 
 
+def every_machine_table(conn, table: str, columns: str) -> str:
+    """A FROM item with ``columns`` of one of each machine's own tables (``image_writes``) from
+    every machine: a shared library's other machines too; SQLite has only this one."""
+    if dialect_of(conn) == "postgres":
+        from .pg import every_machine_table as union_of_machines
+
+        return union_of_machines(conn, table, columns)
+    return f"(SELECT {columns} FROM {table})"
+
+
 def sqlite_uri(path: str | Path, mode: str = "rwc") -> str:
     """A ``file:`` URI for ``path`` that survives ``?``, ``#`` and ``%`` in the path."""
     absolute = Path(path).expanduser().absolute()

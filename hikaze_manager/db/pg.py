@@ -12,8 +12,11 @@ commit, and every read-modify-write in the services stays correct unchanged; ``B
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
 import select
+import socket
 from collections.abc import Iterator, Sequence
 
 import psycopg
@@ -283,17 +286,47 @@ def on_every_machine(conn: Connection, sql: str, params: Sequence = ()) -> None:
             conn.raw.execute("SELECT set_config('search_path', %s, %s)", (own, local))
 
 
-def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
+def every_machine_table(conn: Connection, table: str, columns: str) -> str:
+    """A FROM item: ``columns`` of ``table`` in each machine's schema that has one, UNION ALL."""
+    schemas = [row[0] for row in conn.raw.execute(
+        "SELECT schema_name FROM hikaze.machines WHERE to_regclass(quote_ident(schema_name)"
+        " || '.' || quote_ident(%s)) IS NOT NULL ORDER BY name", (table,))]
+    quoted = '"' + table.replace('"', '""') + '"'
+    selects = [f'SELECT {columns} FROM "{schema.replace(chr(34), chr(34) * 2)}".{quoted}'
+               for schema in schemas] or [f"SELECT {columns} FROM {quoted} WHERE FALSE"]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
+def writer_tag(schema: str) -> str:
+    """The application_name of this process's writing connections to ``schema``'s machine
+    (at most 63 bytes, PostgreSQL's limit: the schema name is at most 45)."""
+    host = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+    return f"hz {schema} {host}.{os.getpid()}"
+
+
+def other_writers(conn: Connection, schema: str) -> int:
+    """How many connections to this database of another process write as ``schema``'s machine:
+    another server running with this machine name."""
+    own = writer_tag(schema)
+    return conn.raw.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND starts_with(application_name, %s) AND application_name <> %s",
+        (own[: own.rindex(" ") + 1], own)).fetchone()[0]
+
+
+def connect(url: str, search_path: Sequence[str], *, read_only: bool = False,
+            application_name: str | None = None) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait,
     keepalives, idle-in-transaction timeout)."""
     guard_log(url)
     failure = None
+    named = {"application_name": application_name} if application_name else {}
     try:
         given = conninfo_to_dict(url)
         # The URL's own keepalive settings win; tcp_user_timeout needs libpq 12.
         extra = {key: value for key, value in KEEPALIVE_PARAMS.items() if key not in given
                  and (key != "tcp_user_timeout" or psycopg.pq.version() >= 120000)}
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=15, **extra)
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=15, **extra, **named)
     except psycopg.Error as exc:
         # libpq quotes the connection string (or pieces of a misspelt password) in its errors:
         # never let that reach a log.

@@ -144,7 +144,11 @@ class PostgresStore(_Store):
 
     def connect(self, *, read_only: bool = False):
         """A new connection, closed by the caller."""
-        conn = self._pg.connect(self.url, self.search_path, read_only=read_only)
+        # Writing connections carry this process's name, so that a server starting with the
+        # same machine name can see this one running (other_writers).
+        tag = None if read_only else self._pg.writer_tag(self.schema)
+        conn = self._pg.connect(self.url, self.search_path, read_only=read_only,
+                                application_name=tag)
         with self._lock:
             self._open.add(conn)
         return conn
@@ -179,6 +183,10 @@ class PostgresStore(_Store):
         """True once this machine's tables exist (a server with this machine name has run)."""
         row = conn.raw.execute("SELECT to_regclass(%s)", (f'"{self.schema}".models',)).fetchone()
         return row[0] is not None
+
+    def other_writers(self, conn) -> int:
+        """Writing connections of another process with this machine name (another server)."""
+        return self._pg.other_writers(conn, self.schema)
 
     def describe(self) -> str:
         """The URL without its password, and this machine's name."""

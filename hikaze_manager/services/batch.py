@@ -138,14 +138,24 @@ def remove_orphan_sets(conn: sqlite3.Connection, store: ImageStore,
                        owners: set[str] | None = None) -> int:
     """At start-up: delete the sets of models no longer in the library (and not announced in the
     image journal), so a re-imported file never shows a removed model's pictures. ``owners``:
-    the models with picture sets, as the store's ``recover()`` found them (else its ``owners()``)."""
+    the models with picture sets, as the store's ``recover()`` found them (else its ``owners()``).
+
+    On a shared library the other machines keep running: a set one of them has written for a
+    model it has not committed yet is announced in that machine's journal, so every machine's
+    journal is read. All of it runs under the write lock, in which no machine announces, writes
+    a set or commits a model: what the check finds is still true when the sets are deleted. (A
+    grace period on the sets' age would guess how long an import may stall, and compare clocks
+    of different machines.)
+    """
     if owners is None:
         owners = store.owners()
     if not owners:
         return 0
-    known = {row[0] for row in conn.execute(
-        f"SELECT sha256 FROM models WHERE sha256 IN ({_SELECTED})"
-        f" UNION SELECT sha256 FROM image_writes WHERE sha256 IN ({_SELECTED})",
-        (_as_json(owners), _as_json(owners)))}
-    orphans = sorted(owners - known)
-    return store.remove_sets(orphans) if orphans else 0
+    with db.transaction(conn):
+        journals = db.every_machine_table(conn, "image_writes", "sha256")
+        known = {row[0] for row in conn.execute(
+            f"SELECT sha256 FROM models WHERE sha256 IN ({_SELECTED})"
+            f" UNION SELECT w.sha256 FROM {journals} w WHERE w.sha256 IN ({_SELECTED})",
+            (_as_json(owners), _as_json(owners)))}
+        orphans = sorted(owners - known)
+        return store.remove_sets(orphans, conn=conn) if orphans else 0

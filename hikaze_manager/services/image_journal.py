@@ -5,6 +5,12 @@ that makes the model refer to it deletes the announcement. So after a kill at an
 announcement still there names a set whose DB change never happened: :func:`recover` removes it
 at start-up (by picture digest, so renumbering since does not matter), and a retried promotion
 or migration adds the picture once.
+
+An announcement can outlive a change that did commit: the database went away before its undo
+could run, and the retry found the picture already there. So a retry that reuses an announced
+picture settles the old announcement with its own change (:func:`announced`), and recovery never
+removes a picture of a model that is in the library: it may be that model's only picture, and an
+extra picture is a smaller harm than a lost one.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ def announce(conn: sqlite3.Connection, sha256: str, picture: str) -> int:
             (sha256, picture, int(time.time() * 1000)),
         )
     return cursor.lastrowid
+
+
+def announced(conn: sqlite3.Connection, sha256: str, picture: str) -> list[int]:
+    """Ids of this machine's announcements of ``picture`` for ``sha256`` (a failed write's)."""
+    return [row[0] for row in conn.execute(
+        "SELECT id FROM image_writes WHERE sha256 = ? AND picture = ? ORDER BY id",
+        (sha256, picture))]
 
 
 def settle(conn: sqlite3.Connection, write_ids: list[int]) -> None:
@@ -50,9 +63,27 @@ def undo(conn: sqlite3.Connection, store, write_ids: list[int]) -> None:
             conn.execute("DELETE FROM image_writes WHERE id = ?", (write_id,))
 
 
-def recover(conn: sqlite3.Connection, store) -> int:
-    """At start-up: undo every announcement left by a kill; return how many."""
-    ids = [row[0] for row in conn.execute("SELECT id FROM image_writes ORDER BY id DESC")]
+def recover(conn: sqlite3.Connection, store, others_running=None) -> int:
+    """At start-up: undo every announcement left by a kill, keeping the pictures of models in the
+    library; return how many announcements were undone. ``others_running(conn)``: whether another
+    process writes this journal (a second server with this machine name), whose announcements
+    are not leftovers: then nothing is undone."""
+    rows = conn.execute(
+        "SELECT w.id, EXISTS (SELECT 1 FROM models m WHERE m.sha256 = w.sha256)"
+        " FROM image_writes w ORDER BY w.id DESC").fetchall()
+    # Asked after the journal is read: a writer that announced anything read is connected now.
+    if rows and others_running is not None and others_running(conn):
+        logger.warning("[Hikaze] another server with this machine name is connected to the"
+                       " library: its %d picture write(s) in progress are left alone (give each"
+                       " server its own machine name)", len(rows))
+        return 0
+    kept = [row[0] for row in rows if row[1]]
+    ids = [row[0] for row in rows if not row[1]]
+    if kept:
+        logger.warning("[Hikaze] keeping %d picture set(s) of interrupted writes: their models are"
+                       " in the library", len(kept))
+        with transaction(conn):
+            settle(conn, kept)
     if ids:
         logger.warning("[Hikaze] removing %d picture set(s) of writes interrupted by a crash",
                        len(ids))

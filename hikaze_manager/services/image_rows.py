@@ -124,19 +124,17 @@ class DatabaseImageStore(PictureStoreBase):
             if not _delete_set(conn, sha256, seq):
                 raise NotFound(f"Image sequence {seq} not found for {sha256}")
 
-    def remove_sets(self, shas: Iterable[str]) -> int:
-        """Delete every set of these models in one transaction; returns how many; safe to repeat."""
+    def remove_sets(self, shas: Iterable[str], *, conn=None) -> int:
+        """Delete every set of these models in one transaction; returns how many; safe to repeat.
+
+        ``conn``: run in the caller's transaction (which may hold the write lock) on it.
+        """
         wanted = sorted(set(shas))
-        removed = 0
-        with self._connect() as conn, transaction(conn):
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start:start + _IN_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                removed += conn.execute(
-                    f"DELETE FROM image_tiers WHERE tier = 'high' AND sha256 IN ({marks})", chunk
-                ).rowcount
-                conn.execute(f"DELETE FROM image_tiers WHERE sha256 IN ({marks})", chunk)
-        return removed
+        if conn is not None:
+            with transaction(conn):
+                return _remove_sets(conn, wanted)
+        with self._connect() as own, transaction(own):
+            return _remove_sets(own, wanted)
 
     # -- pictures by content and start-up recovery
 
@@ -179,6 +177,18 @@ class DatabaseImageStore(PictureStoreBase):
         if row is None:
             return None
         return StoredTier(bytes(row[0]), row[1], row[2] / 1000)
+
+
+def _remove_sets(conn, wanted: list[str]) -> int:
+    removed = 0
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start:start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        removed += conn.execute(
+            f"DELETE FROM image_tiers WHERE tier = 'high' AND sha256 IN ({marks})", chunk
+        ).rowcount
+        conn.execute(f"DELETE FROM image_tiers WHERE sha256 IN ({marks})", chunk)
+    return removed
 
 
 def _positions_of(conn, sha256: str, picture: str) -> list[int]:

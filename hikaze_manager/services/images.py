@@ -242,11 +242,11 @@ class ImageStore(PictureStoreBase):
             return set()
         return {name[:64] for name in names if name[64:65] == "_" and name.endswith(".webp")}
 
-    def remove_sets(self, shas) -> int:
+    def remove_sets(self, shas, *, conn=None) -> int:
         """Delete every set of these models, last set first, ``high`` first; safe to repeat.
 
         One listing of the folder finds them all (5,000 models cost one scan, not 5,000 globs).
-        Returns how many sets were removed.
+        Returns how many sets were removed. ``conn`` is not needed: the sets are files.
         """
         wanted = set(shas)
         seqs: dict[str, set[int]] = {}

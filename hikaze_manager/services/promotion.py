@@ -22,6 +22,7 @@ import logging
 import ntpath
 import sqlite3
 import time
+from dataclasses import dataclass, field
 
 from .. import db
 from ..db import as_row_id
@@ -48,6 +49,14 @@ class _Outcome(Exception):
         super().__init__(bucket)
         self.bucket = bucket
         self.entry = entry
+
+
+@dataclass
+class _Journaled:
+    """The image journal entries of one item's picture."""
+
+    own: int | None = None  # announced by this item: undone if the item fails
+    settled: list[int] = field(default_factory=list)  # what the item's commit settles (own too)
 
 
 def normalize_strategy(value) -> str | None:
@@ -173,10 +182,10 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             _delete_pending_image(images, image_name)
         return "deleted", pending_id
 
-    write_id, pending_image_used = _add_image(conn, images, sha, image_name, pending_id, warnings)
+    journaled, pending_image_used = _add_image(conn, images, sha, image_name, pending_id, warnings)
     found = file_metadata.found_for(row["path"], row["meta_json"])
     if not pending_image_used:  # no picture of its own: the preview beside the file, if the model has none
-        write_id = _add_preview(conn, images, sha, row["path"], found, pending_id, warnings)
+        journaled = _add_preview(conn, images, sha, row["path"], found, pending_id, warnings)
     autov3 = (digest.autov3 if digest.autov3 is not None
               else file_metadata.autov3_for(conn, sha, row["path"]))
     try:
@@ -206,11 +215,11 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
             summary = apply_import(conn, sha, found, autov3=autov3 or None)
             conn.execute("DELETE FROM pending_import WHERE id = ?", (pending_id,))
             keep_image = _image_still_used(conn, image_name)
-            if write_id is not None:
-                image_journal.settle(conn, [write_id])
+            if journaled is not None:
+                image_journal.settle(conn, journaled.settled)
     except BaseException as exc:
-        if write_id is not None:
-            _undo_image(conn, images, write_id)
+        if journaled is not None and journaled.own is not None:
+            _undo_image(conn, images, journaled.own)
         if isinstance(exc, db_errors.Error):
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
             raise _fail(pending_id, f"Database error: {db_errors.primary_message(exc)}") from None
@@ -254,11 +263,11 @@ def _image_still_used(conn, image_name: str | None) -> bool:
 
 
 def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
-               warnings) -> tuple[int | None, bool]:
+               warnings) -> tuple[_Journaled | None, bool]:
     """Turn the pending original into a new image set (see :func:`_add_journaled_set`).
 
-    ``(journal id or None, whether the picture is now one of the model's sets)``: a picture the
-    model already has counts as used, so its pending original goes with the row.
+    ``(journal entries or None, whether the picture is now one of the model's sets)``: a
+    picture the model already has counts as used, so its pending original goes with the row.
     """
     if not image_name:
         return None, False
@@ -274,7 +283,8 @@ def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
         return None, False
 
 
-def _add_preview(conn, images, sha: str, path: str, found, pending_id: int, warnings) -> int | None:
+def _add_preview(conn, images, sha: str, path: str, found, pending_id: int,
+                 warnings) -> _Journaled | None:
     """The preview file beside the model as its first set, journaled like the pending original."""
     data, warning = file_metadata.preview_picture(images, sha, path, found)
     if data is not None:
@@ -287,23 +297,26 @@ def _add_preview(conn, images, sha: str, path: str, found, pending_id: int, warn
     return None
 
 
-def _add_journaled_set(conn, images, sha: str, data: bytes) -> int | None:
-    """Add a set announced in the image journal first; returns the journal id to settle.
+def _add_journaled_set(conn, images, sha: str, data: bytes) -> _Journaled | None:
+    """Add a set announced in the image journal first; returns the journal ids to settle.
 
-    None when that very picture is already one of the model's sets (e.g. a retry after a
-    crash): a picture is never added twice.
+    When that very picture is already one of the model's sets (e.g. a retry after a crash or a
+    lost database) nothing is added: a picture is never added twice. An announcement of it left
+    by the failed attempt is settled with this item, else start-up recovery would remove the
+    picture this item now relies on.
     """
     tiers = images.process(sha, data)
     picture = picture_digest(tiers)
     if images.find_picture(sha, picture):
-        return None
+        stale = image_journal.announced(conn, sha, picture)
+        return _Journaled(None, stale) if stale else None
     write_id = image_journal.announce(conn, sha, picture)
     try:
         images.add_processed(sha, tiers)
     except BaseException:
         _undo_image(conn, images, write_id)
         raise
-    return write_id
+    return _Journaled(write_id, [write_id])
 
 
 def _undo_image(conn, images, write_id: int) -> None:
