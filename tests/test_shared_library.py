@@ -717,7 +717,9 @@ def test_a_machine_starting_keeps_the_sets_another_machine_has_announced(machine
 def test_a_second_server_with_the_same_machine_name_leaves_its_writes_in_progress(
         machines, tmp_path):
     """t4b (hostile test): B, a separate process started with A's machine name while A imports,
-    undid A's announcements as if they were a crash's leftovers: A's model lost its picture."""
+    undid A's announcements as if they were a crash's leftovers: A's model lost its picture.
+    B is now refused by A's claim on the name; recovery also leaves a journal alone while another
+    process writes as this machine (pg_stat_activity), for a server that starts without a claim."""
     sha = "ef" * 32
     state = get_state(machines.a.app)
     tiers = state.images.process(sha, _png("navy"))
@@ -730,7 +732,8 @@ def test_a_second_server_with_the_same_machine_name_leaves_its_writes_in_progres
             [sys.executable, "-c", "import json, sys; from hikaze_manager import create_app; "
              "create_app(json.loads(sys.argv[1]))", json.dumps(config)],
             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
-        assert started.returncode == 0, started.stderr
-        assert "another server with this machine name" in started.stderr
+        # A holds its machine's claim: B is refused before it reads or recovers anything
+        assert started.returncode != 0
+        assert "another Hikaze Manager is running as machine" in started.stderr, started.stderr
         assert state.images.count(sha) == 1, "B removed the set A is about to commit"
         assert conn.execute("SELECT COUNT(*) FROM image_writes").fetchone()[0] == 1
