@@ -490,6 +490,22 @@ def test_row_without_path_is_an_error_and_the_rest_still_comes_over(app, db_conn
     assert model_row(db_conn, SHA_A) is not None and model_row(db_conn, SHA_B) is None
 
 
+def test_a_cell_that_is_not_utf8_spoils_no_row(app, client, db_conn, make_v1):
+    # v1 stored whatever bytes it was given: one name that is not UTF-8 refused the whole file
+    lib = make_v1()
+    lib.add_model("/m/checkpoints/a.safetensors", hash_hex=SHA_A, name="alpha")
+    odd = lib.add_model("/m/loras/b.safetensors", type="loras", hash_hex=SHA_B, name="beta")
+    lib.conn.execute("UPDATE models SET name = CAST(X'6361ff' AS TEXT) WHERE id = ?", (odd.id,))
+    lib.close()
+
+    response = client.post("/api/migration/migrate_legacy_db",
+                           json={"legacy_db_path": str(lib.db_path)})
+
+    assert response.status_code == 200, response.get_json()
+    assert model_row(db_conn, SHA_A)["name"] == "alpha"
+    assert model_row(db_conn, SHA_B)["name"] == "ca\ufffd"  # the byte that is no text, marked
+
+
 @pytest.mark.sqlite_only  # an SQLite trigger makes the library refuse a row
 def test_a_row_the_database_refuses_is_isolated_and_its_image_removed(app, db_conn, make_v1):
     # Refused at the row's last statement: its model and tag links must go too (savepoint).

@@ -163,6 +163,10 @@ def _check_v1_schema(conn: sqlite3.Connection, path: Path) -> None:
             )
 
 
+def _as_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 @contextmanager
 def open_legacy_db(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection to a private copy of the v1 database, schema checked; 400 if it is not v1."""
@@ -175,6 +179,9 @@ def open_legacy_db(path: Path) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(sqlite_uri(copy, "rw"), uri=True, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
+            # v1 stored the bytes it was given: a cell that is not UTF-8 reads with U+FFFD for
+            # what is no text, rather than refusing the whole file
+            conn.text_factory = _as_text
             try:
                 _check_v1_schema(conn, path)
             except sqlite3.DatabaseError as exc:
