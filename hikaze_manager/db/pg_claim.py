@@ -59,6 +59,8 @@ class Claim:
                 self._drop()
                 raise
             if not got:
+                if not self.users:  # refused at start: nothing of this claim stays open
+                    self._drop()
                 raise MachineInUse(
                     f"another Hikaze Manager is running as machine {self.machine!r} on this "
                     "library; give this one --machine-name NAME (or HIKAZE_MACHINE_NAME)")
