@@ -43,7 +43,8 @@ class Claim:
         self.users = 0
         self._conn = None
         self._taken: str | None = None  # another live server has the name: why writes stop
-        self._tried = 0.0
+        self._tried = 0.0  # when the claim was last asked for
+        self._failed = False  # and the database did not answer
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,14 +88,19 @@ class Claim:
         try:
             if self._stop.is_set() or self._holds():
                 return
-            if self._taken is not None and time.monotonic() - self._tried < RETRY_TAKEN_S:
+            # A database that just failed to answer is not asked again at once by every waiting
+            # request (a host that drops packets takes the connect timeout each time).
+            since = time.monotonic() - self._tried
+            if since < (RETRY_TAKEN_S if self._taken is not None else
+                        WATCH_INTERVAL_S if self._failed else 0):
                 return
-            self._tried = time.monotonic()
             try:
                 got = self._lock_it()
             except db_errors.Error:
                 self._drop()
+                self._failed, self._tried = True, time.monotonic()
                 return
+            self._failed, self._tried = False, time.monotonic()
             if got and self._taken is not None:
                 logger.warning("[Hikaze] machine %r is this server's again: it makes changes "
                                "again", self.machine)

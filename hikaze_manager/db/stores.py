@@ -133,12 +133,12 @@ class PostgresStore(_Store):
         # Writing connections carry this process's name, so that a server starting with the
         # same machine name can see this one running (other_writers).
         tag = None if read_only else self._pg.writer_tag(self.schema)
+        conn = self._pg.connect(self.url, self.search_path, read_only=read_only,
+                                application_name=tag)
         if tag is not None and self._claim is not None:
             # A new writer (its last one broke: the database may have restarted, ending the
             # claim's session too): take the name back before this one writes anything.
             self._claim.renew(wait=False)
-        conn = self._pg.connect(self.url, self.search_path, read_only=read_only,
-                                application_name=tag)
         with self._lock:
             self._open.add(conn)
         return conn
