@@ -100,6 +100,8 @@ def storage_error(exc: BaseException) -> ApiError | None:
 def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """The client's 503 for a database that cannot serve the request now: another writer holds
     the write lock, the server is unreachable, read-only, or refuses our role; else None."""
+    if isinstance(exc, db_errors.MachineTaken):
+        return ServiceUnavailable(str(exc))
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__  # never the CONTEXT lines quoting our SQL
     if is_lock_timeout(exc):
@@ -184,7 +186,7 @@ def register_error_handlers(app: Flask) -> None:
         raise e
 
     # The store is open: psycopg's classes are known.
-    for cls in (*db_errors.OperationalError, *db_errors.refusal_classes()):
+    for cls in (*db_errors.OperationalError, *db_errors.refusal_classes(), db_errors.MachineTaken):
         app.register_error_handler(cls, handle_db_busy)
 
     def handle_refused_value(e: Exception):

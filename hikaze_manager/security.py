@@ -128,7 +128,8 @@ def _check_request():
                 return error_response(415, "Content-Type must be multipart/form-data")
         elif (has_body or mimetype) and not request.is_json:
             return error_response(415, "Content-Type must be application/json")
-    reason = get_state().read_only_reason
+    state = get_state()
+    reason = state.read_only_reason or state.store.write_refusal()
     if reason:
         return error_response(503, reason)
     if request.method in ("POST", "PUT", "PATCH") and request.is_json and has_body:

@@ -16,11 +16,14 @@ import psycopg
 import pytest
 
 from hikaze_manager import create_app
-from hikaze_manager.db.stores import MachineInUse, PostgresStore, StartRefused
+from hikaze_manager.db.errors import MachineTaken
+from hikaze_manager.db.pg_claim import claim_key
+from hikaze_manager.db.stores import MachineInUse, PostgresStore, StartRefused, machine_schema
 from hikaze_manager.state import get_state
 
 from metadata_support import write_safetensors
 from test_comfy_loaders import node_module  # noqa: F401 (fixture)
+from test_pg_outage import own_server  # noqa: F401 (fixture)
 from test_shared_library import machines  # noqa: F401 (fixture)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +215,71 @@ def test_a_server_takes_its_machine_name_again_when_the_database_ended_its_sessi
     assert client.get("/api/models?type=loras").status_code == 200
     try:
         assert_refused(processes(tmp_path / "b", postgres_url, "box"), "box")
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+
+
+def claim_holder(url: str, name: str) -> int | None:
+    """The backend pid holding machine ``name``'s claim on the library at ``url``, if any."""
+    key = claim_key(machine_schema(name)) & 0xFFFFFFFFFFFFFFFF
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid::bigint = %s AND objid::bigint = %s", (key >> 32, key & 0xFFFFFFFF)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_after_a_database_restart_an_idle_server_holds_its_name_again_at_once(
+        tmp_path, own_server, processes):  # noqa: F811 (the fixture imported above)
+    url = own_server.new_database()
+    first = processes(tmp_path / "a", url, "box")
+    assert first.running, first.process.stderr.read()
+    own_server.halt("fast")
+    own_server.resume()
+    # No request reaches the first server: it takes its name back by itself, within a second.
+    for _ in range(100):
+        if claim_holder(url, "box") is not None:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the first server did not take machine 'box' back")
+    assert_refused(processes(tmp_path / "b", url, "box"), "box")
+    assert first.process.poll() is None
+
+
+def test_a_server_whose_name_was_taken_meanwhile_refuses_writes_and_serves_reads_until_it_is_back(
+        tmp_path, postgres_url):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_TYPES": {},
+                      "DATABASE_URL": postgres_url, "MACHINE_NAME": "box"})
+    client = app.test_client()
+    try:
+        assert client.post("/api/tags_add", json={"newtags": ["before"]}).status_code == 200
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            # The claim's session ends (as in a restart) and another server gets the name first.
+            other.execute("SELECT pg_terminate_backend(%s)", (claim_holder(postgres_url, "box"),))
+            other.execute("SELECT pg_advisory_lock(%s)", (claim_key(machine_schema("box")),))
+            refused = client.post("/api/tags_add", json={"newtags": ["during"]})
+            assert refused.status_code == 503, refused.get_json()
+            assert refused.get_json()["error"].startswith(
+                "another Hikaze Manager is now running as machine 'box' on this library")
+            assert client.post("/api/tags/delete", json={"id": [1]}).status_code == 503
+            with pytest.raises(MachineTaken, match="now running as machine 'box'"):
+                get_state(app).store.connection()  # what jobs and picture writes open
+            tags = client.get("/api/tags")
+            assert tags.status_code == 200
+            assert [t["name"] for t in tags.get_json()["tags"]] == ["before"]
+            assert client.get("/api/models?type=loras").status_code == 200
+        # The other server stopped: the name is this one's again, and so are writes.
+        for _ in range(100):
+            done = client.post("/api/tags_add", json={"newtags": ["after"]})
+            if done.status_code != 503:
+                break
+            time.sleep(0.1)
+        assert done.status_code == 200, done.get_json()
+        assert claim_holder(postgres_url, "box") is not None
     finally:
         get_state(app).lists.close()
         get_state(app).store.close()

@@ -112,3 +112,8 @@ def primary_message(exc: BaseException) -> str:
     text = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc)
     lines = text.strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+class MachineTaken(RuntimeError):
+    """Another live server took this server's machine name on the shared library (while the
+    database was away): this one makes no changes until it can take the name back."""

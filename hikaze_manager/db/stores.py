@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from . import RequestConnections, connect as sqlite_connect, release, transaction
+from . import RequestConnections, connect as sqlite_connect, pg_claim, release, transaction
+from . import errors as db_errors
+from .pg_claim import MachineInUse, StartRefused  # noqa: F401 (imported from here)
 from .watch import DataVersionWatcher
 
 logger = logging.getLogger(__name__)
@@ -54,26 +56,6 @@ def machine_schema(name: str) -> str:
     return f"m_{slug}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
 
 
-class StartRefused(RuntimeError):
-    """The shared library cannot be served by this server; the message says why and what to do."""
-
-
-class MachineInUse(StartRefused):
-    """Another live server already runs as this machine on the shared library."""
-
-
-# One claim per (library URL, machine schema) and process: apps made again in one process (a
-# restart inside ComfyUI or a test) are the same machine and share it; it goes with the last.
-_claims: dict[tuple[str, str], list] = {}
-_claims_lock = threading.Lock()
-
-
-def _claim_key(schema: str) -> int:
-    """The advisory lock (a signed 64-bit key) held by the one live server of a machine schema."""
-    digest = hashlib.sha256(f"hikaze-machine:{schema}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 class _Store:
     """What both stores share: short-lived connections made from the store's own ``connect``."""
 
@@ -83,6 +65,10 @@ class _Store:
     def connection(self, *, read_only: bool = False) -> closing:
         """A short-lived connection for code outside a request (jobs, start-up, the node)."""
         return closing(self.connect(read_only=read_only))
+
+    def write_refusal(self) -> str | None:
+        """Why this server may not write now although the library is writable, else None."""
+        return None
 
 
 class SqliteStore(_Store):
@@ -135,7 +121,7 @@ class PostgresStore(_Store):
         self._local = _ThreadConnections()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet = weakref.WeakSet()  # every connection handed out, to close
-        self._claimed = False
+        self._claim: pg_claim.Claim | None = None
 
     @property
     def search_path(self) -> tuple[str, str]:
@@ -149,6 +135,10 @@ class PostgresStore(_Store):
         tag = None if read_only else self._pg.writer_tag(self.schema)
         conn = self._pg.connect(self.url, self.search_path, read_only=read_only,
                                 application_name=tag)
+        if tag is not None and self._claim is not None:
+            # A new writer (its last one broke: the database may have restarted, ending the
+            # claim's session too): take the name back before this one writes anything.
+            self._claim.renew(wait=False)
         with self._lock:
             self._open.add(conn)
         return conn
@@ -264,57 +254,33 @@ class PostgresStore(_Store):
         return None
 
     def claim(self) -> None:
-        """Hold this machine's name on the library while the server runs: a session advisory
-        lock on a connection of its own, gone with the process; MachineInUse if another holds it.
-        Two servers with one name would share one machine's paths, pending rows and journal."""
-        key = (self.url, self.schema)
-        with _claims_lock:
-            held = _claims.get(key)
-            if held is None or not _claim_alive(held[0]):
-                conn = self._take_claim()
-                held = _claims[key] = [conn, held[1] if held else 0]
-            held[1] += 1
-            self._claimed = True
+        """Hold this machine's name on the library while the server runs (pg_claim); MachineInUse
+        if another live server holds it. Two servers with one name would share one machine's
+        paths, pending rows and journal."""
+        if self._claim is None:
+            self._claim = pg_claim.acquire(self)
 
     def renew_claim(self) -> None:
         """Take the claim again when its connection was lost (the database restarted)."""
-        with _claims_lock:
-            held = _claims.get((self.url, self.schema))
-            if held is None or _claim_alive(held[0]):
-                return
-            try:
-                held[0] = self._take_claim()
-            except MachineInUse as exc:
-                logger.error("[Hikaze] while the library was away, %s", exc)
+        if self._claim is not None:
+            self._claim.renew(wait=False)
 
-    def _take_claim(self):
-        conn = self._pg.connect(self.url, self.search_path)
-        try:
-            if conn.raw.info.server_version >= 140000:  # a server-wide idle limit must spare it
-                conn.raw.execute("SET idle_session_timeout = 0")
-            got = conn.raw.execute("SELECT pg_try_advisory_lock(%s)",
-                                   (_claim_key(self.schema),)).fetchone()[0]
-        except BaseException:
-            conn.close()
-            raise
-        if not got:
-            conn.close()
-            raise MachineInUse(
-                f"another Hikaze Manager is running as machine {self.machine!r} on this library; "
-                "give this one --machine-name NAME (or HIKAZE_MACHINE_NAME)")
-        return conn
+    def write_refusal(self) -> str | None:
+        """Why this server may not write now: another live server took its machine name."""
+        return self._claim.refusal() if self._claim is not None else None
+
+    def connection(self, *, read_only: bool = False) -> closing:
+        """A short-lived connection for code outside a request (jobs, start-up, the node);
+        MachineTaken for a writer while another live server has this machine's name."""
+        refusal = None if read_only else self.write_refusal()
+        if refusal is not None:
+            raise db_errors.MachineTaken(refusal)
+        return closing(self.connect(read_only=read_only))
 
     def _release_claim(self) -> None:
-        key = (self.url, self.schema)
-        with _claims_lock:
-            held = _claims.get(key) if self._claimed else None
-            self._claimed = False
-            if held is None:
-                return
-            held[1] -= 1
-            if held[1] <= 0:
-                del _claims[key]
-                held[0].close()
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            pg_claim.release(self, claim)
 
     def close(self) -> None:
         """Close every connection this store opened that is still open (at app shutdown)."""
@@ -337,20 +303,6 @@ def _newer_schema(version: int) -> str:
     return (f"The shared library has schema version {version}, newer than this Hikaze Manager "
             f"understands ({PG_SCHEMA_VERSION}); it is opened read-only. Update Hikaze Manager "
             "on this machine.")
-
-
-def _claim_alive(conn) -> bool:
-    """True while the claim's session is there (a restarted database ended it)."""
-    from . import errors as db_errors
-
-    if conn.closed:
-        return False
-    try:
-        conn.raw.execute("SELECT 1")
-        return True
-    except db_errors.Error:
-        _close_quietly(conn)
-        return False
 
 
 def _schema_sections() -> dict[str, str]:
