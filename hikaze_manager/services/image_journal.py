@@ -20,6 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+from ..db import errors as db_errors
 from ..db import transaction
 from .image_base import picture_digest
 
@@ -96,14 +97,18 @@ def add_set(conn: sqlite3.Connection, store, sha256: str, data: bytes) -> Journa
 
 
 def undo_quietly(conn: sqlite3.Connection, store, write_id: int | None) -> bool:
-    """Undo one announcement of a failed change; False (logged) if the database is out of reach."""
+    """Undo one announcement of a failed change (errors logged); False if the database is out
+    of reach, so the caller's next undo would fail the same way."""
     if write_id is None:
         return True
     try:
         undo(conn, store, [write_id])
-    except Exception:  # the announcement stays: a retry reuses the set, start-up removes it
+    except Exception as exc:  # the announcement stays: a retry reuses the set, start-up removes it
+        if db_errors.is_unreachable(exc):
+            logger.warning("[Hikaze] could not remove an image set after a failed change: the"
+                           " database is out of reach (%s)", db_errors.primary_message(exc))
+            return False
         logger.exception("[Hikaze] could not remove an image set after a failed change")
-        return False
     return True
 
 

@@ -110,8 +110,8 @@ def remove_images(conn, store, added: list[tuple]) -> None:
                     continue  # reused: not this run's to remove
                 if not reachable:
                     left += 1
-                elif not image_journal.undo_quietly(conn, store, item[2].own):
-                    reachable = False  # the database is gone: the next undo would fail the same
+                else:
+                    reachable = image_journal.undo_quietly(conn, store, item[2].own)
             elif not item[2]:
                 store.delete_pending_image(item[1])
         except Exception:  # keep undoing the rest; the leftover is only an extra picture
