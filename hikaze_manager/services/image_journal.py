@@ -18,10 +18,21 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from dataclasses import dataclass, field
 
+from ..db import errors as db_errors
 from ..db import transaction
+from .image_base import picture_digest
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Journaled:
+    """The image journal entries of one picture added for a DB change not committed yet."""
+
+    own: int | None = None  # announced by this change: undone if the change fails
+    settled: list[int] = field(default_factory=list)  # what the change's commit settles (own too)
 
 
 def announce(conn: sqlite3.Connection, sha256: str, picture: str) -> int:
@@ -61,6 +72,44 @@ def undo(conn: sqlite3.Connection, store, write_ids: list[int]) -> None:
             continue
         with transaction(conn):
             conn.execute("DELETE FROM image_writes WHERE id = ?", (write_id,))
+
+
+def add_set(conn: sqlite3.Connection, store, sha256: str, data: bytes) -> Journaled | None:
+    """Add a set announced in the journal first; returns the journal ids to settle.
+
+    When that very picture is already one of the model's sets (e.g. a retry after a crash or a
+    lost database) nothing is added: a picture is never added twice. An announcement of it left
+    by the failed attempt is settled with this change, else start-up recovery would remove the
+    picture this change now relies on.
+    """
+    tiers = store.process(sha256, data)
+    picture = picture_digest(tiers)
+    if store.find_picture(sha256, picture):
+        stale = announced(conn, sha256, picture)
+        return Journaled(None, stale) if stale else None
+    write_id = announce(conn, sha256, picture)
+    try:
+        store.add_processed(sha256, tiers)
+    except BaseException:
+        undo_quietly(conn, store, write_id)
+        raise
+    return Journaled(write_id, [write_id])
+
+
+def undo_quietly(conn: sqlite3.Connection, store, write_id: int | None) -> bool:
+    """Undo one announcement of a failed change (errors logged); False if the database is out
+    of reach, so the caller's next undo would fail the same way."""
+    if write_id is None:
+        return True
+    try:
+        undo(conn, store, [write_id])
+    except Exception as exc:  # the announcement stays: a retry reuses the set, start-up removes it
+        if db_errors.is_unreachable(exc):
+            logger.warning("[Hikaze] could not remove an image set after a failed change: the"
+                           " database is out of reach (%s)", db_errors.primary_message(exc))
+            return False
+        logger.exception("[Hikaze] could not remove an image set after a failed change")
+    return True
 
 
 def recover(conn: sqlite3.Connection, store, others_running=None) -> int:

@@ -5,7 +5,9 @@ phases: plan (read our DB), images (written atomically by the image store, outsi
 then every DB change in ONE transaction, re-planned inside it so concurrent edits are respected.
 A failure or cancel rolls the transaction back and deletes the images this run added; each set is
 announced in the image journal before it is written and settled by that one transaction, so a
-kill at any moment leaves no set behind once the server restarts (``services/image_journal.py``).
+kill at any moment leaves no set behind once the server restarts (``services/image_journal.py``);
+a set a failed run could not undo (the database was gone) is reused by the retry, never added
+twice (``services/legacy_pictures.py``).
 
 Re-running is safe because ``legacy_imports`` remembers each v1 row by (library identity, v1 id,
 v1 path):
@@ -23,10 +25,8 @@ v1 path):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -36,19 +36,16 @@ from pathlib import Path
 from ..db import ids_handed_out, transaction
 from ..db import errors as db_errors
 from ..db.upgrades import backup_database
-from ..errors import ApiError, Conflict
+from ..errors import Conflict
 from . import image_journal
 from . import tags as tags_service
-from .image_processing import sniff_mime
-from .images import picture_digest
 from .jobs import Job
+from .legacy_pictures import MODEL, PENDING, import_images, remove_images, settled
 from .legacy_reader import LegacyLibrary, LegacyRow
 from .library import parse_meta
 
 logger = logging.getLogger(__name__)
 
-MODEL, PENDING = "model", "pending"
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_PROBLEMS = 1000
 _RUN_LOCK = threading.Lock()
 
@@ -64,7 +61,7 @@ class _Action:
     pending_id: int | None = None
     want_image: bool = False
     image_sha256: str | None = None
-    # Image written by this run: (MODEL, sha, seq) or (PENDING, name, existed before the run).
+    # Image written by this run: see legacy_pictures.import_images.
     added: tuple | None = None
 
     def target(self) -> tuple:
@@ -198,98 +195,6 @@ def _plan(conn: sqlite3.Connection, library: LegacyLibrary, store) -> list[_Acti
         else:
             actions.append(_plan_row(conn, row, store, created, pending_paths, pictured))
     return actions
-
-
-# --- images --------------------------------------------------------------------------------------
-def _read_image(path: Path) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    if path.stat().st_size > MAX_IMAGE_BYTES:
-        raise ValueError(f"image file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
-    return path.read_bytes()
-
-
-def _import_images(
-    conn, actions, images_dir: Path, store, report: _Report, job: Job | None
-) -> None:
-    """Write the pictures of ``actions`` (atomic sets); record each in ``action.added``."""
-    try:  # an identical original already there is reused by the store: not ours to undo
-        pending_before = set(os.listdir(store.pending_dir))
-    except FileNotFoundError:
-        pending_before = set()
-    known = {
-        (record[0], record[1])
-        for record in conn.execute(
-            "SELECT sha256, image_sha256 FROM legacy_imports WHERE image_sha256 IS NOT NULL"
-        )
-    }
-    for action in actions:
-        if not action.want_image:
-            continue
-        if job is not None:
-            job.check_cancelled()
-            job.advance(files=1, message=f"image {action.row.image}")
-        row = action.row
-        try:
-            data = _read_image(images_dir / row.image)
-        except FileNotFoundError:
-            report.images_missing += 1
-            report.problem(row, f"image file not found: {images_dir / row.image}")
-            continue
-        except (OSError, ValueError) as exc:
-            report.image_errors += 1
-            report.problem(row, f"image {row.image} cannot be read: {exc}")
-            continue
-        if action.kind == PENDING and sniff_mime(data[:16]) is None:
-            # Pending originals are kept as they are and served later: images only.
-            report.image_errors += 1
-            report.problem(row, f"image {row.image} is not a PNG, JPEG, WebP or GIF file")
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if action.kind == MODEL and (action.sha256, digest) in known:
-            action.image_sha256 = digest  # this very picture was imported before
-            continue
-        try:
-            if action.kind == MODEL:
-                action.added = _add_model_image(conn, store, action.sha256, data)
-                known.add((action.sha256, digest))
-            else:
-                stored = store.save_pending_image(row.image, data)
-                action.added = (PENDING, stored, stored in pending_before)
-        except (ApiError, OSError) as exc:
-            report.image_errors += 1
-            report.problem(row, f"image {row.image} could not be imported: {_message(exc)}")
-            continue
-        action.image_sha256 = digest
-        report.images_processed += 1
-
-
-def _add_model_image(conn, store, sha256: str, data: bytes) -> tuple:
-    """Write a set announced in the image journal (settled by the migration's transaction)."""
-    tiers = store.process(sha256, data)
-    write_id = image_journal.announce(conn, sha256, picture_digest(tiers))
-    try:
-        seq = store.add_processed(sha256, tiers)
-    except BaseException:
-        image_journal.undo(conn, store, [write_id])
-        raise
-    return MODEL, sha256, seq, write_id
-
-
-def _message(exc: BaseException) -> str:
-    return getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-
-
-def _remove_images(conn, store, added: list[tuple]) -> None:
-    """Undo image writes, newest first (sets by their journal entry, whatever their seq now)."""
-    for item in reversed(added):
-        try:
-            if item[0] == MODEL:
-                image_journal.undo(conn, store, [item[3]])
-            elif not item[2]:
-                store.delete_pending_image(item[1])
-        except Exception:  # keep undoing the rest; the leftover is only an extra picture
-            logger.exception("[Hikaze] could not remove image %r added by a legacy migration", item)
 
 
 # --- database ------------------------------------------------------------------------------------
@@ -447,8 +352,8 @@ def _apply(conn, library: LegacyLibrary, planned: list[_Action], store, report, 
             report.pending += 1
         for problem in action.row.problems:
             report.problem(action.row, problem)
-    image_journal.settle(conn, [action.added[3] for action in actions if action.added
-                                and action.added[0] == MODEL and action.added not in unused])
+    image_journal.settle(conn, settled([action.added for action in actions
+                                        if action.added and action.added not in unused]))
     return unused
 
 
@@ -485,13 +390,13 @@ def _migrate(conn, library, images_dir, store, backups_dir, job) -> dict:
             logger.info("[Hikaze] backed up the library to %s before the v1 migration", backup_path)
     try:
         if images:
-            _import_images(conn, planned, images_dir, store, report, job)
+            import_images(conn, planned, images_dir, store, report, job)
         with transaction(conn):
             unused = _apply(conn, library, planned, store, report, job)
     except BaseException:
-        _remove_images(conn, store, [action.added for action in planned if action.added])
+        remove_images(conn, store, [action.added for action in planned if action.added])
         raise
-    _remove_images(conn, store, unused)
+    remove_images(conn, store, unused)
     db_migration = {
         "migrated": report.migrated,
         "pending": report.pending,

@@ -22,13 +22,11 @@ import logging
 import ntpath
 import sqlite3
 import time
-from dataclasses import dataclass, field
 
 from .. import db
 from ..db import as_row_id
 from ..db import errors as db_errors
 from . import hashing, image_journal
-from .images import picture_digest
 from .jobs import JobCancelled, byte_progress
 from .library import display_name, parse_meta
 from .metadata import importing as file_metadata
@@ -49,14 +47,6 @@ class _Outcome(Exception):
         super().__init__(bucket)
         self.bucket = bucket
         self.entry = entry
-
-
-@dataclass
-class _Journaled:
-    """The image journal entries of one item's picture."""
-
-    own: int | None = None  # announced by this item: undone if the item fails
-    settled: list[int] = field(default_factory=list)  # what the item's commit settles (own too)
 
 
 def normalize_strategy(value) -> str | None:
@@ -219,7 +209,7 @@ def _promote_one(conn, raw, pending_id, rows, digests, strategy, images, warning
                 image_journal.settle(conn, journaled.settled)
     except BaseException as exc:
         if journaled is not None and journaled.own is not None:
-            _undo_image(conn, images, journaled.own)
+            image_journal.undo_quietly(conn, images, journaled.own)
         if isinstance(exc, db_errors.Error):
             logger.warning("[Hikaze] promotion of pending %s failed: %s", pending_id, exc)
             raise _fail(pending_id, f"Database error: {db_errors.primary_message(exc)}") from None
@@ -263,8 +253,8 @@ def _image_still_used(conn, image_name: str | None) -> bool:
 
 
 def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
-               warnings) -> tuple[_Journaled | None, bool]:
-    """Turn the pending original into a new image set (see :func:`_add_journaled_set`).
+               warnings) -> tuple[image_journal.Journaled | None, bool]:
+    """Turn the pending original into a new image set (see :func:`image_journal.add_set`).
 
     ``(journal entries or None, whether the picture is now one of the model's sets)``: a
     picture the model already has counts as used, so its pending original goes with the row.
@@ -275,7 +265,7 @@ def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
         path = images.pending_image_path(image_name)
         if path is None or not path.is_file():
             return None, False
-        return _add_journaled_set(conn, images, sha, path.read_bytes()), True
+        return image_journal.add_set(conn, images, sha, path.read_bytes()), True
     except Exception as exc:  # ImageError, UnsupportedImage, OSError...: promote without it
         message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
         logger.warning("[Hikaze] pending %s: image %r not imported: %s", pending_id, image_name, message)
@@ -284,46 +274,17 @@ def _add_image(conn, images, sha: str, image_name: str | None, pending_id: int,
 
 
 def _add_preview(conn, images, sha: str, path: str, found, pending_id: int,
-                 warnings) -> _Journaled | None:
+                 warnings) -> image_journal.Journaled | None:
     """The preview file beside the model as its first set, journaled like the pending original."""
     data, warning = file_metadata.preview_picture(images, sha, path, found)
     if data is not None:
         try:
-            return _add_journaled_set(conn, images, sha, data)
+            return image_journal.add_set(conn, images, sha, data)
         except Exception as exc:  # ImageError, UnsupportedImage, OSError: import the rest anyway
             warning = f"preview not imported: {getattr(exc, 'message', None) or exc or type(exc).__name__}"
     if warning:
         warnings.append({"id": pending_id, "warning": warning})
     return None
-
-
-def _add_journaled_set(conn, images, sha: str, data: bytes) -> _Journaled | None:
-    """Add a set announced in the image journal first; returns the journal ids to settle.
-
-    When that very picture is already one of the model's sets (e.g. a retry after a crash or a
-    lost database) nothing is added: a picture is never added twice. An announcement of it left
-    by the failed attempt is settled with this item, else start-up recovery would remove the
-    picture this item now relies on.
-    """
-    tiers = images.process(sha, data)
-    picture = picture_digest(tiers)
-    if images.find_picture(sha, picture):
-        stale = image_journal.announced(conn, sha, picture)
-        return _Journaled(None, stale) if stale else None
-    write_id = image_journal.announce(conn, sha, picture)
-    try:
-        images.add_processed(sha, tiers)
-    except BaseException:
-        _undo_image(conn, images, write_id)
-        raise
-    return _Journaled(write_id, [write_id])
-
-
-def _undo_image(conn, images, write_id: int) -> None:
-    try:
-        image_journal.undo(conn, images, [write_id])
-    except Exception:  # the journal entry stays; start-up removes the set
-        logger.exception("[Hikaze] could not remove an image set after a failed promotion")
 
 
 def _delete_pending_image(images, name: str) -> None:
