@@ -129,20 +129,13 @@ def add_model(db_conn: sqlite3.Connection):
 
 from urllib.parse import unquote, urlsplit  # noqa: E402
 
-from pg_support import PostgresServer, PostgresUnavailable, postgres_unavailable  # noqa: E402
+from pg_support import serve_for_tests  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
     """One throw-away PostgreSQL server per session, started only when a test asks for it."""
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        postgres_unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_for_tests()
 
 
 @pytest.fixture

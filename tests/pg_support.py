@@ -71,6 +71,19 @@ def postgres_unavailable(reason: str):
     pytest.skip(reason)
 
 
+def serve_for_tests():
+    """Generator body of a pytest fixture: a started throw-away server, stopped afterwards; a
+    missing PostgreSQL skips (or fails, see :func:`postgres_unavailable`)."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        postgres_unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def find_bindir() -> Path:
     """The folder holding initdb/pg_ctl/postgres: pg_config's bindir, else the highest Debian version."""
     candidates = []

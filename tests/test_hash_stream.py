@@ -55,24 +55,6 @@ def test_a_large_safetensors_file_gets_both_hashes_from_one_read(tmp_path):
     assert hashing.STATS.bytes - before == len(blob)
 
 
-def test_progress_raising_stops_reading_and_every_digest_thread(tmp_path):
-    path = tmp_path / "big.bin"
-    path.write_bytes(os.urandom(THREADED_FROM + 4 * CHUNK_SIZE))
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def progress(n):
-        calls.append(n)
-        raise Stop
-
-    with pytest.raises(Stop):
-        hash_file(path, progress, autov3=True)
-    assert len(calls) == 1
-    assert _digest_threads() == []
-
-
 def test_a_failing_digest_stops_the_read_and_is_raised(tmp_path):
     path = tmp_path / "big.bin"
     size = THREADED_FROM + 8 * CHUNK_SIZE

@@ -11,6 +11,7 @@ import pytest
 from hikaze_manager import create_app
 from hikaze_manager.state import get_state
 from hikaze_manager.services import hashing
+from hikaze_manager.services.hash_stream import THREADED_FROM
 from hikaze_manager.services.hashing import CHUNK_SIZE, FileChangedError, hash_files, sha256_file
 
 pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
@@ -30,9 +31,11 @@ def test_sha256_file_matches_hashlib(tmp_path, size):
     assert len(chunks) == -(-size // CHUNK_SIZE)
 
 
-def test_progress_exception_stops_hashing(tmp_path):
+# below and above hash_stream.THREADED_FROM: the plain loop, and the reader with digest threads
+@pytest.mark.parametrize("size", [4 * CHUNK_SIZE, THREADED_FROM + 4 * CHUNK_SIZE])
+def test_progress_exception_stops_hashing(tmp_path, size):
     path = tmp_path / "big.bin"
-    path.write_bytes(os.urandom(4 * CHUNK_SIZE))
+    path.write_bytes(os.urandom(size))
     calls = []
 
     class Stop(Exception):
@@ -43,8 +46,9 @@ def test_progress_exception_stops_hashing(tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        sha256_file(path, progress)
+        hashing.hash_file(path, progress, autov3=True)
     assert len(calls) == 1
+    assert not [t for t in threading.enumerate() if t.name.endswith("-digest")]
 
 
 def test_file_growing_while_hashed_is_refused(tmp_path):

@@ -19,7 +19,7 @@ from hikaze_manager.services.jobs import Job
 from hikaze_manager.state import get_state
 
 from conftest import TEST_MACHINE
-from pg_support import PostgresServer, PostgresUnavailable, postgres_unavailable
+from pg_support import PostgresServer, serve_for_tests
 
 pytestmark = pytest.mark.both_stores
 
@@ -73,14 +73,7 @@ def test_a_retry_reuses_the_sets_a_failed_run_could_not_undo(app, app_config, db
 @pytest.fixture(scope="module")
 def own_server():
     """A server of this module's own, which its test stops and starts (the session's is shared)."""
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        postgres_unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_for_tests()
 
 
 class _LosesTheDatabase(Job):

@@ -25,7 +25,7 @@ from hikaze_manager.state import get_state
 
 from conftest import TEST_MACHINE
 from metadata_support import write_safetensors
-from pg_support import PostgresServer, PostgresUnavailable, postgres_unavailable
+from pg_support import serve_for_tests
 
 SHA = "ab" * 32
 READS = ("/api/tags", "/api/library/missing", "/api/migration/pending_models", f"/api/models/{SHA}")
@@ -34,14 +34,7 @@ READS = ("/api/tags", "/api/library/missing", "/api/migration/pending_models", f
 @pytest.fixture(scope="module")
 def own_server():
     """A server of this module's own, which its tests stop and start (the session's is shared)."""
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        postgres_unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_for_tests()
 
 
 def _make_app(tmp_path, url: str):
