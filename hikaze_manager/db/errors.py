@@ -16,7 +16,7 @@ _CLASSES = ("Error", "DatabaseError", "DataError", "IntegrityError", "Operationa
 def __getattr__(name: str) -> tuple[type[BaseException], ...]:
     if name not in _CLASSES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    psycopg = sys.modules.get("psycopg")
+    psycopg = _psycopg()
     return (getattr(sqlite3, name), *((getattr(psycopg, name),) if psycopg else ()))
 
 
@@ -25,60 +25,46 @@ def _psycopg():
     return sys.modules.get("psycopg")
 
 
+def _pg_is(exc: BaseException, *names: str) -> bool:
+    """True when ``exc`` is one of ``psycopg.errors``' classes ``names`` (never before a store
+    loaded psycopg: then none can have been raised)."""
+    psycopg = _psycopg()
+    return psycopg is not None and isinstance(exc, tuple(getattr(psycopg.errors, n) for n in names))
+
+
+def _sqlite_says(exc: BaseException, *words: str) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc) for w in words)
+
+
 def is_busy(exc: BaseException) -> bool:
     """True when another writer held the database past the wait limit (retry later: 503)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        return "locked" in text or "busy" in text
-    psycopg = _psycopg()
-    if psycopg is not None and isinstance(exc, psycopg.Error):
-        from psycopg import errors
-
-        return isinstance(exc, (errors.LockNotAvailable, errors.QueryCanceled,
-                                errors.SerializationFailure, errors.DeadlockDetected))
-    return False
+    return _sqlite_says(exc, "locked", "busy") or _pg_is(
+        exc, "LockNotAvailable", "QueryCanceled", "SerializationFailure", "DeadlockDetected")
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
     """True when a writer gave up waiting for the library's write lock (another writer has it)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        return "locked" in text or "busy" in text
-    psycopg = _psycopg()
-    if psycopg is not None and isinstance(exc, psycopg.Error):
-        from psycopg import errors
-
-        return isinstance(exc, errors.LockNotAvailable)
-    return False
+    return _sqlite_says(exc, "locked", "busy") or _pg_is(exc, "LockNotAvailable")
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """True when the database server could not be reached, went away, or ended our session."""
     psycopg = _psycopg()
-    if psycopg is None or not isinstance(exc, psycopg.Error):
-        return False
-    from psycopg import errors
-
-    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         return True  # libpq's own: refused, timed out, the connection lost
-    return isinstance(exc, (errors.ConnectionException, errors.AdminShutdown, errors.CrashShutdown,
-                            errors.CannotConnectNow, errors.DatabaseDropped,
-                            errors.IdleSessionTimeout, errors.IdleInTransactionSessionTimeout))
+    return _pg_is(exc, "ConnectionException", "AdminShutdown", "CrashShutdown", "CannotConnectNow",
+                  "DatabaseDropped", "IdleSessionTimeout", "IdleInTransactionSessionTimeout")
 
 
 def is_read_only(exc: BaseException) -> bool:
     """True when the database refused a write because it is read-only (a SQLite file opened
     read-only; a PostgreSQL standby after a failover, or default_transaction_read_only)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return "readonly" in str(exc)
-    psycopg = _psycopg()
-    return psycopg is not None and isinstance(exc, psycopg.errors.ReadOnlySqlTransaction)
+    return _sqlite_says(exc, "readonly") or _pg_is(exc, "ReadOnlySqlTransaction")
 
 
 def is_not_permitted(exc: BaseException) -> bool:
     """True when the database role this server logs in as lacks a privilege the statement needs."""
-    psycopg = _psycopg()
-    return psycopg is not None and isinstance(exc, psycopg.errors.InsufficientPrivilege)
+    return _pg_is(exc, "InsufficientPrivilege")
 
 
 def refusal_classes() -> tuple[type[BaseException], ...]:
@@ -95,14 +81,7 @@ def refusal_classes() -> tuple[type[BaseException], ...]:
 
 def is_disk_full(exc: BaseException) -> bool:
     """True when the database refused a write for lack of space."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return "disk is full" in str(exc)
-    psycopg = _psycopg()
-    if psycopg is not None and isinstance(exc, psycopg.Error):
-        from psycopg import errors
-
-        return isinstance(exc, errors.DiskFull)
-    return False
+    return _sqlite_says(exc, "disk is full") or _pg_is(exc, "DiskFull")
 
 
 def primary_message(exc: BaseException) -> str:
