@@ -213,16 +213,18 @@ def update_model(
     conn: sqlite3.Connection,
     sha256: str,
     changes: Mapping,
+    *,
+    images_count: Callable[[str], int],
     check_path: Callable[[str], str] | None = None,
     if_match: Collection[str] | None = None,
-    images_count: Callable[[str], int] | None = None,
 ) -> None:
     """Apply a validated PATCH in one transaction: every change or none.
 
     ``check_path`` validates a new path (and returns the stored form); it raises to refuse it.
     ``if_match`` (entity tags from ``If-Match``; None for no condition) is checked under the
     write lock, so two clients holding the same tag cannot both write: the second gets a 412.
-    It is compared with the ETag of the record as it is now, pictures counted by ``images_count``.
+    It is compared with the ETag of the record as it is now, pictures counted by ``images_count``
+    (the same count the GET that handed out the tag used).
     """
     with db.transaction(conn):
         row = conn.execute(
@@ -231,7 +233,7 @@ def update_model(
         if row is None:
             raise NotFound("Model not found")
         if if_match is not None:
-            current = model_etag(conn, sha256, images_count(sha256) if images_count else 0)
+            current = model_etag(conn, sha256, images_count(sha256))
             if current not in if_match:
                 raise PreconditionFailed(
                     "This model was changed by someone else since you loaded it; reload it and "
