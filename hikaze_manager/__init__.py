@@ -146,7 +146,7 @@ def _open_shared_library(app: Flask, paths: DataPaths, store) -> AppState:
     if read_only_reason is None:
         with store.connection() as conn:
             try:
-                image_journal.recover(conn, images, store.other_writers)
+                image_journal.recover(conn, images)
                 batch.remove_orphan_sets(conn, images, images.recover())
             except (OSError, *db_errors.Error) as exc:
                 logger.error("[Hikaze] removing sets of interrupted writes failed: %s", exc)

@@ -5,6 +5,7 @@ SQLite (WAL) is set up here; PostgreSQL in :mod:`.pg`; :mod:`.stores` picks one 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -76,17 +77,10 @@ def on_every_machine(conn, sql: str, params=()) -> None:
 def pending_tag_counts(conn, tag_id: int | None = None) -> dict[int, int]:
     """How many pending models carry each tag (or only ``tag_id``), on every machine of a shared
     library: the tags are shared, so a delete or merge reaches every machine's pending links."""
-    where = "" if tag_id is None else " WHERE tag_id = ?"
-    if dialect_of(conn) == "postgres":
-        schemas = [row[0] for row in conn.execute("SELECT schema_name FROM hikaze.machines")]
-        tables = ['"' + schema.replace('"', '""') + '".pending_model_tags' for schema in schemas]
-    else:
-        tables = ["pending_model_tags"]
-    if not tables:
-        return {}
-    links = " UNION ALL ".join(f"SELECT tag_id FROM {table}{where}" for table in tables)
-    rows = conn.execute(f"SELECT tag_id, COUNT(*) FROM ({links}) AS links GROUP BY tag_id",
-                        () if tag_id is None else (tag_id,) * len(tables))
+    links = every_machine_table(conn, "pending_model_tags", "tag_id")
+    where, params = ("", ()) if tag_id is None else (" WHERE tag_id = ?", (tag_id,))
+    rows = conn.execute(f"SELECT tag_id, COUNT(*) FROM {links} AS links{where} GROUP BY tag_id",
+                        params)
     return {row[0]: row[1] for row in rows}
 
 
@@ -236,10 +230,13 @@ def release(conn) -> None:
         if dialect_of(conn) != "postgres":
             raise
         logger.warning("[Hikaze] dropping a database connection that failed to roll back: %s", exc)
-        try:
-            conn.close()
-        except Exception:  # a broken connection may fail to close; it is dropped either way
-            pass
+        close_quietly(conn)
+
+
+def close_quietly(conn) -> None:
+    """Close ``conn``; a broken connection may fail to close, and is dropped either way."""
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def close_db(_exc: BaseException | None = None) -> None:

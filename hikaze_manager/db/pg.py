@@ -12,11 +12,8 @@ commit, and every read-modify-write in the services stays correct unchanged; ``B
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import re
 import select
-import socket
 from collections.abc import Iterator, Sequence
 
 import psycopg
@@ -297,36 +294,17 @@ def every_machine_table(conn: Connection, table: str, columns: str) -> str:
     return "(" + " UNION ALL ".join(selects) + ")"
 
 
-def writer_tag(schema: str) -> str:
-    """The application_name of this process's writing connections to ``schema``'s machine
-    (at most 63 bytes, PostgreSQL's limit: the schema name is at most 45)."""
-    host = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
-    return f"hz {schema} {host}.{os.getpid()}"
-
-
-def other_writers(conn: Connection, schema: str) -> int:
-    """How many connections to this database of another process write as ``schema``'s machine:
-    another server running with this machine name."""
-    own = writer_tag(schema)
-    return conn.raw.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND starts_with(application_name, %s) AND application_name <> %s",
-        (own[: own.rindex(" ") + 1], own)).fetchone()[0]
-
-
-def connect(url: str, search_path: Sequence[str], *, read_only: bool = False,
-            application_name: str | None = None) -> Connection:
+def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) -> Connection:
     """Open a connection to ``url`` with our settings (autocommit, search_path, lock wait,
     keepalives, idle-in-transaction timeout)."""
     guard_log(url)
     failure = None
-    named = {"application_name": application_name} if application_name else {}
     try:
         given = conninfo_to_dict(url)
         # The URL's own keepalive settings win; tcp_user_timeout needs libpq 12.
         extra = {key: value for key, value in KEEPALIVE_PARAMS.items() if key not in given
                  and (key != "tcp_user_timeout" or psycopg.pq.version() >= 120000)}
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=15, **extra, **named)
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=15, **extra)
     except psycopg.Error as exc:
         # libpq quotes the connection string (or pieces of a misspelt password) in its errors:
         # never let that reach a log.

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 
+from . import close_quietly
 from . import errors as db_errors
 
 logger = logging.getLogger(__name__)
@@ -144,10 +145,7 @@ class Claim:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # a broken connection may fail to close; it is dropped either way
-                pass
+            close_quietly(self._conn)
         self._conn = None
 
     def _watch(self) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from . import RequestConnections, connect as sqlite_connect, pg_claim, release, transaction
+from . import (RequestConnections, close_quietly, connect as sqlite_connect, pg_claim, release,
+               transaction)
 from . import errors as db_errors
 from .pg_claim import MachineInUse, StartRefused  # noqa: F401 (imported from here)
 from .watch import DataVersionWatcher
@@ -130,12 +131,8 @@ class PostgresStore(_Store):
 
     def connect(self, *, read_only: bool = False):
         """A new connection, closed by the caller."""
-        # Writing connections carry this process's name, so that a server starting with the
-        # same machine name can see this one running (other_writers).
-        tag = None if read_only else self._pg.writer_tag(self.schema)
-        conn = self._pg.connect(self.url, self.search_path, read_only=read_only,
-                                application_name=tag)
-        if tag is not None and self._claim is not None:
+        conn = self._pg.connect(self.url, self.search_path, read_only=read_only)
+        if not read_only and self._claim is not None:
             # A new writer (its last one broke: the database may have restarted, ending the
             # claim's session too): take the name back before this one writes anything.
             self._claim.renew(wait=False)
@@ -150,7 +147,7 @@ class PostgresStore(_Store):
         if conn is None or not conn.usable():
             self._local.conns.pop(read_only, None)
             if conn is not None:
-                _close_quietly(conn)
+                close_quietly(conn)
             conn = self.connect(read_only=read_only is True)
             self._local.conns[read_only] = conn
         return conn
@@ -173,10 +170,6 @@ class PostgresStore(_Store):
         """True once this machine's tables exist (a server with this machine name has run)."""
         row = conn.raw.execute("SELECT to_regclass(%s)", (f'"{self.schema}".models',)).fetchone()
         return row[0] is not None
-
-    def other_writers(self, conn) -> int:
-        """Writing connections of another process with this machine name (another server)."""
-        return self._pg.other_writers(conn, self.schema)
 
     def describe(self) -> str:
         """The URL without its password, and this machine's name."""
@@ -292,13 +285,6 @@ class PostgresStore(_Store):
             conn.close()
 
 
-def _close_quietly(conn) -> None:
-    try:
-        conn.close()
-    except Exception:  # a broken connection may fail to close; it is dropped either way
-        pass
-
-
 def _newer_schema(version: int) -> str:
     return (f"The shared library has schema version {version}, newer than this Hikaze Manager "
             f"understands ({PG_SCHEMA_VERSION}); it is opened read-only. Update Hikaze Manager "
@@ -357,7 +343,7 @@ class PgVersionWatcher:
 
     def _close_locked(self) -> None:
         if self._conn is not None:
-            _close_quietly(self._conn)
+            close_quietly(self._conn)
         self._conn = None
 
     def close(self) -> None:

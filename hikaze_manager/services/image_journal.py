@@ -112,20 +112,13 @@ def undo_quietly(conn: sqlite3.Connection, store, write_id: int | None) -> bool:
     return True
 
 
-def recover(conn: sqlite3.Connection, store, others_running=None) -> int:
+def recover(conn: sqlite3.Connection, store) -> int:
     """At start-up: undo every announcement left by a kill, keeping the pictures of models in the
-    library; return how many announcements were undone. ``others_running(conn)``: whether another
-    process writes this journal (a second server with this machine name), whose announcements
-    are not leftovers: then nothing is undone."""
+    library; return how many announcements were undone. On a shared library no other server
+    writes this machine's journal meanwhile: it holds the machine's claim (``db/pg_claim.py``)."""
     rows = conn.execute(
         "SELECT w.id, EXISTS (SELECT 1 FROM models m WHERE m.sha256 = w.sha256)"
         " FROM image_writes w ORDER BY w.id DESC").fetchall()
-    # Asked after the journal is read: a writer that announced anything read is connected now.
-    if rows and others_running is not None and others_running(conn):
-        logger.warning("[Hikaze] another server with this machine name is connected to the"
-                       " library: its %d picture write(s) in progress are left alone (give each"
-                       " server its own machine name)", len(rows))
-        return 0
     kept = [row[0] for row in rows if row[1]]
     ids = [row[0] for row in rows if not row[1]]
     if kept:
