@@ -718,8 +718,7 @@ def test_a_second_server_with_the_same_machine_name_leaves_its_writes_in_progres
         machines, tmp_path):
     """t4b (hostile test): B, a separate process started with A's machine name while A imports,
     undid A's announcements as if they were a crash's leftovers: A's model lost its picture.
-    B is now refused by A's claim on the name; recovery also leaves a journal alone while another
-    process writes as this machine (pg_stat_activity), for a server that starts without a claim."""
+    B is now refused by A's claim on the name before its recovery reads the journal."""
     sha = "ef" * 32
     state = get_state(machines.a.app)
     tiers = state.images.process(sha, _png("navy"))
