@@ -13,23 +13,20 @@ _SLASHED = "replace(COALESCE(m.path, ''), '\\', '/')"
 _ORDER = "ORDER BY lower(COALESCE(NULLIF(m.name, ''), m.path)), m.sha256"
 
 # SQLite: rtrim() with every character but '/' strips the last path segment, so what is left
-# is the folder part; the aggregate keeps the ordered subquery's order.
+# is the folder part. Each model's tag list is kept as JSON by triggers (``model_tag_lists``,
+# see ``db/upgrades.py``), in the order above.
 _SQLITE_NAME = (
     "CASE WHEN m.name IS NOT NULL AND m.name != '' THEN m.name "
     f"ELSE substr({_SLASHED}, length(rtrim({_SLASHED}, replace({_SLASHED}, '/', ''))) + 1) END"
-)
-_SQLITE_TAGS = (
-    "json((SELECT json_group_array(json_object('id', id, 'name', name)) FROM ("
-    "SELECT t.id, t.name FROM model_tags mt JOIN tags t ON t.id = mt.tag_id "
-    "WHERE mt.model_hash = m.sha256 ORDER BY t.name_key, t.id)))"
 )
 _SQLITE = (
     f"SELECT m.sha256, json_object('sha256', m.sha256, 'name', {_SQLITE_NAME}), "
     "json_object('type', COALESCE(m.type, ''), 'path', COALESCE(m.path, ''), "
     "'size_bytes', CAST(COALESCE(m.size_bytes, 0) AS INTEGER), "
     "'created_at', CAST(COALESCE(m.created_at, 0) AS INTEGER), "
-    f"'tags', {_SQLITE_TAGS}, 'base_model', COALESCE(m.base_model, ''), "
-    "'base_family', COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN')) FROM models m WHERE {where} "
+    "'tags', json(COALESCE(l.tags, '[]')), 'base_model', COALESCE(m.base_model, ''), "
+    "'base_family', COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN')) "
+    "FROM models m LEFT JOIN model_tag_lists l ON l.model_hash = m.sha256 WHERE {where} "
     + _ORDER
 )
 

@@ -199,6 +199,72 @@ def _pending_ids_never_reused_and_image_journal(conn: sqlite3.Connection) -> Non
     )
 
 
+# The ordered tag list of one model as JSON, as the list endpoint writes it (``db/list_sql.py``).
+_TAG_LIST_OF = (
+    "(SELECT json_group_array(json_object('id', id, 'name', name)) FROM ("
+    "SELECT t.id, t.name FROM model_tags mt JOIN tags t ON t.id = mt.tag_id "
+    "WHERE mt.model_hash = {model} ORDER BY t.name_key, t.id))"
+)
+
+
+def _refresh_tag_list(model: str) -> str:
+    return (
+        f"DELETE FROM model_tag_lists WHERE model_hash = {model}; "
+        f"INSERT INTO model_tag_lists(model_hash, tags) SELECT {model}, {_TAG_LIST_OF.format(model=model)} "
+        f"WHERE EXISTS (SELECT 1 FROM model_tags WHERE model_hash = {model}); "
+    )
+
+
+def _refresh_tag_lists_of_tag(tag: str) -> str:
+    return (
+        f"UPDATE model_tag_lists SET tags = {_TAG_LIST_OF.format(model='model_tag_lists.model_hash')} "
+        f"WHERE model_hash IN (SELECT model_hash FROM model_tags WHERE tag_id = {tag}); "
+    )
+
+
+def _model_tag_lists(conn: sqlite3.Connection) -> None:
+    """Keep each model's tag list as JSON, so listing 50,000 models reads one row per model
+    instead of running a sorted subquery per model (the largest part of an uncached list).
+
+    Triggers keep it exact on every write from any code path or program: a link added, removed
+    (also by a cascade from a deleted model or tag) or changed, and a tag renamed. A model
+    without tags has no row. Plain ``DELETE`` then ``INSERT``, not ``INSERT OR REPLACE``: a
+    trigger's conflict clause gives way to the outer statement's (an ``INSERT OR IGNORE`` of a
+    link would turn it into an ignore).
+    """
+    conn.execute(
+        "CREATE TABLE model_tag_lists ("
+        " model_hash TEXT PRIMARY KEY,"
+        " tags TEXT NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_link_added AFTER INSERT ON model_tags BEGIN "
+        + _refresh_tag_list("NEW.model_hash") + "END"
+    )
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_link_removed AFTER DELETE ON model_tags BEGIN "
+        + _refresh_tag_list("OLD.model_hash") + "END"
+    )
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_link_changed AFTER UPDATE ON model_tags BEGIN "
+        + _refresh_tag_list("OLD.model_hash") + _refresh_tag_list("NEW.model_hash") + "END"
+    )
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_tag_renamed AFTER UPDATE OF id, name, name_key ON tags BEGIN "
+        + _refresh_tag_lists_of_tag("OLD.id") + _refresh_tag_lists_of_tag("NEW.id") + "END"
+    )
+    # Only for a program that deletes with foreign keys off: the links stay, the tag goes.
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_tag_removed AFTER DELETE ON tags BEGIN "
+        + _refresh_tag_lists_of_tag("OLD.id") + "END"
+    )
+    conn.execute(
+        "INSERT INTO model_tag_lists(model_hash, tags) SELECT model_hash, "
+        + _TAG_LIST_OF.format(model="linked.model_hash")
+        + " FROM (SELECT DISTINCT model_hash FROM model_tags) AS linked"
+    )
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
@@ -208,6 +274,7 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _content_lookup_indexes,
     _file_metadata,
     _pending_ids_never_reused_and_image_journal,
+    _model_tag_lists,
 ]
 CURRENT_VERSION = len(UPGRADES)
 

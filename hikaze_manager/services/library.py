@@ -101,8 +101,9 @@ def _tags_by_model(conn: sqlite3.Connection, where: str, params: list) -> dict[s
         params,
     ):
         by_model.setdefault(model_hash, []).append(tag_id)
+    # A link to a tag that is gone (deleted by a program with foreign keys off) is not shown.
     return {
-        model_hash: [tags[t] for t in sorted(ids, key=rank.__getitem__)]
+        model_hash: [tags[t] for t in sorted((t for t in ids if t in rank), key=rank.__getitem__)]
         for model_hash, ids in by_model.items()
     }
 

@@ -27,8 +27,9 @@ from .tags import tag_key
 COPIED_TABLES = ("models", "tags", "model_tags", "model_metadata", "db_meta", "file_hashes",
                  "pending_import", "pending_model_tags", "legacy_imports")
 # image_writes: picture writes in progress (their sets are left out, see store_copy_pictures);
-# sqlite_sequence: SQLite's AUTOINCREMENT marks (they move the PostgreSQL sequences).
-NOT_COPIED = ("image_writes", "sqlite_sequence")
+# sqlite_sequence: SQLite's AUTOINCREMENT marks (they move the PostgreSQL sequences);
+# model_tag_lists: derived from model_tags by triggers (a SQLite target fills its own).
+NOT_COPIED = ("image_writes", "sqlite_sequence", "model_tag_lists")
 INSERT_BATCH = 500
 
 
