@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hikaze_manager.server import start_server  # noqa: E402
+from hikaze_manager.server import return_large_buffers_to_os, start_server  # noqa: E402
 
 
 def minimal_app(body_file: str):
@@ -28,6 +28,7 @@ def minimal_app(body_file: str):
 
 
 def main() -> None:
+    return_large_buffers_to_os()  # as python -m hikaze_manager does
     data_dir = sys.argv[1]
     if len(sys.argv) > 3 and sys.argv[2] == "--minimal":
         app = minimal_app(sys.argv[3])

@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import create_app
     from .db import errors as db_errors
     from .db.stores import StartRefused
-    from .server import start_server
+    from .server import return_large_buffers_to_os, start_server
     from .state import get_state
 
+    return_large_buffers_to_os()
     try:
         app = create_app(build_config(args))
     except (*db_errors.Error, StartRefused) as exc:  # never the database password

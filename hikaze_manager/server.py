@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -187,6 +189,28 @@ def _serve_until_stopped(server, stop: threading.Event) -> None:
         wrapper = getattr(server.trigger, "socket", None)
         if wrapper is not None:
             wrapper.close()
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter
+LARGE_BUFFER = 256 * 1024
+
+
+def return_large_buffers_to_os() -> bool:
+    """Have glibc give every buffer over 256 KiB its own mapping, returned to the OS when freed.
+
+    A rebuilt list body (18 MB at 50,000 models) is built and freed on a worker thread; by
+    default glibc then raises its mapping threshold and serves the next such buffer from that
+    thread's heap, which keeps the freed memory (the server grew to ~230 MB after a few
+    rebuilds, ~85 MB with this). For the standalone server only: in ComfyUI's process the
+    allocator is left as ComfyUI and PyTorch expect it. False where there is no glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER))
 
 
 def start_server(app, host: str = "127.0.0.1", port: int = 0, *, threads: int = 4,

@@ -323,3 +323,30 @@ def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
     create_app(app_config)
     assert [p for p in leftovers if p.exists()] == []
     assert kept.read_bytes() == b"not swept"
+
+
+def test_a_large_list_written_by_the_store_keeps_the_order_counts_and_tags(app, db_conn):
+    """Thousands of rows (the store sorts them in more than one run) come out in list order, each
+    with its own picture count and tags: what jsonify(list_models(...)) writes."""
+    import random
+
+    from hikaze_manager.db import transaction
+    from hikaze_manager.services import library, list_bodies
+    from hikaze_manager.services.list_cache import serialize
+
+    rng = random.Random(7)
+    with transaction(db_conn):
+        db_conn.executemany("INSERT INTO tags(name, name_key) VALUES (?, ?)",
+                            [(f"T{i}", f"t{i}") for i in range(40)])
+        shas = [f"{i:064x}" for i in range(6000)]
+        db_conn.executemany(
+            "INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+            "VALUES (?, ?, ?, 'loras', ?, ?)",
+            [(sha, f"/m/{rng.random()}.safetensors", rng.choice(["", None, f"N{rng.random()}"]),
+              rng.randrange(10**12), i) for i, sha in enumerate(shas)])
+        db_conn.executemany("INSERT INTO model_tags VALUES (?, ?)",
+                            {(rng.choice(shas), rng.randrange(1, 41)) for _ in range(9000)})
+    counts = {sha: rng.randrange(1, 9) for sha in rng.sample(shas, 2500)}
+    expected = serialize({"models": library.list_models(db_conn, "loras", ["loras"], counts)})
+    assert list_bodies.models_body(db_conn, "loras", ["loras"], counts) == expected
+    assert len(json.loads(expected)["models"]) == 6000

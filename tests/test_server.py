@@ -168,3 +168,36 @@ def test_a_sqlite_server_never_loads_the_postgresql_driver(tmp_path):
     codes, loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert codes == [200, 200, 200, 404]
     assert loaded is False
+
+
+_FREED_BUFFERS = """
+import os, sys, threading
+sys.path.insert(0, {root!r})
+from hikaze_manager.server import return_large_buffers_to_os
+tuned = return_large_buffers_to_os() if sys.argv[1] == "tuned" else None
+rss = lambda: int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+before, kept = rss(), []
+def rebuild():  # what a list rebuild on a worker thread does: big parts, one body, freed
+    parts = [os.urandom(1) * (1 << 20) for _ in range(24)]
+    body = b"".join(parts)
+    kept.append(bytes(1000))
+    del parts, body
+for _ in range(4):
+    worker = threading.Thread(target=rebuild)
+    worker.start()
+    worker.join()
+print(tuned, (rss() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_standalone_server_returns_freed_list_bodies_to_the_os():
+    script = _FREED_BUFFERS.format(root=str(PROJECT_ROOT))
+    grown = {}
+    for mode in ("tuned", "default"):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                             check=True).stdout.split()
+        grown[mode] = (out[0], int(out[1]))
+    assert grown["tuned"][0] == "True"
+    assert grown["tuned"][1] < 10  # MB kept after 4 x 48 MB built and freed
+    assert grown["default"][1] > grown["tuned"][1]  # the test can tell the difference
