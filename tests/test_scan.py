@@ -322,3 +322,42 @@ def test_a_pending_id_once_used_never_names_another_model(client, db_conn, make_
     stale = client.post("/api/migration/import_models", json={"id": [first]}).get_json()
     assert stale["failed"] == [{"id": first, "error": "Pending model not found"}]
     assert db_conn.execute("SELECT id FROM pending_import").fetchall()[0][0] == second
+
+
+def test_walk_yields_hard_links_once_and_enters_folders_named_like_models(tmp_path):
+    root = tmp_path / "r"
+    (root / "bundle.safetensors").mkdir(parents=True)  # a folder, not a model file
+    (root / "bundle.safetensors" / "inner.pt").write_bytes(b"i")
+    (root / "a.ckpt").write_bytes(b"a")
+    os.link(root / "a.ckpt", root / "b.ckpt")
+    (root / ".pt").write_bytes(b"hidden, no suffix")
+    index = ModelTypeIndex({"a": ModelType("a", (str(root),))})
+    stats = scan_service.WalkStats()
+    found = sorted(f[0] for f in scan_service.walk_models(index, stats))
+    assert found[0] in (str(root / "a.ckpt"), str(root / "b.ckpt"))
+    assert found[1:] == [str(root / "bundle.safetensors" / "inner.pt")]
+    assert (stats.scanned, stats.duplicates, stats.unusable) == (3, 1, 0)
+
+
+def test_walk_reports_a_model_whose_full_path_is_too_long_to_open(tmp_path):
+    """The folder can be listed but the file's path passes PATH_MAX: the file could never be
+    opened by that path, so it is a problem, not a pending model."""
+    path_max = os.pathconf("/", "PC_PATH_MAX")
+    root = tmp_path / "r"
+    folder = str(root)
+    while len(folder) < path_max - 200:
+        folder = os.path.join(folder, "d" * min(200, path_max - 150 - len(folder)))
+    os.makedirs(folder)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        long_name = "m" * (path_max - len(folder) - 12) + ".safetensors"  # full path: PATH_MAX + 1
+        for name in (long_name, "ok.safetensors"):
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+    index = ModelTypeIndex({"a": ModelType("a", (str(root),))})
+    stats = scan_service.WalkStats()
+    found = [f[0] for f in scan_service.walk_models(index, stats)]
+    assert found == [os.path.join(folder, "ok.safetensors")]
+    assert (stats.scanned, stats.unusable) == (2, 1)
+    assert "File name too long" in stats.problems[0]

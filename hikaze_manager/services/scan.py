@@ -1,7 +1,7 @@
 """Scan the model folders: new model files become pending rows; moved library files are relinked.
 
-The walk is a recursive ``os.scandir`` with one ``stat`` per model file (as fast as ``find``,
-perf-anchors section 4). Symlinks are followed; every directory is entered once, keyed by
+The walk is a recursive ``os.scandir`` with one ``stat`` per model file, relative to the folder's
+fd on POSIX (as fast as ``find``, perf-anchors section 4). Symlinks are followed; every directory is entered once, keyed by
 (st_dev, st_ino), so link loops end. Problems with single entries (a broken link, a file that
 vanished between listing and ``stat``, an unreadable folder, a name that is not valid UTF-8) are
 counted in ``errors`` and never stop the scan.
@@ -31,6 +31,26 @@ logger = logging.getLogger(__name__)
 
 INSERT_BATCH = 500
 _FORMAT_MASK, _REGULAR = stat_module.S_IFMT(0o170000), stat_module.S_IFREG
+_SYMLINK, _DIRECTORY = stat_module.S_IFLNK, stat_module.S_IFDIR
+# POSIX: list each folder through its own fd, so every stat resolves one name (fstatat) instead of
+# walking the whole path again; that is what find does. Windows has no fd scandir.
+_SCAN_BY_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _fd_prefix_limit() -> int:
+    """Folders whose path is at least this long (bytes) are listed by path, not by fd.
+
+    fstatat would find a file whose full path passes PATH_MAX, but nothing could open it by that
+    path later; listed by path, its stat fails (ENAMETOOLONG) and it is reported, as before.
+    """
+    try:
+        return os.pathconf("/", "PC_PATH_MAX") - 255 if _SCAN_BY_FD else 0  # 255: NAME_MAX
+    except (OSError, ValueError):
+        return 0
+
+
+_FD_PREFIX_LIMIT = _fd_prefix_limit()
 SKIPPED_DIR_NAMES = frozenset({".git", "__pycache__", ".hikaze-trash"})  # trash: services/trash.py
 EMPTY_OLD_META = {
     "description": "",
@@ -93,10 +113,15 @@ def walk_models(
     the hot loop of a scan (one iteration per directory entry), hence the inlined checks.
     """
     seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
+    seen_files: dict[int, set[int]] = {}  # st_dev -> st_ino: no tuple to build and hash per file
     linked: list[tuple[str, str]] = []
+    dev, inos = None, set()  # the last file's device and its inodes: a tree is mostly one device
     for type_name, model_type in index.types.items():
         extensions = model_type.extensions
+        # A name is a model when its last suffix is one of these; an extension with a second dot
+        # could never be a last suffix. ``name.lower().endswith`` is one C call per entry.
+        suffixes = tuple(e for e in extensions if e.rfind(".") == 0)
+        bare = frozenset(suffixes)  # ".pt" alone is a hidden file, not a model
         for root in model_type.roots:
             root = os.path.normpath(os.path.abspath(os.path.expanduser(root)))
             try:
@@ -114,53 +139,70 @@ def walk_models(
                 folder = stack.pop()
                 if check is not None:
                     check()
+                prefix = folder if folder.endswith(os.sep) else folder + os.sep
+                fd = -1
                 try:
-                    entries = os.scandir(folder)
+                    if len(os.fsencode(prefix)) < _FD_PREFIX_LIMIT:
+                        fd = os.open(folder, _DIR_FLAGS)
+                    entries = os.scandir(fd if fd >= 0 else folder)
                 except OSError as exc:
+                    if fd >= 0:
+                        os.close(fd)
                     stats.folder_problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
                     continue
+                scanned = 0
                 try:
                     with entries:
                         for entry in entries:
                             name = entry.name
-                            dot = name.rfind(".")
-                            if dot <= 0 or name[dot:].lower() not in extensions:
+                            lower = name.lower()
+                            if not lower.endswith(suffixes) or lower in bare:
                                 try:
                                     is_dir = entry.is_dir()
                                 except OSError:  # e.g. a symlink loop (ELOOP): not a folder
                                     is_dir = False
                                 if is_dir:
-                                    _enter(entry, stats, seen_dirs, stack)
+                                    _enter(entry, prefix + name, stats, seen_dirs, stack)
                                 continue
-                            path = entry.path
-                            if entry.is_symlink():
-                                if _is_dir(entry):
-                                    _enter(entry, stats, seen_dirs, stack)
-                                else:
-                                    stats.scanned += 1
-                                    linked.append((path, type_name))
-                                continue
-                            try:
-                                st = entry.stat()
+                            try:  # lstat: its mode tells links apart without another call
+                                st = entry.stat(follow_symlinks=False)
                             except OSError as exc:  # vanished since listing, permission
-                                stats.scanned += 1
-                                stats.problem(f"cannot stat {path!r}: {exc.strerror or exc}")
+                                scanned += 1
+                                stats.problem(f"cannot stat {prefix + name!r}: "
+                                              f"{exc.strerror or exc}")
                                 continue
-                            if stat_module.S_ISDIR(st.st_mode):  # a folder named like a model
-                                _enter(entry, stats, seen_dirs, stack)
+                            mode = st.st_mode & _FORMAT_MASK
+                            if mode == _REGULAR:
+                                scanned += 1
+                                if st.st_dev != dev:
+                                    dev = st.st_dev
+                                    inos = seen_files.setdefault(dev, set())
+                                ino, path = st.st_ino, prefix + name
+                                if ino not in inos and path.isascii():
+                                    inos.add(ino)  # the fast path of _usable()
+                                    yield path, type_name, st.st_size, st.st_mtime_ns  # no object: hot
+                                    continue
+                            elif mode == _SYMLINK:
+                                if _is_dir(entry):
+                                    _enter(entry, prefix + name, stats, seen_dirs, stack)
+                                else:
+                                    scanned += 1
+                                    linked.append((prefix + name, type_name))
                                 continue
-                            stats.scanned += 1
-                            key = (st.st_dev, st.st_ino)
-                            if (st.st_mode & _FORMAT_MASK) == _REGULAR and path.isascii() and \
-                                    key not in seen_files:
-                                seen_files.add(key)  # the fast path of _usable()
-                                yield path, type_name, st.st_size, st.st_mtime_ns  # no object: hot
+                            elif mode == _DIRECTORY:  # a folder named like a model
+                                _enter(entry, prefix + name, stats, seen_dirs, stack)
                                 continue
-                            found = _usable(path, type_name, st, stats, seen_files)
+                            else:
+                                scanned += 1
+                            found = _usable(prefix + name, type_name, st, stats, seen_files)
                             if found is not None:
                                 yield found
                 except OSError as exc:  # the folder vanished or failed mid-listing
                     stats.folder_problem(f"cannot read folder {folder!r}: {exc.strerror or exc}")
+                finally:
+                    stats.scanned += scanned
+                    if fd >= 0:
+                        os.close(fd)
     for path, type_name in linked:
         try:
             st = os.stat(path)
@@ -179,33 +221,33 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _enter(entry: os.DirEntry, stats: WalkStats, seen_dirs: set, stack: list) -> None:
+def _enter(entry: os.DirEntry, path: str, stats: WalkStats, seen_dirs: set, stack: list) -> None:
     if entry.name in SKIPPED_DIR_NAMES:
         return
     try:
         st = entry.stat()
     except OSError as exc:
-        stats.folder_problem(f"cannot read folder {entry.path!r}: {exc.strerror or exc}")
+        stats.folder_problem(f"cannot read folder {path!r}: {exc.strerror or exc}")
         return
     key = (st.st_dev, st.st_ino)
     if key not in seen_dirs:  # a symlink back to an ancestor (or a second link) ends here
         seen_dirs.add(key)
-        stack.append(entry.path)
+        stack.append(path)
 
 
 def _usable(path: str, type_name: str, st: os.stat_result, stats: WalkStats,
-            seen_files: set) -> tuple[str, str, int, int] | None:
+            seen_files: dict[int, set[int]]) -> tuple[str, str, int, int] | None:
     if not stat_module.S_ISREG(st.st_mode):
         stats.problem(f"not a regular file: {path!r}")
         return None
     if not path.isascii() and not _utf8_ok(path):
         stats.problem(f"name is not valid UTF-8, skipped: {path!r}")
         return None
-    key = (st.st_dev, st.st_ino)
-    if key in seen_files:  # the same file reached twice (hard or symbolic link)
+    inos = seen_files.setdefault(st.st_dev, set())
+    if st.st_ino in inos:  # the same file reached twice (hard or symbolic link)
         stats.duplicates += 1
         return None
-    seen_files.add(key)
+    inos.add(st.st_ino)
     return path, type_name, st.st_size, st.st_mtime_ns
 
 
