@@ -31,6 +31,9 @@ LOCK_TIMEOUT = "15s"  # SQLite's busy timeout: a writer waits this long, then th
 # otherwise make every other machine's writes 503 until it wakes. Our transactions never wait
 # this long between two statements (the longest gaps: one picture read or one v1 row planned).
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+# A 10k list sorts ~5 MB twice (its tag links, then its rows): above the server's 4 MB default
+# both sorts spill to temp files, written and read back on every uncached list. Per sort.
+WORK_MEM = "64MB"
 # TCP keepalives, so a peer that vanished (power cut, network gone) is noticed in about a minute
 # and a half instead of the system's default two hours: libpq's on our side (a request never hangs
 # on a dead server), the server's on its side (a dead machine's session and lock are dropped).
@@ -320,6 +323,7 @@ def connect(url: str, search_path: Sequence[str], *, read_only: bool = False) ->
     # writes are: a database or role defaulting to a stricter level would fail them (40001).
     keepalives = "".join(f"; SET {name} = {value}" for name, value in SERVER_KEEPALIVES.items())
     raw.execute(f"SET search_path = {path}; SET lock_timeout = '{LOCK_TIMEOUT}'; SET jit = off; "
+                f"SET work_mem = '{WORK_MEM}'; "
                 f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'"
                 f"{keepalives}; SET default_transaction_isolation = 'read committed'"
                 + ("; SET default_transaction_read_only = on" if read_only else ""))
