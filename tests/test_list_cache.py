@@ -220,6 +220,19 @@ def test_a_table_added_later_counts_as_a_write(client, app, model, db_conn):
     assert builds(app) == count + 1
 
 
+def test_configured_types_are_not_rebuilt_after_a_commit(client, app, model, db_conn):
+    """Configured type names alone make the get_types body: a write to the library changes
+    nothing in it, so it is not probed for (or built again)."""
+    first = client.get("/api/models/get_types")
+    count = builds(app)
+    db_conn.execute("UPDATE models SET name = 'Gamma' WHERE sha256 = ?", (SHA,))
+    again = client.get("/api/models/get_types")
+    assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+    assert builds(app) == count
+    assert client.get("/api/models/get_types",
+                      headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
 def test_types_read_from_the_library_follow_its_next_commit(app_config):
     """With no types configured, get_types lists the library's: a new one shows at once."""
     app_config["MODEL_TYPES"] = None

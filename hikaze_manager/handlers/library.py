@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, request
 
 from ..db import consistent_read, get_db, transaction
@@ -15,10 +17,11 @@ from ..schemas.library import (
     TagsAddSchema,
     TypesSchema,
 )
-from ..services import library, list_bodies, tags
+from ..services import library, list_bodies, list_cache, tags
+from ..services.list_cache import CachedBody
 from ..services.model_types import resolve_model_file
 from ..state import get_state
-from .cached import cached_json, conditional, json_response
+from .cached import cached_json, cached_response, conditional, json_response
 
 bp = Blueprint("library", __name__, url_prefix="/api")
 
@@ -31,10 +34,17 @@ def _known_types(configured: tuple[str, ...]) -> list[str]:
     return list(configured) or library.model_types_in_db(get_db())
 
 
+@functools.lru_cache(maxsize=8)
+def _configured_types_body(configured: tuple[str, ...]) -> CachedBody:
+    return list_cache.body_of(TypesSchema().dump({"types": list(configured)}))
+
+
 @bp.get("/models/get_types")
 @api_doc("Model types (ComfyUI folder names)", response=TypesSchema)
 def get_types():
     configured = _configured_types()
+    if configured:  # the names alone make the body: no database version to probe
+        return cached_response(_configured_types_body(configured))
     return cached_json(
         "types", (), lambda: TypesSchema().dump({"types": _known_types(configured)}),
         extra=configured,
