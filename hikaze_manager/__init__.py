@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["create_app"]
 
+# Model detail bodies kept (~1 KB each, more with a big safetensors header): those just viewed.
+DETAIL_ENTRIES = 256
+DETAIL_BYTES = 8 * 1024 * 1024
+
 
 def create_app(config: Mapping | None = None) -> Flask:
     """Create and configure the app; ``config`` overrides defaults and the environment."""
@@ -97,6 +101,7 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
 
 def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | None) -> AppState:
     from .services.jobs import JobManager
+    from .services.library import body_etag
     from .services.list_cache import ListCache
     from .services.model_types import ModelTypeRegistry
 
@@ -106,12 +111,15 @@ def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | 
         app.config.get("MODELS_DIR"),
         paths.types_cache,
     )
+    watcher = store.watcher()  # one probe for both caches (closing the lists closes it)
     return AppState(
         paths=paths,
         images=images,
         jobs=JobManager(),
         model_types=registry,
-        lists=ListCache(store.watcher(), images),
+        lists=ListCache(watcher, images),
+        details=ListCache(watcher, images, etag=body_etag, max_entries=DETAIL_ENTRIES,
+                          max_bytes=DETAIL_BYTES),
         store=store,
         read_only_reason=read_only_reason,
     )

@@ -93,27 +93,48 @@ def _view_flag(name: str) -> bool:
     return bool(getattr(view, name, False))
 
 
+HOST_VERDICTS = 64  # distinct Host values remembered; any others are checked every time
+
+
+def _host_allowed(app: Flask, req) -> bool:
+    """``req``'s Host is in the allow-list (the verdict is kept per Host value: every request of a
+    client sends the same one)."""
+    host = req.host
+    verdicts = app.extensions["hikaze_host_verdicts"]
+    verdict = verdicts.get(host)
+    if verdict is None:
+        verdict = host_name(host) in app.extensions["hikaze_hosts"]
+        if len(verdicts) < HOST_VERDICTS:
+            verdicts[host] = verdict
+    return verdict
+
+
 def _check_request():
     # Runs on every request: resolve the context-local proxies once.
     app = current_app._get_current_object()
     req = request._get_current_object()
-    if host_name(req.host) not in app.extensions["hikaze_hosts"]:
+    environ = req.environ
+    if not _host_allowed(app, req):
         return error_response(400, "Host not allowed")
     token = app.config.get("AUTH_TOKEN")
     if token and not is_loopback_address(req.remote_addr):
         sent = req.headers.get(TOKEN_HEADER) or req.args.get("token") or ""
         if not hmac.compare_digest(sent.encode(), str(token).encode()):
             return error_response(401, f"A valid {TOKEN_HEADER} header is required")
-    if request.endpoint is None:  # unknown URL or method: let routing answer
+    rule = req.url_rule
+    if rule is None:  # unknown URL or method: let routing answer
         return None
     try:  # text no store can keep (NUL, lone surrogates) is refused before any view reads it
-        check_url_text(req.args, req.view_args)
+        # An empty query string has no parameters: skip parsing one.
+        check_url_text(req.args if environ.get("QUERY_STRING") else None, req.view_args)
     except ApiError as exc:
         return error_response(exc.code, exc.message, exc.details)
-    changing = request.method in STATE_CHANGING_METHODS or _view_flag("hikaze_writes")
+    method = req.method
+    changing = method in STATE_CHANGING_METHODS or getattr(
+        app.view_functions.get(rule.endpoint), "hikaze_writes", False)
     if not changing:
         return None
-    origin = request.environ.get("HTTP_ORIGIN")
+    origin = environ.get("HTTP_ORIGIN")
     if origin is not None and not (_same_origin(origin) or _foreign_origin_allowed(origin)):
         return error_response(403, "Cross-origin request refused")
     # A browser sends no Origin on no-cors GETs (<img src=...>), but it does say where they come
@@ -150,7 +171,7 @@ def _add_headers(response):
         headers.add("X-Content-Type-Options", "nosniff")
     if "referrer-policy" not in present:
         headers.add("Referrer-Policy", "no-referrer")
-    origin = request.environ.get("HTTP_ORIGIN")
+    origin = request._get_current_object().environ.get("HTTP_ORIGIN")
     if origin and not _same_origin(origin) and _foreign_origin_allowed(origin):
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
@@ -162,7 +183,7 @@ def _add_headers(response):
         headers.add("Vary", "Origin")
     elif "origin" not in {v.strip().lower() for v in vary.split(",")}:
         response.vary.add("Origin")
-    if response.mimetype == "text/html":
+    if present.get("content-type", "").split(";")[0].strip() == "text/html":  # response.mimetype
         response.vary.add("Referer")
         response.headers.setdefault(
             "Content-Security-Policy",
@@ -201,5 +222,6 @@ def frame_ancestors() -> str:
 def init_app(app: Flask) -> None:
     """Install the guards on every request of ``app``."""
     app.extensions["hikaze_hosts"] = allowed_host_names(app)
+    app.extensions["hikaze_host_verdicts"] = {}
     app.before_request(_check_request)
     app.after_request(_add_headers)

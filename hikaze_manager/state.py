@@ -51,6 +51,7 @@ class AppState:
     jobs: JobManager
     model_types: ModelTypeRegistry
     lists: ListCache
+    details: ListCache  # bodies of GET /api/models/{sha256}, on the same probe as ``lists``
     store: "SqliteStore | PostgresStore"
     read_only_reason: str | None = None
 

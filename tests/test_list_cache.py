@@ -220,6 +220,52 @@ def test_a_table_added_later_counts_as_a_write(client, app, model, db_conn):
     assert builds(app) == count + 1
 
 
+def test_configured_types_are_not_rebuilt_after_a_commit(client, app, model, db_conn):
+    """Configured type names alone make the get_types body: a write to the library changes
+    nothing in it, so it is not probed for (or built again)."""
+    first = client.get("/api/models/get_types")
+    count = builds(app)
+    db_conn.execute("UPDATE models SET name = 'Gamma' WHERE sha256 = ?", (SHA,))
+    again = client.get("/api/models/get_types")
+    assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+    assert builds(app) == count
+    assert client.get("/api/models/get_types",
+                      headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
+def test_types_read_from_the_library_follow_its_next_commit(app_config):
+    """With no types configured, get_types lists the library's: a new one shows at once."""
+    app_config["MODEL_TYPES"] = None
+    app = create_app(app_config)
+    client = app.test_client()
+    try:
+        assert client.get("/api/models/get_types").get_json() == {"types": []}
+        with get_state(app).store.connection() as conn:
+            conn.execute("INSERT INTO models(sha256, path, type) VALUES (?, '/x', 'vae')", (SHA,))
+        assert client.get("/api/models/get_types").get_json() == {"types": ["vae"]}
+    finally:
+        get_state(app).lists.close()
+        get_state(app).store.close()
+
+
+def test_a_build_that_fails_leaves_nothing_behind(app, client):
+    """A build that raises (the store went away, a 404) keeps no entry or lock: one per missing
+    model asked for would pile up."""
+    lists = get_state(app).lists
+
+    def broken():
+        raise RuntimeError("the store went away")
+
+    with pytest.raises(RuntimeError):
+        lists.get("tags", (), broken)
+    assert lists._building == {}
+    missing = f"/api/models/{'c' * 64}"
+    for _ in range(3):
+        assert client.get(missing).status_code == 404
+    details = get_state(app).details
+    assert details.builds == 0 and details._building == {}
+
+
 def test_changed_type_names_are_visible_in_get_types(app_config, models_root, tmp_path):
     types = {"checkpoints": {"roots": [str(models_root / "checkpoints")]}}
     app = create_app({**app_config, "MODEL_TYPES": lambda: types})

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from hikaze_manager.server import start_server
+from hikaze_manager.state import get_state
 
 from snapshot_support import app_snapshot
 
@@ -134,6 +135,29 @@ def test_any_change_of_the_body_changes_the_etag_and_stales_an_if_match(client, 
     stale = client.patch(URL, json={"name": "x"}, headers={"If-Match": first.headers["ETag"]})
     assert stale.status_code == 412
     assert client.get(URL).get_json()["name"] == "B"
+
+
+def test_a_model_is_read_once_until_the_next_commit(app, client, db_conn, model):
+    """The body is kept between requests (its reads cost more than the rest of a request) and
+    never past a commit, from any connection."""
+    details = get_state(app).details
+    first = client.get(URL)
+    count = details.builds
+    again = client.get(URL)
+    assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+    assert details.builds == count
+    db_conn.execute("UPDATE models SET name = 'C' WHERE sha256 = ?", (SHA,))
+    assert client.get(URL).get_json()["name"] == "C" and details.builds == count + 1
+
+
+@pytest.mark.sqlite_only  # picture files written beside the server
+def test_a_picture_written_by_another_process_is_counted_at_once(app, client, model):
+    first = client.get(URL)
+    folder = get_state(app).paths.images_dir
+    for tier in ("low", "medium", "high"):
+        (folder / f"{SHA}_0_{tier}.webp").write_bytes(b"RIFF")
+    second = client.get(URL, headers={"If-None-Match": first.headers["ETag"]})
+    assert second.status_code == 200 and second.get_json()["meta_json"]["images_count"] == 1
 
 
 def test_renaming_one_of_its_tags_changes_the_etag(client, model):

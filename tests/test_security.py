@@ -23,6 +23,15 @@ def test_rebinding_host_is_rejected(client, host):
     assert response.get_json() == {"error": "Host not allowed"}
 
 
+def test_host_verdicts_hold_on_repeat_and_past_the_remembered_ones(client):
+    """Verdicts are remembered per Host value; a flood of new names changes none of them."""
+    for i in range(100):
+        assert client.get("/api/tags", headers={"Host": f"evil{i}.example"}).status_code == 400
+    for _ in range(2):
+        assert client.get("/api/tags", headers={"Host": "evil99.example"}).status_code == 400
+        assert client.get("/api/tags", headers={"Host": "localhost:8189"}).status_code == 200
+
+
 def test_configured_host_names_are_accepted(app_config):
     app_config["ALLOWED_HOSTS"] = ["studio.lan"]
     client = create_app(app_config).test_client()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Hashable
 
 from flask import Response, request
 
+from ..services.list_cache import CachedBody
 from ..state import get_state
 
 # Every answer is revalidated (the library can change at any time), but a 304 costs nothing.
@@ -19,12 +20,38 @@ def cached_json(name: str, key: Hashable, build: Callable[[], object], *,
     ``uses_images``: the payload has ``images_count`` (the image folder is part of the version).
     ``extra``: anything else the payload depends on that is not in the database (e.g. type names).
     """
-    entry = get_state().lists.get(name, key, build, uses_images=uses_images, extra=extra)
-    etag = f'"{entry.etag}"'
-    if request.if_none_match and request.if_none_match.contains_weak(entry.etag):
+    return cached_response(
+        get_state().lists.get(name, key, build, uses_images=uses_images, extra=extra))
+
+
+def cached_response(entry: CachedBody) -> Response:
+    """``entry``'s body with its ETag, or 304 when the request's If-None-Match holds it."""
+    # Most requests send no If-None-Match: don't parse an absent header.
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(entry.etag):
         response = Response(status=304)
-    else:
-        response = Response(entry.body, mimetype="application/json")
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = CACHE_CONTROL
+        response.headers["ETag"] = f'"{entry.etag}"'
+        response.headers["Cache-Control"] = CACHE_CONTROL
+        return response
+    return json_response(entry.body, entry.etag)
+
+
+def json_response(body: bytes, etag: str) -> Response:
+    """``body`` (JSON) with its strong validator ``etag``, to be revalidated on every use."""
+    response = Response(body, mimetype="application/json")
+    headers = response.headers
+    headers.add("ETag", f'"{etag}"')  # add, not set: the header is not there yet
+    headers.add("Cache-Control", CACHE_CONTROL)
+    return response
+
+
+# The request headers werkzeug's make_conditional answers to (412, 304, 206).
+_CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
+
+
+def conditional(response: Response) -> Response:
+    """``response.make_conditional(request)``, skipped when the request has no validator: that
+    would only add a Date header, which waitress adds anyway."""
+    environ = request.environ
+    if any(name in environ for name in _CONDITIONAL):
+        return response.make_conditional(request)
     return response

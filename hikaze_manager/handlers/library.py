@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+import functools
+
+from flask import Blueprint, request
 
 from ..db import consistent_read, get_db, transaction
 from ..openapi import api_doc
@@ -15,10 +17,11 @@ from ..schemas.library import (
     TagsAddSchema,
     TypesSchema,
 )
-from ..services import library, list_bodies, tags
+from ..services import library, list_bodies, list_cache, tags
+from ..services.list_cache import CachedBody
 from ..services.model_types import resolve_model_file
 from ..state import get_state
-from .cached import cached_json
+from .cached import cached_json, cached_response, conditional, json_response
 
 bp = Blueprint("library", __name__, url_prefix="/api")
 
@@ -31,10 +34,17 @@ def _known_types(configured: tuple[str, ...]) -> list[str]:
     return list(configured) or library.model_types_in_db(get_db())
 
 
+@functools.lru_cache(maxsize=8)
+def _configured_types_body(configured: tuple[str, ...]) -> CachedBody:
+    return list_cache.body_of(TypesSchema().dump({"types": list(configured)}))
+
+
 @bp.get("/models/get_types")
 @api_doc("Model types (ComfyUI folder names)", response=TypesSchema)
 def get_types():
     configured = _configured_types()
+    if configured:  # the names alone make the body: no database version to probe
+        return cached_response(_configured_types_body(configured))
     return cached_json(
         "types", (), lambda: TypesSchema().dump({"types": _known_types(configured)}),
         extra=configured,
@@ -59,16 +69,21 @@ def list_models():
 
 
 def _model_response(sha256: str):
-    conn = get_db()
-    with consistent_read(conn):
-        # get_model builds ModelRecordSchema's shape; dumping it again (nested schemas built per
-        # call) cost 4x the rest of the request.
-        body = library.model_body(conn, sha256, get_state().images.count(sha256))
-    # The ETag is the digest of these very bytes (pictures counted too): a strong validator.
-    response = current_app.response_class(body, mimetype="application/json")
-    response.set_etag(library.body_etag(body))
-    response.cache_control.no_cache = True
-    return response
+    state = get_state()
+    images_count = state.images.count(sha256)
+
+    def build() -> bytes:
+        conn = get_db()
+        with consistent_read(conn):
+            # get_model builds ModelRecordSchema's shape; dumping it again (nested schemas built
+            # per call) cost 4x the rest of the request.
+            return library.model_body(conn, sha256, images_count)
+
+    # Kept until the next commit (the picture count is part of the key): the three queries and
+    # the JSON cost more than the rest of the request. The ETag is the digest of these very
+    # bytes (pictures counted too): a strong validator.
+    entry = state.details.get("model", (sha256, images_count), build)
+    return json_response(entry.body, entry.etag)
 
 
 def _if_match() -> frozenset[str] | None:
@@ -85,7 +100,7 @@ def _if_match() -> frozenset[str] | None:
 @api_doc("One library model in full; ETag for If-Match", response=ModelRecordSchema,
          other_statuses={304: "Not modified (If-None-Match)"})
 def get_model(sha256: str):
-    return _model_response(parse_sha256(sha256)).make_conditional(request)
+    return conditional(_model_response(parse_sha256(sha256)))
 
 
 @bp.patch("/models/<sha256>")

@@ -170,8 +170,9 @@ def find_unstorable_text(data) -> tuple[str, str] | None:
 
 
 def check_url_text(args, view_args: dict | None) -> None:
-    """400 naming the parameter when a query string or URL part holds text no store can keep."""
-    for key, value in args.items(multi=True):
+    """400 naming the parameter when a query string (``args``, None for none) or URL part holds
+    text no store can keep."""
+    for key, value in args.items(multi=True) if args else ():
         problem = text_problem(key) or text_problem(value)
         if problem is not None:
             name = key if text_problem(key) is None else "a parameter name"

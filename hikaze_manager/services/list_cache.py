@@ -47,6 +47,12 @@ def etag_of(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
+def body_of(payload, etag: Callable[[bytes], str] = etag_of) -> CachedBody:
+    """``payload`` (or its JSON bytes already serialized as :func:`serialize` would) with its ETag."""
+    body = payload if isinstance(payload, bytes) else serialize(payload)
+    return CachedBody(body, etag(body))
+
+
 RECENT = ("recent",)
 
 
@@ -65,11 +71,19 @@ def folder_state(folder: Path) -> tuple | None:
 
 
 class ListCache:
-    """Bodies of the list endpoints by (name, query key, version); thread-safe, bounded."""
+    """Bodies of the list endpoints by (name, query key, version); thread-safe, bounded.
 
-    def __init__(self, watcher: DataVersionWatcher | PgVersionWatcher, images: ImageStore):
+    ``etag`` makes the validator of a body; ``max_entries`` and ``max_bytes`` bound the cache.
+    """
+
+    def __init__(self, watcher: DataVersionWatcher | PgVersionWatcher, images: ImageStore, *,
+                 etag: Callable[[bytes], str] = etag_of, max_entries: int = MAX_ENTRIES,
+                 max_bytes: int = MAX_BYTES):
         self._watcher = watcher
         self._images = images
+        self._etag = etag
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple, CachedBody] = OrderedDict()
         self._bytes = 0
@@ -111,24 +125,25 @@ class ListCache:
                 self._entries.move_to_end(entry_key)
                 return hit
             building = self._building.setdefault(entry_key, threading.Lock())
-        with building:
+        try:
+            with building:
+                with self._lock:
+                    hit = self._entries.get(entry_key)
+                if hit is None:
+                    hit = self._build(build)
+                    self._store(entry_key, hit)
+        finally:  # a build that raised (a 404) must not leave its lock behind
             with self._lock:
-                hit = self._entries.get(entry_key)
-            if hit is None:
-                hit = self._build(build)
-                self._store(entry_key, hit)
-        with self._lock:
-            self._building.pop(entry_key, None)
+                self._building.pop(entry_key, None)
         return hit
 
     def _build(self, build: Callable[[], object]) -> CachedBody:
-        payload = build()
-        body = payload if isinstance(payload, bytes) else serialize(payload)
+        entry = body_of(build(), self._etag)
         self.builds += 1
-        return CachedBody(body, etag_of(body))
+        return entry
 
     def _store(self, entry_key: tuple, entry: CachedBody) -> None:
-        if len(entry.body) > MAX_BYTES // 4:
+        if len(entry.body) > self._max_bytes // 4:
             return
         name, key, _ = entry_key
         with self._lock:
@@ -137,7 +152,7 @@ class ListCache:
                 self._bytes -= len(self._entries.pop(old).body)
             self._entries[entry_key] = entry
             self._bytes += len(entry.body)
-            while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= len(dropped.body)
 
