@@ -31,13 +31,16 @@ def pytest_configure(config):
         "markers", "both_stores: run each test of the module on SQLite and on PostgreSQL")
     config.addinivalue_line(
         "markers", "sqlite_only(why): a test of the SQLite file itself, in a both_stores module")
+    config.addinivalue_line(
+        "markers", "postgres_only(why): a test of the shared store itself, in a both_stores module")
 
 
 def pytest_generate_tests(metafunc):
     """Modules marked ``both_stores`` run every test that builds an app once per store."""
     definition = metafunc.definition
     if "store_kind" in metafunc.fixturenames and definition.get_closest_marker("both_stores"):
-        stores = STORES[:1] if definition.get_closest_marker("sqlite_only") else STORES
+        stores = STORES[:1] if definition.get_closest_marker("sqlite_only") else \
+            STORES[1:] if definition.get_closest_marker("postgres_only") else STORES
         metafunc.parametrize("store_kind", stores, indirect=True)
 
 

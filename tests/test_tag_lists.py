@@ -13,7 +13,7 @@ from hikaze_manager.db import connection, transaction, upgrades
 from hikaze_manager.services import library, list_bodies
 from hikaze_manager.services.list_cache import serialize
 
-pytestmark = pytest.mark.sqlite_only  # the shared store groups the tags in its list query
+pytestmark = pytest.mark.both_stores  # the API suite runs on SQLite and on PostgreSQL
 
 SHA = lambda i: hashlib.sha256(str(i).encode()).hexdigest()  # noqa: E731
 KNOWN = ["checkpoints", "loras"]
@@ -98,6 +98,7 @@ def test_removed_models_leave_no_list(client, db_conn, models):
     assert_exact(db_conn)
 
 
+@pytest.mark.sqlite_only  # raw SQLite statements, foreign keys switched off
 def test_raw_sql_from_another_program_keeps_lists_exact(db_conn, models):
     mid, zeta, alpha = (tag_id(db_conn, n) for n in ("mid", "zeta", "Alpha"))
     db_conn.execute("INSERT INTO model_tags VALUES (?, ?)", (models[0], zeta))
@@ -123,6 +124,7 @@ def test_raw_sql_from_another_program_keeps_lists_exact(db_conn, models):
         assert list_bodies.models_body(db_conn, model_type, KNOWN, {}) == expected
 
 
+@pytest.mark.sqlite_only  # SQLite's IntegrityError
 def test_a_failed_write_leaves_the_lists_as_they_were(db_conn, models):
     mid = tag_id(db_conn, "mid")
     db_conn.execute("INSERT INTO model_tags VALUES (?, ?)", (models[0], mid))
@@ -136,6 +138,7 @@ def test_a_failed_write_leaves_the_lists_as_they_were(db_conn, models):
     assert_exact(db_conn)
 
 
+@pytest.mark.sqlite_only  # the SQLite schema upgrade
 def test_upgrade_fills_the_lists_of_an_existing_library(tmp_path):
     db_path = tmp_path / "hikaze_model_manager.db"
     with connection(db_path) as conn:
@@ -158,3 +161,21 @@ def test_upgrade_fills_the_lists_of_an_existing_library(tmp_path):
             SHA(2): [{"id": 3, "name": "c \"q\""}],
         }
         assert_exact(conn)
+
+
+@pytest.mark.postgres_only  # a library prepared by an earlier version
+def test_a_shared_library_made_before_the_lists_gets_them_filled_once(app, client, db_conn, models):
+    from hikaze_manager.state import get_state
+
+    client.post("/api/models/tags", json={"sha256": models[:4], "add": ["zeta", "Alpha"]})
+    db_conn.execute("UPDATE tags SET name = 'Omega', name_key = 'omega' WHERE name = 'zeta'")
+    assert_exact(db_conn)
+    # What a library prepared by an earlier version looks like: no lists at all.
+    db_conn.execute("DROP TABLE model_tag_lists")
+    store = get_state(app).store
+    version = db_conn.execute("SELECT value FROM hikaze.version").fetchone()[0]
+    assert store.prepare() is None
+    assert len(kept(db_conn)) == 4
+    assert_exact(db_conn)
+    assert store.prepare() is None  # a second start-up changes nothing, not even the version
+    assert db_conn.execute("SELECT value FROM hikaze.version").fetchone()[0] == version

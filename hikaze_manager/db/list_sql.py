@@ -43,28 +43,24 @@ _PG_NAME = (
     "CASE WHEN m.name IS NOT NULL AND m.name != '' THEN m.name "
     f"ELSE regexp_replace({_SLASHED}, '^.*/', '') END"
 )
-# PostgreSQL: the JSON text is concatenated (to_json() escapes a string as json.dumps does), and
-# the tags of the listed models are aggregated in one grouped pass, not one subquery per model.
+# PostgreSQL: the JSON text is concatenated (to_json() escapes a string as json.dumps does); the
+# tag lists are kept by triggers there too (``hikaze.model_tag_lists``, ``db/pg_schema.sql``).
 def _pg_str(expr: str) -> str:
     return f"to_json(CAST({expr} AS TEXT))::text"
 
 
 _PG = (
-    "WITH c AS (SELECT key AS sha256, value AS n FROM json_each_text(CAST(? AS json))), "
-    "tg AS (SELECT m.sha256, '[' || string_agg('{\"id\":' || t.id || ',\"name\":' || "
-    + _pg_str("t.name") + " || '}', ',' ORDER BY t.name_key, t.id) || ']' AS tags "
-    "FROM models m JOIN model_tags mt ON mt.model_hash = m.sha256 JOIN tags t ON t.id = mt.tag_id "
-    "WHERE {where} GROUP BY m.sha256) "
+    "WITH c AS (SELECT key AS sha256, value AS n FROM json_each_text(CAST(? AS json))) "
     "SELECT string_agg('{\"sha256\":' || " + _pg_str("m.sha256") + " || ',\"name\":' || "
     + _pg_str(_PG_NAME) + " || ',\"images_count\":' || COALESCE(c.n, '0') || "
     "',\"type\":' || " + _pg_str("COALESCE(m.type, '')") + " || ',\"path\":' || "
     + _pg_str("COALESCE(m.path, '')") + " || ',\"size_bytes\":' || COALESCE(m.size_bytes, 0) || "
-    "',\"created_at\":' || COALESCE(m.created_at, 0) || ',\"tags\":' || COALESCE(tg.tags, '[]') || "
+    "',\"created_at\":' || COALESCE(m.created_at, 0) || ',\"tags\":' || COALESCE(l.tags, '[]') || "
     "',\"base_model\":' || " + _pg_str("COALESCE(m.base_model, '')") + " || ',\"base_family\":' || "
     + _pg_str("COALESCE(NULLIF(m.base_family, ''), 'UNKNOWN')") + " || '}', ',' "
     + _ORDER + ") "
-    "FROM models m LEFT JOIN tg ON tg.sha256 = m.sha256 LEFT JOIN c ON c.sha256 = m.sha256 "
-    "WHERE {where}"
+    "FROM models m LEFT JOIN model_tag_lists l ON l.model_hash = m.sha256 "
+    "LEFT JOIN c ON c.sha256 = m.sha256 WHERE {where}"
 )
 
 
@@ -73,7 +69,7 @@ def models_list_json(conn, where: str, params: list, image_counts: Mapping[str, 
     image counts, as the items of a JSON array in list order: UTF-8, without the brackets."""
     counts = json.dumps(image_counts)
     if dialect_of(conn) == "postgres":
-        sql, values = _PG.replace("{where}", where), [counts, *params, *params]
+        sql, values = _PG.replace("{where}", where), [counts, *params]
     else:
         sql, values = _SQLITE.replace("{where}", where), [counts, *params]
     cursor = conn.cursor()

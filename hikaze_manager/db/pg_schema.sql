@@ -69,6 +69,41 @@ CREATE TABLE IF NOT EXISTS hikaze.model_tags (
     PRIMARY KEY (model_hash, tag_id)
 );
 CREATE INDEX IF NOT EXISTS idx_model_tags_tag ON hikaze.model_tags(tag_id);
+-- Each model's tag list as the list endpoint writes it (db/list_sql.py), kept by statement
+-- triggers on the links and the tags, so an uncached list reads one row per model instead of
+-- grouping every link (as SQLite's model_tag_lists, db/upgrades.py). A model without tags has
+-- no row. Older servers keep it too: the triggers live in the database.
+CREATE TABLE IF NOT EXISTS hikaze.model_tag_lists (
+    model_hash TEXT COLLATE "C" PRIMARY KEY,
+    tags TEXT COLLATE "C" NOT NULL
+);
+CREATE OR REPLACE FUNCTION hikaze.refresh_tag_lists(models TEXT[]) RETURNS void LANGUAGE sql AS $$
+    DELETE FROM hikaze.model_tag_lists WHERE model_hash IN (SELECT unnest(models));
+    INSERT INTO hikaze.model_tag_lists(model_hash, tags)
+    SELECT mt.model_hash, '[' || string_agg('{"id":' || t.id || ',"name":' || to_json(CAST(t.name AS TEXT))::text
+                                            || '}', ',' ORDER BY t.name_key, t.id) || ']'
+    FROM hikaze.model_tags mt JOIN hikaze.tags t ON t.id = mt.tag_id
+    WHERE mt.model_hash IN (SELECT unnest(models)) GROUP BY mt.model_hash;
+$$;
+CREATE OR REPLACE FUNCTION hikaze.links_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM hikaze.refresh_tag_lists(ARRAY(SELECT DISTINCT model_hash FROM added));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM hikaze.refresh_tag_lists(ARRAY(SELECT DISTINCT model_hash FROM removed));
+    ELSE
+        PERFORM hikaze.refresh_tag_lists(ARRAY(
+            SELECT model_hash FROM removed UNION SELECT model_hash FROM added));
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION hikaze.tags_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM hikaze.refresh_tag_lists(ARRAY(
+        SELECT DISTINCT mt.model_hash FROM hikaze.model_tags mt
+        WHERE mt.tag_id IN (SELECT id FROM removed UNION SELECT id FROM added)));
+    RETURN NULL;
+END $$;
 CREATE TABLE IF NOT EXISTS hikaze.model_metadata (
     sha256 TEXT COLLATE "C" PRIMARY KEY REFERENCES hikaze.model_records(sha256) ON DELETE CASCADE,
     trigger_words TEXT COLLATE "C",
@@ -104,6 +139,25 @@ CREATE TABLE IF NOT EXISTS hikaze.image_tiers (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (sha256, position, tier)
 );
+-- Transition tables allow one event per trigger.
+CREATE OR REPLACE TRIGGER tag_lists_links_added AFTER INSERT ON hikaze.model_tags
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION hikaze.links_changed();
+CREATE OR REPLACE TRIGGER tag_lists_links_removed AFTER DELETE ON hikaze.model_tags
+    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION hikaze.links_changed();
+CREATE OR REPLACE TRIGGER tag_lists_links_changed AFTER UPDATE ON hikaze.model_tags
+    REFERENCING OLD TABLE AS removed NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION hikaze.links_changed();
+CREATE OR REPLACE TRIGGER tag_lists_tags_changed AFTER UPDATE ON hikaze.tags
+    REFERENCING OLD TABLE AS removed NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION hikaze.tags_changed();
+-- Filled once, when the table is new (the triggers keep it from then on); never on a start-up
+-- that finds it filled, and never an INSERT that adds nothing (see db_meta above).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM hikaze.model_tag_lists)
+            AND EXISTS (SELECT 1 FROM hikaze.model_tags) THEN
+        PERFORM hikaze.refresh_tag_lists(ARRAY(SELECT DISTINCT model_hash FROM hikaze.model_tags));
+    END IF;
+END $$;
 -- @@machine
 CREATE SCHEMA IF NOT EXISTS {machine};
 CREATE TABLE IF NOT EXISTS {machine}.pending_import (

@@ -301,12 +301,13 @@ SERIAL_TABLES = ("tags", "pending_import", "image_writes")
 
 
 def _add_version_triggers(conn, schema: str) -> None:
-    """Every table but the version row bumps the version once per writing statement; serial
+    """Every table but the version rows, the machine list and the tag lists (changed only with
+    the links, whose statement bumps it) bumps the version once per writing statement; serial
     tables count ids as SQLite's AUTOINCREMENT does."""
     tables = conn.raw.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('hikaze', %s) AND table_type = 'BASE TABLE' "
-        "AND table_name NOT IN ('version', 'schema_version', 'machines')", (schema,)).fetchall()
+        "AND table_name NOT IN ('version', 'schema_version', 'machines', 'model_tag_lists')", (schema,)).fetchall()
     for table_schema, table in tables:
         conn.raw.execute(
             f'CREATE OR REPLACE TRIGGER bump_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
