@@ -396,3 +396,17 @@ def test_a_large_list_written_by_the_store_keeps_the_order_counts_and_tags(app, 
     expected = serialize({"models": library.list_models(db_conn, "loras", ["loras"], counts)})
     assert list_bodies.models_body(db_conn, "loras", ["loras"], counts) == expected
     assert len(json.loads(expected)["models"]) == 6000
+
+
+@pytest.mark.parametrize("size", [1000, 9 * 1024 * 1024 + 1])
+def test_the_validator_changes_with_any_byte_and_only_then(size):
+    from hikaze_manager.services.list_cache import etag_of
+
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    etag = etag_of(body)
+    assert etag == etag_of(bytes(body))  # equal bodies (another build, another process) share it
+    for at in (0, size // 2 - 1, size // 2, size - 1):  # both halves of a body hashed in two
+        changed = bytearray(body)
+        changed[at] ^= 1
+        assert etag_of(bytes(changed)) != etag
+    assert etag_of(body + b"\n") != etag

