@@ -410,3 +410,51 @@ def test_the_validator_changes_with_any_byte_and_only_then(size):
         changed[at] ^= 1
         assert etag_of(bytes(changed)) != etag
     assert etag_of(body + b"\n") != etag
+
+
+def test_a_big_cached_list_is_served_whole_through_waitress(app, db_conn):
+    """A body over STREAM_FROM goes to waitress as a file to read: every byte, its length and its
+    validator arrive, HEAD sends none of it, and a repeat with If-None-Match is a 304."""
+    import http.client
+
+    from hikaze_manager.db import transaction
+    from hikaze_manager.handlers.cached import STREAM_FROM
+    from hikaze_manager.server import start_server
+
+    with transaction(db_conn):
+        db_conn.executemany(
+            "INSERT INTO models(sha256, path, name, type, size_bytes, created_at) "
+            "VALUES (?, ?, ?, 'loras', 1, 1)",
+            [(f"{i:064x}", f"/m/{i}.safetensors", f"model {i:05d} ünï", ) for i in range(3000)])
+    settle_images(app)
+    from hikaze_manager.handlers.cached import json_response
+
+    with app.test_request_context("/api/models?type=loras"):
+        big, small = json_response(b"[1]" * STREAM_FROM, "e"), json_response(b"[1]", "e")
+        assert not big.is_sequence and big.direct_passthrough  # a file to read, not a buffer to copy
+        assert b"".join(big.response) == b"[1]" * STREAM_FROM and big.content_length == 3 * STREAM_FROM
+        assert small.is_sequence
+    handle = start_server(app, "127.0.0.1", 0, threads=2)
+    try:
+        def get(method="GET", headers=None):
+            conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=30)
+            try:
+                conn.request(method, "/api/models?type=loras", headers=headers or {})
+                response = conn.getresponse()
+                return response.status, response.msg, response.read()
+            finally:
+                conn.close()
+
+        status, headers, body = get()
+        assert status == 200 and len(body) > STREAM_FROM
+        assert int(headers["Content-Length"]) == len(body)
+        assert headers["Content-Type"] == "application/json"
+        models = json.loads(body)["models"]
+        assert [m["name"] for m in models] == [f"model {i:05d} ünï" for i in range(3000)]
+        again = get()  # from the cache this time
+        assert again[0] == 200 and again[2] == body and again[1]["ETag"] == headers["ETag"]
+        head = get("HEAD")
+        assert head[0] == 200 and head[2] == b"" and head[1]["Content-Length"] == str(len(body))
+        assert get(headers={"If-None-Match": headers["ETag"]})[0] == 304
+    finally:
+        handle.stop()

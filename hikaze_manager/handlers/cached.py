@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Hashable
 
 from flask import Response, request
+from werkzeug.wsgi import wrap_file
 
 from ..services.list_cache import CachedBody
 from ..state import get_state
 
 # Every answer is revalidated (the library can change at any time), but a 304 costs nothing.
 CACHE_CONTROL = "no-cache"
+# A body this big is handed to the server as a file to read from: waitress copies a plain body
+# into its buffer first, a fresh multi-MB allocation (and page faults) on every cached answer.
+STREAM_FROM = 256 * 1024
 
 
 def cached_json(name: str, key: Hashable, build: Callable[[], object], *,
@@ -37,7 +42,12 @@ def cached_response(entry: CachedBody) -> Response:
 
 def json_response(body: bytes, etag: str) -> Response:
     """``body`` (JSON) with its strong validator ``etag``, to be revalidated on every use."""
-    response = Response(body, mimetype="application/json")
+    if len(body) >= STREAM_FROM:
+        response = Response(wrap_file(request.environ, io.BytesIO(body)),
+                            mimetype="application/json", direct_passthrough=True)
+        response.content_length = len(body)
+    else:
+        response = Response(body, mimetype="application/json")
     headers = response.headers
     headers.add("ETag", f'"{etag}"')  # add, not set: the header is not there yet
     headers.add("Cache-Control", CACHE_CONTROL)
