@@ -143,7 +143,9 @@ def test_upgrade_fills_the_lists_of_an_existing_library(tmp_path):
     db_path = tmp_path / "hikaze_model_manager.db"
     with connection(db_path) as conn:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(upgrades, "CURRENT_VERSION", upgrades.CURRENT_VERSION - 1)
+            # the version before the lists
+            patch.setattr(upgrades, "CURRENT_VERSION",
+                          upgrades.UPGRADES.index(upgrades._model_tag_lists))
             upgrades.apply(conn, tmp_path / "backups")
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'model_tag_lists'"
                             ).fetchone() is None
@@ -179,3 +181,33 @@ def test_a_shared_library_made_before_the_lists_gets_them_filled_once(app, clien
     assert_exact(db_conn)
     assert store.prepare() is None  # a second start-up changes nothing, not even the version
     assert db_conn.execute("SELECT value FROM hikaze.version").fetchone()[0] == version
+
+
+@pytest.mark.sqlite_only  # foreign keys off: a tag row written after its links, or replaced
+def test_a_tag_row_written_after_its_links_reaches_their_lists(db_conn, models):
+    mid = tag_id(db_conn, "mid")
+    db_conn.execute("INSERT INTO model_tags VALUES (?, ?)", (models[0], mid))
+    db_conn.execute("PRAGMA foreign_keys = OFF")  # a program that never turned them on
+    try:
+        # A rename by replacing the row: no UPDATE, and the old row's delete fires no trigger.
+        db_conn.execute("INSERT OR REPLACE INTO tags(id, name, name_key) VALUES (?, 'Mid2', 'mid2')",
+                        (mid,))
+        # An import that writes the links before the tags they name.
+        db_conn.execute("INSERT INTO model_tags VALUES (?, 777)", (models[1],))
+        db_conn.execute("INSERT INTO tags(id, name, name_key) VALUES (777, 'late', 'late')")
+    finally:
+        db_conn.execute("PRAGMA foreign_keys = ON")
+    assert_exact(db_conn)
+
+
+@pytest.mark.postgres_only  # TRUNCATE fires no row or statement trigger for INSERT/DELETE
+def test_truncated_links_leave_no_list(client, db_conn, models):
+    client.post("/api/models/tags", json={"sha256": models[:3], "add": ["zeta"]})
+    assert len(kept(db_conn)) == 3
+    db_conn.execute("TRUNCATE model_tags")
+    assert kept(db_conn) == {}
+    assert_exact(db_conn)
+    client.post("/api/models/tags", json={"sha256": models[:2], "add": ["mid"]})
+    db_conn.execute("TRUNCATE tags CASCADE")  # cascades to the links
+    assert kept(db_conn) == {}
+    assert_exact(db_conn)

@@ -104,6 +104,12 @@ BEGIN
         WHERE mt.tag_id IN (SELECT id FROM removed UNION SELECT id FROM added)));
     RETURN NULL;
 END $$;
+-- TRUNCATE (also one cascading from model_records or tags) fires no DELETE trigger.
+CREATE OR REPLACE FUNCTION hikaze.links_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM hikaze.model_tag_lists;
+    RETURN NULL;
+END $$;
 CREATE TABLE IF NOT EXISTS hikaze.model_metadata (
     sha256 TEXT COLLATE "C" PRIMARY KEY REFERENCES hikaze.model_records(sha256) ON DELETE CASCADE,
     trigger_words TEXT COLLATE "C",
@@ -147,6 +153,8 @@ CREATE OR REPLACE TRIGGER tag_lists_links_removed AFTER DELETE ON hikaze.model_t
 CREATE OR REPLACE TRIGGER tag_lists_links_changed AFTER UPDATE ON hikaze.model_tags
     REFERENCING OLD TABLE AS removed NEW TABLE AS added
     FOR EACH STATEMENT EXECUTE FUNCTION hikaze.links_changed();
+CREATE OR REPLACE TRIGGER tag_lists_links_truncated AFTER TRUNCATE ON hikaze.model_tags
+    FOR EACH STATEMENT EXECUTE FUNCTION hikaze.links_truncated();
 CREATE OR REPLACE TRIGGER tag_lists_tags_changed AFTER UPDATE ON hikaze.tags
     REFERENCING OLD TABLE AS removed NEW TABLE AS added
     FOR EACH STATEMENT EXECUTE FUNCTION hikaze.tags_changed();

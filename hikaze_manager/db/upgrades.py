@@ -265,6 +265,26 @@ def _model_tag_lists(conn: sqlite3.Connection) -> None:
     )
 
 
+def _tag_lists_see_new_tag_rows(conn: sqlite3.Connection) -> None:
+    """Refresh the tag lists of a tag's links when its row is inserted, and rebuild every list.
+
+    With foreign keys off a tag row can arrive after the links that name it (an import writing
+    links first) or be replaced under them (``INSERT OR REPLACE`` as a rename: no UPDATE, and
+    the old row's delete fires no trigger): no trigger of step 8 saw either, so a list could
+    lack the tag or keep its old name. The rebuild puts right any list made stale so.
+    """
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_tag_added AFTER INSERT ON tags BEGIN "
+        + _refresh_tag_lists_of_tag("NEW.id") + "END"
+    )
+    conn.execute("DELETE FROM model_tag_lists")
+    conn.execute(
+        "INSERT INTO model_tag_lists(model_hash, tags) SELECT model_hash, "
+        + _TAG_LIST_OF.format(model="linked.model_hash")
+        + " FROM (SELECT DISTINCT model_hash FROM model_tags) AS linked"
+    )
+
+
 # Append only: a step's position is its version number.
 UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _baseline,
@@ -275,6 +295,7 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _file_metadata,
     _pending_ids_never_reused_and_image_journal,
     _model_tag_lists,
+    _tag_lists_see_new_tag_rows,
 ]
 CURRENT_VERSION = len(UPGRADES)
 
