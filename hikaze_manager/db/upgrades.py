@@ -227,8 +227,8 @@ def _model_tag_lists(conn: sqlite3.Connection) -> None:
     instead of running a sorted subquery per model (the largest part of an uncached list).
 
     Triggers keep it exact on every write from any code path or program: a link added, removed
-    (also by a cascade from a deleted model or tag) or changed, and a tag renamed. A model
-    without tags has no row. Plain ``DELETE`` then ``INSERT``, not ``INSERT OR REPLACE``: a
+    (also by a cascade from a deleted model or tag) or changed, and a tag renamed or written.
+    A model without tags has no row (or ``[]`` after its last tag went with foreign keys off). Plain ``DELETE`` then ``INSERT``, not ``INSERT OR REPLACE``: a
     trigger's conflict clause gives way to the outer statement's (an ``INSERT OR IGNORE`` of a
     link would turn it into an ignore).
     """
@@ -253,31 +253,17 @@ def _model_tag_lists(conn: sqlite3.Connection) -> None:
         "CREATE TRIGGER model_tag_lists_tag_renamed AFTER UPDATE OF id, name, name_key ON tags BEGIN "
         + _refresh_tag_lists_of_tag("OLD.id") + _refresh_tag_lists_of_tag("NEW.id") + "END"
     )
-    # Only for a program that deletes with foreign keys off: the links stay, the tag goes.
-    conn.execute(
-        "CREATE TRIGGER model_tag_lists_tag_removed AFTER DELETE ON tags BEGIN "
-        + _refresh_tag_lists_of_tag("OLD.id") + "END"
-    )
-    conn.execute(
-        "INSERT INTO model_tag_lists(model_hash, tags) SELECT model_hash, "
-        + _TAG_LIST_OF.format(model="linked.model_hash")
-        + " FROM (SELECT DISTINCT model_hash FROM model_tags) AS linked"
-    )
-
-
-def _tag_lists_see_new_tag_rows(conn: sqlite3.Connection) -> None:
-    """Refresh the tag lists of a tag's links when its row is inserted, and rebuild every list.
-
-    With foreign keys off a tag row can arrive after the links that name it (an import writing
-    links first) or be replaced under them (``INSERT OR REPLACE`` as a rename: no UPDATE, and
-    the old row's delete fires no trigger): no trigger of step 8 saw either, so a list could
-    lack the tag or keep its old name. The rebuild puts right any list made stale so.
-    """
+    # Only for a program with foreign keys off: a tag row written after the links that name it
+    # (links imported first, or INSERT OR REPLACE as a rename: no UPDATE, and the replaced
+    # row's delete fires no trigger), or deleted under them (the links stay, the tag goes).
     conn.execute(
         "CREATE TRIGGER model_tag_lists_tag_added AFTER INSERT ON tags BEGIN "
         + _refresh_tag_lists_of_tag("NEW.id") + "END"
     )
-    conn.execute("DELETE FROM model_tag_lists")
+    conn.execute(
+        "CREATE TRIGGER model_tag_lists_tag_removed AFTER DELETE ON tags BEGIN "
+        + _refresh_tag_lists_of_tag("OLD.id") + "END"
+    )
     conn.execute(
         "INSERT INTO model_tag_lists(model_hash, tags) SELECT model_hash, "
         + _TAG_LIST_OF.format(model="linked.model_hash")
@@ -295,7 +281,6 @@ UPGRADES: list[Callable[[sqlite3.Connection], None]] = [
     _file_metadata,
     _pending_ids_never_reused_and_image_journal,
     _model_tag_lists,
-    _tag_lists_see_new_tag_rows,
 ]
 CURRENT_VERSION = len(UPGRADES)
 
