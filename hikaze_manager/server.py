@@ -17,7 +17,7 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import Error as WaitressError
 
 from .errors import storage_error
@@ -136,7 +136,29 @@ class _StorageSafeParser(HTTPRequestParser):
         return consumed
 
 
+class _KeepAliveTask(WSGITask):
+    """waitress closes the connection after every response without a Content-Length, which
+    includes a 304 (no body, framed by its headers alone): each revalidation of a list by the
+    panel then paid for a new connection. Kept open unless the client asked to close."""
+
+    _bodiless_keep_alive = False
+
+    def build_response_header(self):
+        self._bodiless_keep_alive = (
+            not self.has_body and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close")
+        try:
+            return super().build_response_header()
+        finally:
+            self._bodiless_keep_alive = False
+
+    def set_close_on_finish(self) -> None:
+        if not self._bodiless_keep_alive:
+            super().set_close_on_finish()
+
+
 class _JsonErrorChannel(HTTPChannel):
+    task_class = _KeepAliveTask
     error_task_class = _JsonErrorTask
     parser_class = _StorageSafeParser
 

@@ -201,3 +201,27 @@ def test_the_standalone_server_returns_freed_list_bodies_to_the_os():
     assert grown["tuned"][0] == "True"
     assert grown["tuned"][1] < 10  # MB kept after 4 x 48 MB built and freed
     assert grown["default"][1] > grown["tuned"][1]  # the test can tell the difference
+
+
+def test_a_304_keeps_the_connection_open_unless_the_client_closes_it(app):
+    handle = start_server(app, "127.0.0.1", 0, threads=1)
+    conn = http.client.HTTPConnection("127.0.0.1", handle.port, timeout=10)
+    try:
+        conn.request("GET", "/api/tags")
+        first = conn.getresponse()
+        first.read()
+        etag, sock = first.getheader("ETag"), conn.sock
+        conn.request("GET", "/api/tags", headers={"If-None-Match": etag})
+        again = conn.getresponse()
+        assert again.read() == b"" and again.status == 304
+        assert again.getheader("Connection") is None and not again.will_close
+        conn.request("GET", "/api/tags")
+        third = conn.getresponse()
+        assert third.status == 200 and json.loads(third.read())["tags"] == []
+        assert conn.sock is sock  # one connection served all three
+        conn.request("GET", "/api/tags", headers={"If-None-Match": etag, "Connection": "close"})
+        last = conn.getresponse()
+        assert last.status == 304 and last.will_close
+    finally:
+        conn.close()
+        handle.stop()
