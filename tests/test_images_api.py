@@ -611,3 +611,12 @@ def test_uploads_deletes_and_reads_racing_on_one_model_keep_every_set_whole(app,
     if get_state(app).store.kind == "sqlite":  # the sets are files: three per set, no temp file
         names = image_files(app)
         assert len(names) == 3 * count and not any(n.startswith(TMP_PREFIX) for n in names)
+
+
+def test_a_picture_asked_with_a_stale_if_match_is_a_json_error_not_the_bytes(client, model):
+    upload(client, model, picture((100, 50)))
+    etag = fetch(client, f"/api/images/{model}_0.webp").headers["ETag"]
+    stale = fetch(client, f"/api/images/{model}_0.webp", headers={"If-Match": '"not-it"'})
+    assert stale.status_code == 412 and stale.headers["Content-Type"] == "application/json"
+    assert "error" in json.loads(stale.body)
+    assert fetch(client, f"/api/images/{model}_0.webp", headers={"If-Match": etag}).status_code == 200

@@ -219,3 +219,11 @@ def test_sixteen_clients_adding_one_tag_each_keep_all_sixteen(app, client, model
     assert not errors, errors
     assert sorted(t["name"] for t in client.get(URL).get_json()["tags"]) == sorted(names)
     assert conflicts, "16 simultaneous writers should have met at least one stale If-Match"
+
+
+def test_a_get_with_a_stale_if_match_is_a_json_error_not_the_record(client, model):
+    etag = client.get(URL).headers["ETag"]
+    stale = client.get(URL, headers={"If-Match": '"not-it"'})
+    assert stale.status_code == 412
+    assert list(stale.get_json()) == ["error"] and "If-Match" in stale.get_json()["error"]
+    assert client.get(URL, headers={"If-Match": etag}).status_code == 200

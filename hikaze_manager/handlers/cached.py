@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable
 from flask import Response, request
 from werkzeug.wsgi import wrap_file
 
+from ..errors import error_response
 from ..services.list_cache import CachedBody
 from ..state import get_state
 
@@ -63,5 +64,15 @@ def conditional(response: Response) -> Response:
     would only add a Date header, which waitress adds anyway."""
     environ = request.environ
     if any(name in environ for name in _CONDITIONAL):
-        return response.make_conditional(request)
+        return failed_precondition_as_json(response.make_conditional(request))
     return response
+
+
+def failed_precondition_as_json(response: Response) -> Response:
+    """werkzeug answers a failed ``If-Match`` / ``If-Unmodified-Since`` with a 412 that still
+    carries the resource: make it the API's error instead, so no client reads it as the body."""
+    if response.status_code != 412:
+        return response
+    response.close()  # an image answer holds its open file
+    return error_response(412, "The resource does not match If-Match or If-Unmodified-Since "
+                               "(it changed); fetch it again")

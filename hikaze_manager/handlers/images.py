@@ -38,6 +38,7 @@ from ..services.image_processing import MAX_IMAGE_BYTES, ImageError, is_plain_na
 from ..services.image_rows import StoredTier
 from ..state import get_state
 from ..openapi import BINARY, api_doc
+from .cached import failed_precondition_as_json
 
 _PARTIAL = {206: BINARY, 304: "Not modified", 416: "Range not satisfiable"}
 _UPLOAD_FORM = {"type": "object", "required": ["sha256", "image"], "properties": {
@@ -79,7 +80,8 @@ def _send_open_file(fh, mimetype: str) -> Response:
                              max_age=None)
         response.content_length = st.st_size
         _revalidate(response, _etag(st), _modified(st))
-        return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
+        return failed_precondition_as_json(
+            response.make_conditional(request, accept_ranges=True, complete_length=st.st_size))
     except BaseException:  # the response owns the file only once it is returned
         fh.close()
         raise
@@ -89,8 +91,8 @@ def _send_stored(tier: StoredTier, mimetype: str) -> Response:
     """Send a tier read from the database (bytes, content validator, time of its place)."""
     response = Response(tier.data, mimetype=mimetype)
     _revalidate(response, tier.etag, tier.modified)
-    return response.make_conditional(request, accept_ranges=True,
-                                     complete_length=len(tier.data))
+    return failed_precondition_as_json(
+        response.make_conditional(request, accept_ranges=True, complete_length=len(tier.data)))
 
 
 def _open(path) -> object | None:
@@ -223,7 +225,7 @@ def _send_converted(path, quality: str) -> Response:
         raise NotFound(f"Pending image cannot be converted: {exc.message}") from None
     response = Response(webp, mimetype=WEBP)
     _revalidate(response, etag, _modified(st))
-    return response.make_conditional(request)
+    return failed_precondition_as_json(response.make_conditional(request))
 
 
 @bp.get("/images/pending/<rowid:pending_id>")
