@@ -188,7 +188,7 @@ def test_start_up_logs_and_describe_show_no_password(tmp_path, postgres_server, 
     from hikaze_manager.state import get_state
 
     user, database = role
-    password = f"abc {SECRET}"  # a space: libpq's unquoted value would stop there
+    password = f"pqz {SECRET}"  # a space: libpq's unquoted value would stop there; not hex like the role name
     postgres_server.new_role(user, password, database=database)
     url = (f"host=127.0.0.1 port={postgres_server.port} user={user} dbname={database} "
            f"password='{password}'")
