@@ -101,7 +101,6 @@ def _build_state(app: Flask, paths: DataPaths) -> AppState:
 
 def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | None) -> AppState:
     from .services.jobs import JobManager
-    from .services.library import body_etag
     from .services.list_cache import ListCache
     from .services.model_types import ModelTypeRegistry
 
@@ -118,7 +117,7 @@ def _state(app: Flask, paths: DataPaths, store, images, read_only_reason: str | 
         jobs=JobManager(),
         model_types=registry,
         lists=ListCache(watcher, images),
-        details=ListCache(watcher, images, etag=body_etag, max_entries=DETAIL_ENTRIES,
+        details=ListCache(watcher, images, max_entries=DETAIL_ENTRIES,
                           max_bytes=DETAIL_BYTES),
         store=store,
         read_only_reason=read_only_reason,

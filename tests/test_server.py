@@ -191,7 +191,7 @@ print(tuned, (rss() - before) // 1024)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_the_standalone_server_returns_freed_list_bodies_to_the_os():
+def test_large_buffers_freed_on_worker_threads_go_back_to_the_os():
     script = _FREED_BUFFERS.format(root=str(PROJECT_ROOT))
     grown = {}
     for mode in ("tuned", "default"):

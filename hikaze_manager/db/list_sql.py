@@ -1,8 +1,9 @@
 """The one list query each store writes as JSON itself (see ``services/list_bodies.py``).
 
 The whole list is one value: the store writes every row's JSON and joins them, the image counts
-(from the picture folder, or the shared store's rows) passed in as one JSON object. The name falls back to the file name of the path (``display_name``); tags are ordered
-by name key like ``library.list_models``.
+(from the picture folder, or the shared store's rows) passed in as one JSON object. The name
+falls back to the file name of the path (``display_name``); tags are ordered by name key like
+``library.list_models``.
 """
 
 from __future__ import annotations
@@ -67,14 +68,11 @@ _PG = (
 def models_list_json(conn, where: str, params: list, image_counts: Mapping[str, int]) -> bytes:
     """The models ``where`` matches (``m`` is the models table, ``params`` its values) with their
     image counts, as the items of a JSON array in list order: UTF-8, without the brackets."""
-    counts = json.dumps(image_counts)
-    if dialect_of(conn) == "postgres":
-        sql, values = _PG.replace("{where}", where), [counts, *params]
-    else:
-        sql, values = _SQLITE.replace("{where}", where), [counts, *params]
+    sql = _PG if dialect_of(conn) == "postgres" else _SQLITE
     cursor = conn.cursor()
     cursor.row_factory = None
-    text = cursor.execute(sql, values).fetchone()[0]
+    values = [json.dumps(image_counts), *params]
+    text = cursor.execute(sql.replace("{where}", where), values).fetchone()[0]
     if text is None:
         return b""
     return text if isinstance(text, bytes) else text.encode("utf-8")

@@ -31,8 +31,8 @@ LOCK_TIMEOUT = "15s"  # SQLite's busy timeout: a writer waits this long, then th
 # otherwise make every other machine's writes 503 until it wakes. Our transactions never wait
 # this long between two statements (the longest gaps: one picture read or one v1 row planned).
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
-# A 10k list sorts ~5 MB twice (its tag links, then its rows): above the server's 4 MB default
-# both sorts spill to temp files, written and read back on every uncached list. Per sort.
+# An uncached list sorts its rows' JSON (~5 MB at 10k models): above the server's 4 MB default
+# the sort spills to temp files, written and read back every time. The limit is per sort.
 WORK_MEM = "64MB"
 # TCP keepalives, so a peer that vanished (power cut, network gone) is noticed in about a minute
 # and a half instead of the system's default two hours: libpq's on our side (a request never hangs

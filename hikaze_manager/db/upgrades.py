@@ -210,14 +210,16 @@ _TAG_LIST_OF = (
 def _refresh_tag_list(model: str) -> str:
     return (
         f"DELETE FROM model_tag_lists WHERE model_hash = {model}; "
-        f"INSERT INTO model_tag_lists(model_hash, tags) SELECT {model}, {_TAG_LIST_OF.format(model=model)} "
+        f"INSERT INTO model_tag_lists(model_hash, tags) "
+        f"SELECT {model}, {_TAG_LIST_OF.format(model=model)} "
         f"WHERE EXISTS (SELECT 1 FROM model_tags WHERE model_hash = {model}); "
     )
 
 
 def _refresh_tag_lists_of_tag(tag: str) -> str:
     return (
-        f"UPDATE model_tag_lists SET tags = {_TAG_LIST_OF.format(model='model_tag_lists.model_hash')} "
+        "UPDATE model_tag_lists SET tags = "
+        f"{_TAG_LIST_OF.format(model='model_tag_lists.model_hash')} "
         f"WHERE model_hash IN (SELECT model_hash FROM model_tags WHERE tag_id = {tag}); "
     )
 
@@ -228,9 +230,10 @@ def _model_tag_lists(conn: sqlite3.Connection) -> None:
 
     Triggers keep it exact on every write from any code path or program: a link added, removed
     (also by a cascade from a deleted model or tag) or changed, and a tag renamed or written.
-    A model without tags has no row (or ``[]`` after its last tag went with foreign keys off). Plain ``DELETE`` then ``INSERT``, not ``INSERT OR REPLACE``: a
-    trigger's conflict clause gives way to the outer statement's (an ``INSERT OR IGNORE`` of a
-    link would turn it into an ignore).
+    A model without tags has no row (or ``[]`` after its last tag went with foreign keys off).
+    Plain ``DELETE`` then ``INSERT``, not ``INSERT OR REPLACE``: a trigger's conflict clause
+    gives way to the outer statement's (an ``INSERT OR IGNORE`` of a link would turn it into an
+    ignore).
     """
     conn.execute(
         "CREATE TABLE model_tag_lists ("

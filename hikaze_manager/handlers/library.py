@@ -46,9 +46,7 @@ def get_types():
     if configured:  # the names alone make the body: no database version to probe
         return cached_response(_configured_types_body(configured))
     return cached_json(
-        "types", (), lambda: TypesSchema().dump({"types": _known_types(configured)}),
-        extra=configured,
-    )
+        "types", (), lambda: TypesSchema().dump({"types": library.model_types_in_db(get_db())}))
 
 
 @bp.get("/models")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
@@ -10,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping
 from .. import db
 from ..errors import NotFound, PreconditionFailed
 from . import tags as tags_service
+from .list_cache import etag_of
 from .metadata import store as metadata_store
 
 OTHERS = "others"
@@ -182,14 +182,9 @@ def model_body(conn: sqlite3.Connection, sha256: str, images_count: int) -> byte
         return f"{json.dumps(record, separators=(',', ':'))}\n".encode()
 
 
-def body_etag(body: bytes) -> str:
-    """The strong validator of a body: a digest of its bytes, so it changes whenever they do."""
-    return hashlib.sha256(body).hexdigest()[:32]
-
-
 def model_etag(conn: sqlite3.Connection, sha256: str, images_count: int) -> str:
     """The ETag ``GET /api/models/{sha256}`` sends for the record as stored now, or 404."""
-    return body_etag(model_body(conn, sha256, images_count))
+    return etag_of(model_body(conn, sha256, images_count))
 
 
 def merge_meta(stored: dict, changes: Mapping) -> dict:

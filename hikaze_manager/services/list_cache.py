@@ -44,13 +44,14 @@ def serialize(payload) -> bytes:
 
 
 def etag_of(body: bytes) -> str:
-    """A validator from the content itself, so it survives restarts and equal bodies share it.
+    """The strong validator of a body (lists and model records): a digest of its bytes, so it
+    changes whenever they do, survives restarts, and equal bodies share it.
 
     A big body (18 MB at 50,000 models) is hashed in two halves at once: hashlib lets go of the
     GIL, so the second core takes half of the ~23 ms one digest costs there.
     """
     if len(body) < SPLIT_HASH_AT:
-        return hashlib.sha256(body).hexdigest()[:24]
+        return hashlib.sha256(body).hexdigest()[:32]
     view = memoryview(body)
     half = len(body) // 2
     first = hashlib.sha256()
@@ -58,13 +59,13 @@ def etag_of(body: bytes) -> str:
     helper.start()
     second = hashlib.sha256(view[half:]).digest()
     helper.join()
-    return hashlib.sha256(first.digest() + second).hexdigest()[:24]
+    return hashlib.sha256(first.digest() + second).hexdigest()[:32]
 
 
-def body_of(payload, etag: Callable[[bytes], str] = etag_of) -> CachedBody:
+def body_of(payload) -> CachedBody:
     """``payload`` (or its JSON bytes already serialized as :func:`serialize` would) with its ETag."""
     body = payload if isinstance(payload, bytes) else serialize(payload)
-    return CachedBody(body, etag(body))
+    return CachedBody(body, etag_of(body))
 
 
 RECENT = ("recent",)
@@ -87,15 +88,13 @@ def folder_state(folder: Path) -> tuple | None:
 class ListCache:
     """Bodies of the list endpoints by (name, query key, version); thread-safe, bounded.
 
-    ``etag`` makes the validator of a body; ``max_entries`` and ``max_bytes`` bound the cache.
+    ``max_entries`` and ``max_bytes`` bound the cache.
     """
 
     def __init__(self, watcher: DataVersionWatcher | PgVersionWatcher, images: ImageStore, *,
-                 etag: Callable[[bytes], str] = etag_of, max_entries: int = MAX_ENTRIES,
-                 max_bytes: int = MAX_BYTES):
+                 max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES):
         self._watcher = watcher
         self._images = images
-        self._etag = etag
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -152,7 +151,7 @@ class ListCache:
         return hit
 
     def _build(self, build: Callable[[], object]) -> CachedBody:
-        entry = body_of(build(), self._etag)
+        entry = body_of(build())
         self.builds += 1
         return entry
 

@@ -1,8 +1,8 @@
 """Scan the model folders: new model files become pending rows; moved library files are relinked.
 
 The walk is a recursive ``os.scandir`` with one ``stat`` per model file, relative to the folder's
-fd on POSIX (as fast as ``find``, perf-anchors section 4). Symlinks are followed; every directory is entered once, keyed by
-(st_dev, st_ino), so link loops end. Problems with single entries (a broken link, a file that
+fd on POSIX (as fast as ``find``, perf-anchors section 4). Symlinks are followed; every directory
+is entered once, keyed by (st_dev, st_ino), so link loops end. Problems with single entries (a broken link, a file that
 vanished between listing and ``stat``, an unreadable folder, a name that is not valid UTF-8) are
 counted in ``errors`` and never stop the scan.
 
