@@ -372,8 +372,8 @@ def test_start_up_sweeps_temp_files_before_it_serves(app_config, tmp_path):
 
 
 def test_a_large_list_written_by_the_store_keeps_the_order_counts_and_tags(app, db_conn):
-    """Thousands of rows (the store sorts them in more than one run) come out in list order, each
-    with its own picture count and tags: what jsonify(list_models(...)) writes."""
+    """Thousands of random rows come out in list order, each with its own picture count and tags:
+    what jsonify(list_models(...)) writes."""
     import random
 
     from hikaze_manager.db import transaction
@@ -418,7 +418,7 @@ def test_a_big_cached_list_is_served_whole_through_waitress(app, db_conn):
     import http.client
 
     from hikaze_manager.db import transaction
-    from hikaze_manager.handlers.cached import STREAM_FROM
+    from hikaze_manager.handlers.cached import STREAM_FROM, json_response
     from hikaze_manager.server import start_server
 
     with transaction(db_conn):
@@ -427,8 +427,6 @@ def test_a_big_cached_list_is_served_whole_through_waitress(app, db_conn):
             "VALUES (?, ?, ?, 'loras', 1, 1)",
             [(f"{i:064x}", f"/m/{i}.safetensors", f"model {i:05d} ünï", ) for i in range(3000)])
     settle_images(app)
-    from hikaze_manager.handlers.cached import json_response
-
     with app.test_request_context("/api/models?type=loras"):
         big, small = json_response(b"[1]" * STREAM_FROM, "e"), json_response(b"[1]", "e")
         assert not big.is_sequence and big.direct_passthrough  # a file to read, not a buffer to copy
